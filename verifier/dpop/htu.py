@@ -1,0 +1,116 @@
+"""Normalization of HTTP target URIs for the ``htu`` comparison (RFC 9449 §4.3 (9)).
+
+RFC 9449 compares ``htu`` with the target URI "ignoring any query and fragment parts" after
+syntax-based and scheme-based normalization (RFC 3986 §6.2.2 and §6.2.3). This module is the one
+place where that happens; both sides of the comparison go through :func:`normalize_target_uri`.
+"""
+
+from __future__ import annotations
+
+import re
+
+_URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^?#]*)(?:\?[^#]*)?(?:#.*)?", re.DOTALL)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# RFC 3986 §3.3 pchar (without pct-encoded) plus "/".
+_PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
+_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
+_REG_NAME = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=]+")
+_IPV6 = re.compile(r"\[[0-9A-Fa-f:.]+\]")
+
+MAX_URI_CHARS = 8192
+
+
+class InvalidUri(ValueError):
+    """The value is not an absolute http(s) URI that can be compared."""
+
+
+def _normalize_percent(text: str) -> str:
+    """RFC 3986 §6.2.2.1-2: upper-case hex digits, decode octets of unreserved characters."""
+    if "%" in _PCT.sub("", text):
+        raise InvalidUri("invalid percent-encoding")
+
+    def fix(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    return _PCT.sub(fix, text)
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4."""
+    output: list[str] = []
+    while path:
+        if path.startswith("../"):
+            path = path[3:]
+        elif path.startswith("./") or path.startswith("/./"):
+            path = path[2:]
+        elif path == "/.":
+            path = "/"
+        elif path.startswith("/../"):
+            path = path[3:]
+            if output:
+                output.pop()
+        elif path == "/..":
+            path = "/"
+            if output:
+                output.pop()
+        elif path in (".", ".."):
+            path = ""
+        else:
+            start = 1 if path.startswith("/") else 0
+            end = path.find("/", start)
+            end = len(path) if end == -1 else end
+            output.append(path[:end])
+            path = path[end:]
+    return "".join(output)
+
+
+def _normalize_authority(scheme: str, authority: str) -> str:
+    if "@" in authority:
+        raise InvalidUri("userinfo is not allowed")
+    host, port = authority, ""
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end == -1:
+            raise InvalidUri("unterminated IPv6 literal")
+        host, rest = authority[: end + 1], authority[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise InvalidUri("invalid authority")
+            port = rest[1:]
+        if not _IPV6.fullmatch(host):
+            raise InvalidUri("invalid IPv6 literal")
+    elif ":" in authority:
+        host, port = authority.rsplit(":", 1)
+    if not host or not (host.startswith("[") or _REG_NAME.fullmatch(host)):
+        raise InvalidUri("invalid host")
+    if port:
+        if not port.isascii() or not port.isdigit() or int(port) > 65535:
+            raise InvalidUri("invalid port")
+        port = str(int(port))
+    host = host.lower()
+    if not port or port == _DEFAULT_PORTS[scheme]:  # RFC 3986 §6.2.3
+        return host
+    return f"{host}:{port}"
+
+
+def normalize_target_uri(uri: str) -> str:
+    """Return the normalized ``scheme://authority/path`` of an absolute http(s) URI.
+
+    Query and fragment are dropped; scheme and host are lower-cased; percent-encodings are
+    normalized; dot segments are removed; a default port and an empty path are normalized away.
+    Raise :class:`InvalidUri` for anything else (other schemes, userinfo, bad characters).
+    """
+    if len(uri) > MAX_URI_CHARS or not uri.isascii():
+        raise InvalidUri("too long or not ASCII")
+    match = _URI.fullmatch(uri)
+    if match is None:
+        raise InvalidUri("not an absolute URI")
+    scheme, authority, path = match.group(1).lower(), match.group(2), match.group(3)
+    if scheme not in _DEFAULT_PORTS:
+        raise InvalidUri("scheme must be http or https")
+    if not _PATH_CHARS.fullmatch(path):
+        raise InvalidUri("invalid characters in path")
+    path = remove_dot_segments(_normalize_percent(path)) or "/"
+    return f"{scheme}://{_normalize_authority(scheme, authority)}{path}"

@@ -1,0 +1,170 @@
+"""Compact JWS parsing and signature verification for the asymmetric JWS algorithms.
+
+Only what DPoP needs, written to be audited: strict base64url (RFC 7515 §2, no padding, no
+whitespace), JSON objects with unique member names, and an explicit table of algorithms. There
+is no code path for ``none`` or for HMAC: they are not in the table.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+PublicKey = (
+    ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+)
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+class MalformedJws(ValueError):
+    """The input is not a compact JWS with JSON-object header and payload."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlgSpec:
+    """What an ``alg`` value requires of its key and how its signature is checked."""
+
+    kty: str
+    curves: tuple[str, ...]
+    """Allowed ``crv`` values (EC and OKP); empty for RSA."""
+    hash: type[hashes.HashAlgorithm] | None
+    signature_bytes: int
+    """Exact signature length for EC (r || s); 0 when it depends on the key."""
+    pss: bool = False
+
+
+# RFC 7518 §3.1, RFC 8037 §3.1, RFC 9864 (fully specified Ed25519 / Ed448).
+ALGORITHMS: dict[str, AlgSpec] = {
+    "ES256": AlgSpec("EC", ("P-256",), hashes.SHA256, 64),
+    "ES384": AlgSpec("EC", ("P-384",), hashes.SHA384, 96),
+    "ES512": AlgSpec("EC", ("P-521",), hashes.SHA512, 132),
+    "RS256": AlgSpec("RSA", (), hashes.SHA256, 0),
+    "RS384": AlgSpec("RSA", (), hashes.SHA384, 0),
+    "RS512": AlgSpec("RSA", (), hashes.SHA512, 0),
+    "PS256": AlgSpec("RSA", (), hashes.SHA256, 0, pss=True),
+    "PS384": AlgSpec("RSA", (), hashes.SHA384, 0, pss=True),
+    "PS512": AlgSpec("RSA", (), hashes.SHA512, 0, pss=True),
+    "EdDSA": AlgSpec("OKP", ("Ed25519", "Ed448"), None, 0),
+    "Ed25519": AlgSpec("OKP", ("Ed25519",), None, 0),
+    "Ed448": AlgSpec("OKP", ("Ed448",), None, 0),
+}
+
+DEFAULT_PROOF_ALGS: tuple[str, ...] = (
+    "ES256",
+    "ES384",
+    "ES512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "EdDSA",
+    "Ed25519",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactJws:
+    """A parsed, not yet verified, compact JWS."""
+
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def b64url_decode(value: str) -> bytes:
+    """Decode unpadded base64url strictly (RFC 7515 §2); raise :class:`MalformedJws`."""
+    if not _B64URL.fullmatch(value) or len(value) % 4 == 1:
+        raise MalformedJws("not base64url")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the regex excludes these
+        raise MalformedJws("not base64url") from exc
+
+
+def b64url_encode(data: bytes) -> str:
+    """Encode bytes as unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise MalformedJws("duplicate member name")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise MalformedJws("non-standard JSON constant")
+
+
+def parse_json_object(data: bytes) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object with unique member names (RFC 7515 §5.2)."""
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedJws("not a JSON object") from exc
+    if not isinstance(value, dict):
+        raise MalformedJws("not a JSON object")
+    return value
+
+
+def parse_compact(token: str) -> CompactJws:
+    """Split and decode a compact JWS (RFC 7515 §7.1) without verifying it."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise MalformedJws("a compact JWS has three non-empty parts")
+    header_b64, payload_b64, signature_b64 = parts
+    header = parse_json_object(b64url_decode(header_b64))
+    payload = parse_json_object(b64url_decode(payload_b64))
+    signature = b64url_decode(signature_b64)
+    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+    return CompactJws(header, payload, signing_input, signature)
+
+
+def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
+    """Return True when ``signature`` is a valid ``alg`` signature of ``signing_input``.
+
+    The caller has already checked that ``key`` is of the type ``alg`` requires
+    (see :func:`verifier.dpop.jwk.public_key_for_alg`).
+    """
+    spec = ALGORITHMS[alg]
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            half = spec.signature_bytes // 2
+            if spec.hash is None or len(signature) != spec.signature_bytes:
+                return False
+            r = int.from_bytes(signature[:half], "big")
+            s = int.from_bytes(signature[half:], "big")
+            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(spec.hash()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            if spec.hash is None or len(signature) != (key.key_size + 7) // 8:
+                return False
+            pad: padding.AsymmetricPadding
+            if spec.pss:
+                pad = padding.PSS(
+                    mgf=padding.MGF1(spec.hash()), salt_length=padding.PSS.DIGEST_LENGTH
+                )
+            else:
+                pad = padding.PKCS1v15()
+            key.verify(signature, signing_input, pad, spec.hash())
+        else:
+            key.verify(signature, signing_input)
+    except InvalidSignature:
+        return False
+    return True

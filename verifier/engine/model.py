@@ -1,0 +1,98 @@
+"""The values that cross the engine's boundary: request facts in, a decision out.
+
+Every front door (the ``Verify`` RPC, Envoy's ``Check``, the CLI) turns its wire message into a
+:class:`RequestFacts` and turns the :class:`Decision` back into its own wire answer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from verifier.dpop.reasons import Reason, RfcError
+
+
+class Mode(enum.StrEnum):
+    """What the engine enforces for a request (per route, see the route policy)."""
+
+    REQUIRE = "require"
+    """A DPoP-bound token with a valid proof is mandatory."""
+    ALLOW_BEARER = "allow-bearer"
+    """Plain Bearer tokens pass; a DPoP-bound token must still come with a valid proof."""
+    REPORT_ONLY = "report-only"
+    """Verify and report, but allow: the would-be denial is in the decision's ``enforced=False``."""
+    OFF = "off"
+    """No verification at all: every request is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The enforcement policy for one request."""
+
+    mode: Mode = Mode.REQUIRE
+    nonce_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a sidecar, gateway or service knows about one HTTP request.
+
+    ``authorization`` and ``dpop`` hold every header value as received, so that duplicates
+    can be rejected. ``proof_only`` selects the token-endpoint mode: no access token, the proof
+    alone is verified and its key thumbprint returned for binding.
+    """
+
+    method: str
+    target_uri: str
+    authorization: tuple[str, ...] = ()
+    dpop: tuple[str, ...] = ()
+    proof_only: bool = False
+    client_address: str = ""
+    route: str = ""
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The identity claims of a verified access token that are passed back to the caller."""
+
+    issuer: str = ""
+    subject: str = ""
+    client_id: str = ""
+    scope: str = ""
+    expires_at: int = 0
+    jkt: str = ""
+    """The token's ``cnf.jkt`` (empty for an unbound Bearer token)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the explain table: a check's name, whether it passed, and a note."""
+
+    name: str
+    passed: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's answer for one request.
+
+    ``allow`` is what the caller must do. When ``enforced`` is false (report-only), ``allow``
+    is true but ``reason`` holds the would-be denial. ``www_authenticate`` and ``dpop_nonce``
+    are the exact header values to send back (empty: send none).
+    """
+
+    allow: bool
+    reason: Reason
+    message: str
+    rfc_error: RfcError
+    http_status: int
+    www_authenticate: str = ""
+    dpop_nonce: str = ""
+    jkt: str = ""
+    jti: str = ""
+    alg: str = ""
+    claims: TokenClaims | None = None
+    enforced: bool = True
+    checks: tuple[Check, ...] = ()

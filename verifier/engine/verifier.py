@@ -1,0 +1,284 @@
+"""The decision engine: :class:`RequestFacts` in, :class:`Decision` out.
+
+It runs the pure checks of :mod:`verifier.dpop` and :mod:`verifier.tokens` in the order cheap ->
+expensive -> stateful (RFC 9449 §4.3, §7.1): the Authorization header, the proof's syntax, header
+and signature, its claims and nonce, the access token and its binding, and only then the atomic
+replay record. The first failed check decides the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from verifier.dpop import proof as proofs
+from verifier.dpop.authorization import Scheme, parse_authorization
+from verifier.dpop.challenge import dpop_challenge
+from verifier.dpop.jose import DEFAULT_PROOF_ALGS, PublicKey, verify_signature
+from verifier.dpop.jwk import InvalidJwk, canonical_json, public_key_for_alg, thumbprint
+from verifier.dpop.nonce import NonceKeys, check_nonce, issue_nonce, should_refresh
+from verifier.dpop.reasons import CATALOGUE, Denial, Reason, RfcError
+from verifier.engine.model import Check, Decision, Mode, RequestFacts, TokenClaims
+from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
+from verifier.tokens.validator import TokenValidator
+
+log = logging.getLogger(__name__)
+
+# Reasons that do not concern the client's credentials: no challenge is sent.
+_FAULTS = frozenset(
+    {Reason.KEY_SOURCE_UNAVAILABLE, Reason.REPLAY_STORE_UNAVAILABLE, Reason.INTERNAL_ERROR}
+)
+_NONCE_REASONS = frozenset({Reason.NONCE_REQUIRED, Reason.NONCE_INVALID, Reason.NONCE_EXPIRED})
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Everything the engine enforces, fixed at start-up."""
+
+    proof_algs: tuple[str, ...] = DEFAULT_PROOF_ALGS
+    limits: proofs.ProofLimits = field(default_factory=proofs.ProofLimits)
+    max_token_bytes: int = 16384
+    nonce_keys: NonceKeys | None = None
+    """Nonce secrets; required when any policy requires a nonce."""
+    replay_fail_open: bool = False
+    """Allow proofs when the replay store is down (availability over replay protection)."""
+    key_cache_size: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedProof:
+    alg: str
+    jkt: str
+    claims: proofs.ProofClaims
+    nonce_to_offer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    proof: _VerifiedProof | None
+    claims: TokenClaims | None
+
+
+class _Trail:
+    """Collects the explain table when asked to; otherwise only remembers the current step."""
+
+    __slots__ = ("checks", "enabled", "step")
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.step = ""
+        self.checks: list[Check] = []
+
+    def begin(self, step: str) -> None:
+        self.step = step
+
+    def passed(self, note: str = "") -> None:
+        if self.enabled:
+            self.checks.append(Check(self.step, True, note))
+
+    def failed(self, note: str) -> None:
+        if self.enabled:
+            self.checks.append(Check(self.step, False, note))
+
+
+class Verifier:
+    """Verifies one request at a time; safe to share across concurrent calls."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        tokens: TokenValidator,
+        replay: ReplayStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._tokens = tokens
+        self._replay = replay
+        self._clock = clock
+        self._allowed_algs = frozenset(settings.proof_algs)
+        self._keys: dict[tuple[str, str], tuple[PublicKey, str]] = {}
+        self._replay_ttl = proofs.replay_ttl(settings.limits)
+
+    async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+        """Decide ``facts``. Never raises: an unexpected fault is an ``internal_error`` denial."""
+        trail = _Trail(explain)
+        now = self._clock()
+        if facts.policy.mode is Mode.OFF:
+            return self._allow(_Outcome(None, None), trail)
+        try:
+            decision = self._allow(await self._run(facts, now, trail), trail)
+        except Denial as denial:
+            trail.failed(denial.detail or denial.reason.value)
+            decision = self._deny(denial, facts, now, trail)
+        except Exception:
+            log.exception("unexpected fault while verifying; denying")
+            trail.failed("unexpected fault")
+            decision = self._deny(Denial(Reason.INTERNAL_ERROR), facts, now, trail)
+        if facts.policy.mode is Mode.REPORT_ONLY and not decision.allow:
+            return replace(decision, allow=True, enforced=False)
+        return decision
+
+    async def _run(self, facts: RequestFacts, now: float, trail: _Trail) -> _Outcome:
+        if facts.proof_only:  # RFC 9449 §5: a token request carries a proof and no token
+            proof = await self._verified_proof(facts, now, trail, access_token=None)
+            await self._record(proof, trail)
+            return _Outcome(proof, None)
+
+        trail.begin("authorization")
+        credentials = parse_authorization(facts.authorization, self.settings.max_token_bytes)
+        if credentials is None:
+            raise Denial(Reason.AUTHORIZATION_MISSING)
+        trail.passed(credentials.scheme.value)
+
+        if credentials.scheme is Scheme.BEARER:
+            return _Outcome(None, await self._bearer(credentials.token, facts, now, trail))
+
+        proof = await self._verified_proof(facts, now, trail, access_token=credentials.token)
+        trail.begin("token")
+        claims = await self._tokens.validate(credentials.token, now)
+        trail.passed(claims.issuer)
+        trail.begin("token.cnf.jkt")
+        if not claims.jkt:
+            raise Denial(Reason.TOKEN_NOT_BOUND)
+        proofs.check_binding(claims.jkt, proof.jkt)
+        trail.passed()
+        await self._record(proof, trail)
+        return _Outcome(proof, claims)
+
+    async def _bearer(
+        self, token: str, facts: RequestFacts, now: float, trail: _Trail
+    ) -> TokenClaims:
+        """RFC 9449 §7.2: a Bearer token passes only where allowed and only if not DPoP-bound."""
+        trail.begin("token")
+        try:
+            claims = await self._tokens.validate(token, now)
+        except Denial:
+            if facts.policy.mode is Mode.ALLOW_BEARER:
+                raise
+            raise Denial(Reason.BEARER_NOT_ALLOWED) from None
+        trail.passed(claims.issuer)
+        trail.begin("bearer")
+        if claims.jkt:
+            raise Denial(Reason.TOKEN_BOUND_SENT_AS_BEARER)
+        if facts.policy.mode is not Mode.ALLOW_BEARER:
+            raise Denial(Reason.BEARER_NOT_ALLOWED)
+        trail.passed("route allows Bearer")
+        return claims
+
+    def _proof_key(self, alg: str, jwk: dict[str, object]) -> tuple[PublicKey, str]:
+        """Import the proof's ``jwk`` for ``alg`` (cached by key and alg) with its thumbprint."""
+        try:
+            cache_key = (alg, canonical_json(jwk))
+            cached = self._keys.get(cache_key)
+            if cached is None:
+                cached = (public_key_for_alg(jwk, alg), thumbprint(jwk))
+                if len(self._keys) >= self.settings.key_cache_size:
+                    self._keys.clear()
+                self._keys[cache_key] = cached
+            return cached
+        except InvalidJwk as exc:
+            raise Denial(Reason.PROOF_JWK_INVALID, str(exc)) from exc
+
+    async def _verified_proof(
+        self, facts: RequestFacts, now: float, trail: _Trail, access_token: str | None
+    ) -> _VerifiedProof:
+        limits = self.settings.limits
+        trail.begin("proof.header_count")
+        text = proofs.select_single_proof(facts.dpop, limits.max_proof_bytes)
+        trail.passed()
+        trail.begin("proof.syntax")
+        jws = proofs.parse_proof(text)
+        trail.passed()
+        trail.begin("proof.header")
+        header = proofs.check_header(jws.header, self._allowed_algs)
+        trail.passed(header.alg)
+        trail.begin("proof.jwk")
+        key, jkt = self._proof_key(header.alg, header.jwk)
+        trail.passed(f"jkt {jkt}")
+        trail.begin("proof.signature")
+        if not verify_signature(header.alg, key, jws.signing_input, jws.signature):
+            raise Denial(Reason.PROOF_SIGNATURE_INVALID)
+        trail.passed()
+        trail.begin("proof.claims")
+        claims = proofs.check_claims(
+            jws.payload, method=facts.method, target_uri=facts.target_uri, now=now, limits=limits
+        )
+        trail.passed(f"htm {claims.htm}, htu {claims.htu}")
+        nonce_to_offer = ""
+        keys = self.settings.nonce_keys
+        if facts.policy.nonce_required:
+            trail.begin("proof.nonce")
+            if keys is None:  # refused at start-up; kept here so a bug fails closed
+                raise Denial(Reason.INTERNAL_ERROR, "nonce required but no nonce secret")
+            age = check_nonce(keys, claims.nonce, now)
+            if should_refresh(keys, age):
+                nonce_to_offer = issue_nonce(keys, now)
+            trail.passed(f"age {age:.0f}s")
+        if access_token is not None:
+            trail.begin("proof.ath")
+            proofs.check_ath(claims, access_token)
+            trail.passed()
+        return _VerifiedProof(header.alg, jkt, claims, nonce_to_offer)
+
+    async def _record(self, proof: _VerifiedProof, trail: _Trail) -> None:
+        """RFC 9449 §11.1: accept each proof once; the write is atomic and comes last."""
+        trail.begin("replay")
+        key = proofs.replay_key(proof.jkt, proof.claims.htu, proof.claims.jti)
+        try:
+            first = await self._replay.first_use(key, self._replay_ttl)
+        except ReplayStoreUnavailable as exc:
+            if not self.settings.replay_fail_open:
+                raise Denial(Reason.REPLAY_STORE_UNAVAILABLE, str(exc)) from exc
+            log.error("REPLAY STORE UNAVAILABLE: fail-open is set, proof accepted unchecked")
+            trail.passed("store unavailable; fail-open")
+            return
+        if not first:
+            raise Denial(Reason.REPLAYED)
+        trail.passed()
+
+    def _allow(self, outcome: _Outcome, trail: _Trail) -> Decision:
+        info = CATALOGUE[Reason.OK]
+        proof, claims = outcome.proof, outcome.claims
+        return Decision(
+            allow=True,
+            reason=Reason.OK,
+            message=info.message,
+            rfc_error=RfcError.NONE,
+            http_status=200,
+            dpop_nonce=proof.nonce_to_offer if proof else "",
+            jkt=proof.jkt if proof else "",
+            jti=proof.claims.jti if proof else "",
+            alg=proof.alg if proof else "",
+            claims=claims,
+            checks=tuple(trail.checks),
+        )
+
+    def _deny(self, denial: Denial, facts: RequestFacts, now: float, trail: _Trail) -> Decision:
+        reason = denial.reason
+        info = CATALOGUE[reason]
+        status = info.http_status
+        challenge = ""
+        if reason not in _FAULTS:
+            if facts.proof_only:
+                # RFC 9449 §5, §8: a token endpoint answers 400 with the error in its JSON body.
+                status = 400
+            else:
+                challenge = dpop_challenge(info.rfc_error, info.message, self.settings.proof_algs)
+        nonce = ""
+        keys = self.settings.nonce_keys
+        if reason in _NONCE_REASONS and keys is not None:
+            nonce = issue_nonce(keys, now)
+        message = f"{info.message} ({denial.detail})" if denial.detail else info.message
+        return Decision(
+            allow=False,
+            reason=reason,
+            message=message,
+            rfc_error=info.rfc_error,
+            http_status=status,
+            www_authenticate=challenge,
+            dpop_nonce=nonce,
+            checks=tuple(trail.checks),
+        )

@@ -1,0 +1,26 @@
+"""The replay-store port: records each accepted proof once, atomically, across replicas."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ReplayStoreUnavailable(Exception):
+    """The store did not answer (in time): the caller must fail closed."""
+
+
+class ReplayStore(Protocol):
+    """Remembers proof keys for a bounded time.
+
+    ``first_use(key, ttl_seconds)`` returns True exactly once per ``key`` while the key is
+    remembered (atomic: concurrent callers for the same key see at most one True), and raises
+    :class:`ReplayStoreUnavailable` when it cannot tell.
+    """
+
+    async def first_use(self, key: bytes, ttl_seconds: float) -> bool: ...
+
+    async def ping(self) -> bool:
+        """True when the store is reachable now (used by health)."""
+        ...
+
+    async def close(self) -> None: ...
