@@ -17,10 +17,18 @@ class ReplayStore(Protocol):
     :class:`ReplayStoreUnavailable` when it cannot tell.
     """
 
-    async def first_use(self, key: bytes, ttl_seconds: float) -> bool: ...
+    async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
+        """True the first time ``key`` is seen, False while it is remembered (a replay).
+
+        ``key`` is remembered for ``ttl_seconds`` (must be positive) from this call. Raises
+        :class:`ReplayStoreUnavailable` when the store cannot tell.
+        """
+        ...
 
     async def ping(self) -> bool:
         """True when the store is reachable now (used by health)."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        ...

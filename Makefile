@@ -1,0 +1,63 @@
+# Developer and CI entry points. `make test` is the one test command.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+# apt-get needs root; use sudo when we are not root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends
+REDIS_PACKAGES := redis-server redis-tools redis-sentinel
+
+.PHONY: help run install-dev install-redis install-test-deps test lint
+
+help:
+	@echo "make run                start a local dev server (memory replay store, dev keys)"
+	@echo "make test               install test dependencies, then run the whole test suite"
+	@echo "                        (extra pytest arguments: make test PYTEST_ARGS='-k redis')"
+	@echo "make lint               ruff check, ruff format --check, mypy"
+	@echo "make install-test-deps  redis-server (apt) and the dev virtualenv"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+run: $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	$(BIN)/dpop-verifier dev init
+	$(BIN)/dpop-verifier serve --config .dpop-dev/config.json
+
+install-dev: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+
+# A real redis-server for the adapter tests. The package's service is not started: a
+# temporary policy-rc.d denies it (only if none exists), and the tests start their own.
+install-redis:
+	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then \
+		echo "redis-server: $$(redis-server --version)"; \
+	else \
+		set -e; \
+		apt-cache show redis-server >/dev/null 2>&1 || $(APT_GET) update; \
+		own_policy=no; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+			$(SUDO) chmod +x /usr/sbin/policy-rc.d; \
+			own_policy=yes; \
+		fi; \
+		status=0; \
+		$(APT_GET) install $(REDIS_PACKAGES) \
+			|| { $(APT_GET) update && $(APT_GET) install $(REDIS_PACKAGES); } \
+			|| status=$$?; \
+		if [ $$own_policy = yes ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$status; \
+	fi
+
+install-test-deps: install-redis install-dev
+
+test: install-test-deps
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy verifier

@@ -1,0 +1,225 @@
+"""A real, throwaway ``redis-server`` on loopback, for adapter and end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from tests.support.net import free_port
+
+_START_ATTEMPTS = 3
+_PR_SET_PDEATHSIG = 1
+
+
+class RedisServerNotInstalled(RuntimeError):
+    """``redis-server`` (or ``redis-cli``) is not on PATH."""
+
+
+def missing_redis_binaries() -> str | None:
+    """Why the Redis binaries cannot be used, or None when both are on PATH."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        return (
+            "redis-server and redis-cli must be on PATH for these tests; "
+            "run `make install-test-deps` (apt-get install redis-server redis-tools)"
+        )
+    return None
+
+
+class RedisServer:
+    """One ``redis-server`` process on 127.0.0.1, without persistence, in a temp dir.
+
+    Use it as a context manager (or call :meth:`start` and :meth:`close`); leaving the
+    ``with`` block kills the process and removes the directory whatever happened. The process
+    also gets SIGKILL if the thread that started it dies (Linux ``PR_SET_PDEATHSIG``), so a
+    killed test run leaves no orphan: start it from the main thread.
+
+    The port is chosen once and kept by :meth:`restart`, so clients can reconnect to
+    :attr:`url`.
+    """
+
+    def __init__(self, *, start_timeout_s: float = 10.0) -> None:
+        problem = missing_redis_binaries()
+        if problem is not None:
+            raise RedisServerNotInstalled(problem)
+        self._start_timeout_s = start_timeout_s
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+
+    def __enter__(self) -> RedisServer:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def port(self) -> int:
+        """The TCP port (fixed at the first start)."""
+        if self._port is None:
+            raise RuntimeError("redis-server was never started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def workdir(self) -> Path:
+        """The server's directory (holds ``redis.log``)."""
+        if self._tempdir is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="redis-test-")
+        return Path(self._tempdir.name)
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING.
+
+        The first start picks a free port, retrying with another one if it was taken
+        meanwhile; later starts reuse it.
+        """
+        if self.is_running():
+            raise RuntimeError("redis-server is already running")
+        attempts = _START_ATTEMPTS if self._port is None else 1
+        for attempt in range(attempts):
+            port = self._port if self._port is not None else free_port()
+            if self._try_start(port):
+                self._port = port
+                return
+            if attempt + 1 == attempts:
+                raise RuntimeError(
+                    f"redis-server did not start on port {port}:\n{self._log_tail()}"
+                )
+
+    def is_running(self) -> bool:
+        """True while the process exists (even if paused)."""
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would, and reap it."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Shut the server down cleanly (SIGTERM), killing it if it takes too long."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)  # a paused server cannot handle SIGTERM
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def restart(self) -> None:
+        """Stop the server if it runs, then start a fresh one (empty) on the same port."""
+        self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections open, but nothing is answered."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Unfreeze a paused server (SIGCONT)."""
+        self._signal(signal.SIGCONT)
+
+    def cli(self, *args: str, timeout_s: float = 10.0) -> str:
+        """Run ``redis-cli`` against the server; its stdout, stripped."""
+        completed = subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
+        )
+        return completed.stdout.strip()
+
+    def close(self) -> None:
+        """Kill the server and remove its directory. Safe to call more than once."""
+        self.kill()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+    def _signal(self, signum: signal.Signals) -> None:
+        if not self.is_running():
+            raise RuntimeError("redis-server is not running")
+        assert self._process is not None
+        self._process.send_signal(signum)
+
+    def _try_start(self, port: int) -> bool:
+        log_path = self.workdir / "redis.log"
+        with log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                ["redis-server", *_server_options(port, self.workdir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        deadline = time.monotonic() + self._start_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            if _answers_ping(port):
+                return True
+            time.sleep(0.01)
+        self.kill()
+        return False
+
+    def _log_tail(self, lines: int = 20) -> str:
+        log_path = self.workdir / "redis.log"
+        if not log_path.exists():
+            return "(no log)"
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _server_options(port: int, workdir: Path) -> list[str]:
+    """Loopback only, no persistence, in the foreground."""
+    options = {
+        "port": str(port),
+        "bind": "127.0.0.1",
+        "save": "",
+        "appendonly": "no",
+        "dir": str(workdir),
+        "daemonize": "no",
+    }
+    return [arg for name, value in options.items() for arg in (f"--{name}", value)]
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when its parent thread exits."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

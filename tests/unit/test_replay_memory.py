@@ -1,0 +1,123 @@
+"""MemoryReplayStore: exactly-once within the TTL, bounded, never forgets a live key."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from verifier.replay import MemoryReplayStore, ReplayStoreUnavailable, open_replay_store
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def test_first_use_then_replay(clock: FakeClock) -> None:
+    store = MemoryReplayStore(clock=clock)
+    assert await store.first_use(b"k1", 60)
+    assert not await store.first_use(b"k1", 60)
+    assert not await store.first_use(b"k1", 60)
+    assert await store.first_use(b"k2", 60)
+
+
+async def test_key_is_remembered_until_its_ttl_has_passed(clock: FakeClock) -> None:
+    store = MemoryReplayStore(clock=clock)
+    assert await store.first_use(b"k", 10)
+    clock.now += 9.999
+    assert not await store.first_use(b"k", 10)
+    clock.now += 0.001
+    assert await store.first_use(b"k", 10)
+    assert not await store.first_use(b"k", 10)
+
+
+async def test_expiry_with_the_real_clock() -> None:
+    store = MemoryReplayStore()
+    assert await store.first_use(b"k", 0.05)
+    assert not await store.first_use(b"k", 0.05)
+    await asyncio.sleep(0.1)
+    assert await store.first_use(b"k", 0.05)
+
+
+async def test_expired_keys_are_purged(clock: FakeClock) -> None:
+    store = MemoryReplayStore(clock=clock)
+    for i in range(100):
+        assert await store.first_use(i.to_bytes(4, "big"), 5)
+    assert len(store) == 100
+    clock.now += 5
+    assert await store.first_use(b"new", 5)
+    assert len(store) == 1
+
+
+async def test_full_store_refuses_instead_of_evicting_a_live_key(clock: FakeClock) -> None:
+    store = MemoryReplayStore(max_entries=3, clock=clock)
+    for key in (b"a", b"b", b"c"):
+        assert await store.first_use(key, 60)
+    with pytest.raises(ReplayStoreUnavailable):
+        await store.first_use(b"d", 60)
+    # Every live key is still remembered: replays are still caught.
+    for key in (b"a", b"b", b"c"):
+        assert not await store.first_use(key, 60)
+
+
+async def test_full_store_accepts_again_once_keys_expire(clock: FakeClock) -> None:
+    store = MemoryReplayStore(max_entries=2, clock=clock)
+    assert await store.first_use(b"short", 1)
+    assert await store.first_use(b"long", 60)
+    with pytest.raises(ReplayStoreUnavailable):
+        await store.first_use(b"new", 60)
+    clock.now += 1
+    assert await store.first_use(b"new", 60)
+    assert not await store.first_use(b"long", 60)
+    with pytest.raises(ReplayStoreUnavailable):
+        await store.first_use(b"newer", 60)
+
+
+async def test_concurrent_first_use_of_one_key_sees_one_true() -> None:
+    store = MemoryReplayStore()
+    results = await asyncio.gather(*(store.first_use(b"same", 60) for _ in range(200)))
+    assert results.count(True) == 1
+
+
+async def test_rejects_a_non_positive_ttl(clock: FakeClock) -> None:
+    store = MemoryReplayStore(clock=clock)
+    with pytest.raises(ValueError):
+        await store.first_use(b"k", 0)
+
+
+async def test_ping_and_close(clock: FakeClock) -> None:
+    store = MemoryReplayStore(clock=clock)
+    assert await store.ping()
+    assert await store.first_use(b"k", 60)
+    await store.close()
+    assert len(store) == 0
+
+
+@pytest.mark.parametrize("url", ["", "  ", "memory://", "MEMORY://"])
+async def test_factory_opens_a_memory_store(url: str) -> None:
+    store = open_replay_store(url, memory_max_entries=7)
+    assert isinstance(store, MemoryReplayStore)
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://cache:6379", "localhost:6379", "unix:///run/redis.sock", "memcached://x"]
+)
+def test_factory_rejects_other_schemes_naming_the_setting(url: str) -> None:
+    with pytest.raises(ValueError, match="DPOP_REPLAY_URL"):
+        open_replay_store(url)
+
+
+def test_factory_error_does_not_echo_a_password() -> None:
+    with pytest.raises(ValueError) as excinfo:
+        open_replay_store("http://user:s3cret@cache:6379")
+    assert "s3cret" not in str(excinfo.value)
