@@ -129,7 +129,7 @@ def check_claims(
         raise Denial(Reason.PROOF_JTI_INVALID)
 
     htm = _string_claim(payload, "htm", MAX_HTM_CHARS)
-    if htm is None or htm != method:  # §4.3 (8): case-sensitive method name
+    if not htm or htm != method:  # §4.3 (8): case-sensitive method name
         raise Denial(Reason.PROOF_HTM_MISMATCH)
 
     htu = payload.get("htu")  # §4.3 (9)

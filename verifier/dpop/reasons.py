@@ -124,6 +124,8 @@ class Reason(enum.StrEnum):
     """The replay store did not answer in time: the proof cannot be proven fresh."""
     INTERNAL_ERROR = "internal_error"
     """An unexpected fault: denied rather than allowed."""
+    REQUEST_INVALID = "request_invalid"
+    """The caller sent unusable request facts (empty or invalid method or target URI)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +193,9 @@ CATALOGUE: dict[Reason, ReasonInfo] = {
     Reason.KEY_SOURCE_UNAVAILABLE: ReasonInfo(RfcError.NONE, 503, "Issuer keys unavailable"),
     Reason.REPLAY_STORE_UNAVAILABLE: ReasonInfo(RfcError.NONE, 503, "Replay store unavailable"),
     Reason.INTERNAL_ERROR: ReasonInfo(RfcError.NONE, 500, "Internal error"),
+    Reason.REQUEST_INVALID: ReasonInfo(
+        RfcError.NONE, 500, "Invalid request metadata from the caller"
+    ),
 }
 
 

@@ -20,6 +20,7 @@ from verifier.dpop.jose import DEFAULT_PROOF_ALGS, PublicKey, verify_signature
 from verifier.dpop.jwk import InvalidJwk, canonical_json, public_key_for_alg, thumbprint
 from verifier.dpop.nonce import NonceKeys, check_nonce, issue_nonce, should_refresh
 from verifier.dpop.reasons import CATALOGUE, Denial, Reason, RfcError
+from verifier.dpop.request import check_request
 from verifier.engine.model import Check, Decision, Mode, RequestFacts, TokenClaims
 from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
 from verifier.tokens.validator import TokenValidator
@@ -28,7 +29,12 @@ log = logging.getLogger(__name__)
 
 # Reasons that do not concern the client's credentials: no challenge is sent.
 _FAULTS = frozenset(
-    {Reason.KEY_SOURCE_UNAVAILABLE, Reason.REPLAY_STORE_UNAVAILABLE, Reason.INTERNAL_ERROR}
+    {
+        Reason.KEY_SOURCE_UNAVAILABLE,
+        Reason.REPLAY_STORE_UNAVAILABLE,
+        Reason.INTERNAL_ERROR,
+        Reason.REQUEST_INVALID,
+    }
 )
 _NONCE_REASONS = frozenset({Reason.NONCE_REQUIRED, Reason.NONCE_INVALID, Reason.NONCE_EXPIRED})
 
@@ -122,6 +128,9 @@ class Verifier:
         return decision
 
     async def _run(self, facts: RequestFacts, now: float, trail: _Trail) -> _Outcome:
+        trail.begin("request")
+        target = check_request(facts.method, facts.target_uri)
+        trail.passed(f"{facts.method} {target}")
         if facts.proof_only:  # RFC 9449 §5: a token request carries a proof and no token
             proof = await self._verified_proof(facts, now, trail, access_token=None)
             await self._record(proof, trail)

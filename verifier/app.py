@@ -1,0 +1,96 @@
+"""The composition root: builds the engine and its adapters from :class:`Settings`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from verifier.config import IssuerSettings, Settings
+from verifier.dpop.nonce import NonceKeys
+from verifier.dpop.proof import ProofLimits
+from verifier.engine.verifier import EngineSettings, Verifier
+from verifier.replay import ReplayStore, open_replay_store
+from verifier.tokens.sources import KeySource, RemoteKeySource, StaticKeySource
+from verifier.tokens.validator import TokenValidator, TrustedIssuer
+
+log = logging.getLogger(__name__)
+
+
+def engine_settings(settings: Settings) -> EngineSettings:
+    """The engine's view of the settings."""
+    nonce_keys = None
+    if settings.nonce_secret:
+        nonce_keys = NonceKeys(
+            current=settings.nonce_secret,
+            previous=settings.nonce_previous_secret or None,
+            lifetime=float(settings.nonce_lifetime_seconds),
+            step=max(1.0, settings.nonce_lifetime_seconds / 30),
+            future_skew=float(settings.iat_max_skew_seconds),
+        )
+    return EngineSettings(
+        proof_algs=settings.proof_algs,
+        limits=ProofLimits(
+            max_proof_bytes=settings.max_proof_bytes,
+            max_jti_chars=settings.max_jti_chars,
+            iat_max_age=float(settings.iat_max_age_seconds),
+            iat_max_skew=float(settings.iat_max_skew_seconds),
+        ),
+        max_token_bytes=settings.max_token_bytes,
+        nonce_keys=nonce_keys,
+    )
+
+
+def key_source(issuer: IssuerSettings) -> KeySource:
+    """The key source configured for one issuer."""
+    if issuer.jwks_file:
+        return StaticKeySource.from_file(issuer.jwks_file)
+    return RemoteKeySource(issuer.jwks_uri)
+
+
+@dataclass
+class App:
+    """A built service: the engine plus the adapters whose lifecycle the server owns."""
+
+    settings: Settings
+    engine: Verifier
+    replay: ReplayStore
+    key_sources: tuple[KeySource, ...]
+
+    async def start(self) -> None:
+        """Load remote keys (a failure is logged; the source retries in the background)."""
+        for source in self.key_sources:
+            await source.start()
+
+    async def close(self) -> None:
+        for source in self.key_sources:
+            await source.close()
+        await self.replay.close()
+
+
+def build_app(settings: Settings) -> App:
+    """Wire the engine, the token validator and the replay store from ``settings``."""
+    sources = tuple(key_source(issuer) for issuer in settings.issuers)
+    issuers = [
+        TrustedIssuer(
+            issuer=issuer.issuer,
+            source=source,
+            audience=issuer.audience,
+            algs=frozenset(issuer.algs),
+        )
+        for issuer, source in zip(settings.issuers, sources, strict=True)
+    ]
+    if not issuers:
+        log.warning("no trusted issuers configured: only proof-only requests can be allowed")
+    replay = open_replay_store(
+        settings.replay_url,
+        username=settings.redis_username or None,
+        password=settings.redis_password or None,
+        timeout_s=settings.replay_timeout_ms / 1000,
+        memory_max_entries=settings.memory_replay_max_entries,
+    )
+    engine = Verifier(
+        engine_settings(settings),
+        tokens=TokenValidator(issuers, leeway=float(settings.token_leeway_seconds)),
+        replay=replay,
+    )
+    return App(settings=settings, engine=engine, replay=replay, key_sources=sources)

@@ -1,0 +1,596 @@
+"""The service's settings: read once at start-up into one frozen, validated :class:`Settings`.
+
+Sources, highest precedence first:
+
+1. CLI overrides (``load_settings(overrides=...)``, keyed by setting name);
+2. environment variables (``DPOP_*``; an empty value counts as unset);
+3. an optional config file (``DPOP_CONFIG_FILE`` or ``--config``): TOML (``.toml``) or JSON
+   (``.json``) whose keys are the setting names, plus ``issuers`` and ``routes``, which only the
+   file can set. Relative paths in the file are relative to the file's directory;
+4. the defaults listed in :data:`OPTIONS`.
+
+Bad configuration fails fast with a :class:`ConfigError` whose message starts with the
+environment variable (or file key) at fault. Secrets never appear in ``repr`` or in errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import ipaddress
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+DEFAULT_ALGS: tuple[str, ...] = (
+    "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
+    "RS256", "RS384", "RS512", "EdDSA", "Ed25519",
+)  # fmt: skip
+"""The asymmetric JWS algorithms this service can verify (proofs and access tokens)."""
+
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+MIN_NONCE_SECRET_BYTES = 32
+REPLAY_URL_SCHEMES = ("memory", "redis", "rediss")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid. ``setting`` names the variable or key at fault."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuerSettings:
+    """One trusted access-token issuer (config file ``issuers`` entry).
+
+    Exactly one of ``jwks_file`` and ``jwks_uri`` is set. ``audience`` None: ``aud`` is not
+    checked. ``algs`` is never empty (it defaults to :data:`DEFAULT_ALGS`).
+    """
+
+    issuer: str
+    audience: str | None = None
+    jwks_file: str = ""
+    jwks_uri: str = ""
+    algs: tuple[str, ...] = DEFAULT_ALGS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Settings:
+    """Every setting of the service, validated on construction (see :data:`OPTIONS`).
+
+    Build it with :func:`load_settings`; construct it directly only in tests.
+    """
+
+    listen: str = "127.0.0.1:50051"
+    health_listen: str = ""
+    metrics_listen: str = ""
+    config_file: str = ""
+    replay_url: str = "memory://"
+    redis_username: str = ""
+    redis_password: str = field(default="", metadata={"secret": True})
+    replay_timeout_ms: int = 50
+    memory_replay_max_entries: int = 1_000_000
+    proof_algs: tuple[str, ...] = DEFAULT_ALGS
+    iat_max_age_seconds: int = 60
+    iat_max_skew_seconds: int = 5
+    token_leeway_seconds: int = 30
+    max_proof_bytes: int = 8192
+    max_token_bytes: int = 16384
+    max_jti_chars: int = 256
+    nonce_required: bool = False
+    nonce_secret: bytes = field(default=b"", metadata={"secret": True})
+    nonce_previous_secret: bytes = field(default=b"", metadata={"secret": True})
+    nonce_lifetime_seconds: int = 300
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    shutdown_grace_seconds: float = 10.0
+    max_message_bytes: int = 65536
+    allow_explain: bool = False
+    log_level: str = "INFO"
+    issuers: tuple[IssuerSettings, ...] = ()
+    routes: tuple[Mapping[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when the main port serves TLS."""
+        return bool(self.tls_cert_file)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret"):
+                shown = "<set>" if value else "<unset>"
+            elif f.name == "replay_url":
+                shown = repr(redact_url(value))
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"Settings({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One documented setting: its name (``Settings`` field and config-file key), environment
+    variable, default as shown to operators, and help text. ``secret`` values are never shown.
+    """
+
+    name: str
+    env: str
+    default: str
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        """The conventional command-line flag, e.g. ``--replay-url``."""
+        return "--" + self.name.replace("_", "-")
+
+
+def _opt(name: str, help: str, *, secret: bool = False) -> Option:
+    value = _SETTINGS_DEFAULTS.get(name, "")
+    if isinstance(value, tuple):
+        shown = ",".join(value)
+    elif isinstance(value, bool):
+        shown = str(value).lower()
+    else:
+        shown = "" if secret else str(value)
+    return Option(name, "DPOP_" + name.upper(), shown, help, secret)
+
+
+_SETTINGS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+
+OPTIONS: tuple[Option, ...] = (
+    _opt("listen", "Main gRPC address (host:port, [v6]:port or unix:path); port 0 picks one."),
+    _opt("health_listen", "Extra plaintext port serving only grpc.health.v1 (for TLS setups)."),
+    _opt("metrics_listen", "Reserved for a metrics endpoint; not served yet."),
+    _opt("config_file", "TOML (.toml) or JSON (.json) config file; also --config."),
+    _opt("replay_url", "Replay store: memory:// (one replica) or redis://, rediss:// URL."),
+    _opt("redis_username", "Redis ACL username (overrides one in the URL)."),
+    _opt("redis_password", "Redis password.", secret=True),
+    _opt("redis_password_file", "File holding the Redis password."),
+    _opt("replay_timeout_ms", "Replay store deadline per request; on timeout: deny."),
+    _opt("memory_replay_max_entries", "Bound of the in-memory replay store."),
+    _opt("proof_algs", "Allowed DPoP proof algorithms (comma list); none and HS* are refused."),
+    _opt("iat_max_age_seconds", "How old a proof's iat may be."),
+    _opt("iat_max_skew_seconds", "How far in the future a proof's iat may be."),
+    _opt("token_leeway_seconds", "Clock leeway for access-token exp/nbf."),
+    _opt("max_proof_bytes", "Largest DPoP header accepted."),
+    _opt("max_token_bytes", "Largest access token accepted."),
+    _opt("max_jti_chars", "Longest proof jti accepted."),
+    _opt("nonce_required", "Require a server nonce in every proof (RFC 9449 §9)."),
+    _opt("nonce_secret", "HMAC key for nonces (>= 32 bytes), shared by replicas.", secret=True),
+    _opt("nonce_secret_file", "File holding the nonce secret."),
+    _opt("nonce_previous_secret", "Previous nonce key, still accepted (rotation).", secret=True),
+    _opt("nonce_previous_secret_file", "File holding the previous nonce secret."),
+    _opt("nonce_lifetime_seconds", "How long an issued nonce is accepted."),
+    _opt("tls_cert_file", "PEM certificate chain: serve TLS on the main port."),
+    _opt("tls_key_file", "PEM private key for the certificate."),
+    _opt("tls_client_ca_file", "PEM CA bundle: require and verify client certificates (mTLS)."),
+    _opt("shutdown_grace_seconds", "On SIGTERM/SIGINT, how long in-flight calls may finish."),
+    _opt("max_message_bytes", "Largest gRPC request message accepted."),
+    _opt("allow_explain", "Honour VerifyRequest.explain (returns the list of checks)."),
+    _opt("log_level", "One of CRITICAL, ERROR, WARNING, INFO, DEBUG."),
+)
+"""Every option, in documentation order (CLI ``--help`` and the README table use it)."""
+
+_BY_NAME = {o.name: o for o in OPTIONS}
+_FILE_ONLY_KEYS = ("issuers", "routes")
+_SECRET_SOURCES = {
+    "redis_password": "redis_password_file",
+    "nonce_secret": "nonce_secret_file",
+    "nonce_previous_secret": "nonce_previous_secret_file",
+}
+_PATH_KEYS = frozenset(
+    {"tls_cert_file", "tls_key_file", "tls_client_ca_file", *_SECRET_SOURCES.values()}
+)
+
+
+def options_markdown() -> str:
+    """The options as a Markdown table, for the README."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    rows += [f"| `{o.env}` | `{o.default}` | {o.help} |" for o in OPTIONS]
+    return "\n".join(rows)
+
+
+def load_settings(
+    overrides: Mapping[str, object] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the settings once: ``overrides`` (CLI) > ``environ`` > config file > defaults.
+
+    ``overrides`` is keyed by :attr:`Option.name` (``{"listen": "0.0.0.0:50051"}``); values may
+    be strings as typed on a command line or already-typed values. ``environ`` defaults to
+    ``os.environ``. Raises :class:`ConfigError`.
+    """
+    env = os.environ if environ is None else environ
+    layers: list[tuple[str, dict[str, object]]] = []
+    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key in cli:
+        if key not in _BY_NAME:
+            raise ConfigError(f"--{key.replace('_', '-')}", "unknown setting")
+    env_values = {o.name: env[o.env] for o in OPTIONS if env.get(o.env, "").strip() != ""}
+    layers.append(("command line", cli))
+    layers.append(("environment", dict(env_values)))
+
+    config_file = str(cli.get("config_file") or env_values.get("config_file") or "")
+    file_values: dict[str, Any] = {}
+    if config_file:
+        file_values = _read_config_file(config_file)
+        settable = {k: v for k, v in file_values.items() if k not in _FILE_ONLY_KEYS}
+        layers.append((f"config file {config_file}", settable))
+
+    raw: dict[str, object] = {}
+    origin: dict[str, str] = {}
+    for source, values in reversed(layers):
+        for key, value in values.items():
+            raw[key] = value
+            origin[key] = source
+
+    try:
+        kwargs = _parse(raw)
+        kwargs["config_file"] = config_file
+        kwargs["issuers"] = _parse_issuers(file_values.get("issuers", []), Path(config_file).parent)
+        kwargs["routes"] = _parse_routes(file_values.get("routes", []))
+        return Settings(**kwargs)
+    except ConfigError as exc:
+        name = exc.setting.removeprefix("DPOP_").lower()
+        if name in origin and origin[name] != "environment":
+            raise ConfigError(exc.setting, f"{exc.problem} (from {origin[name]})") from None
+        raise
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password in its user-info replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    where = "DPOP_CONFIG_FILE"
+    file = Path(path)
+    try:
+        text = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        if file.suffix == ".toml":
+            data: object = tomllib.loads(text.decode("utf-8"))
+        elif file.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(where, f"{path}: use a .toml or .json file")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(where, f"{path} is not valid {file.suffix[1:].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(where, f"{path}: the top level must be an object")
+
+    known = [o.name for o in OPTIONS if o.name != "config_file"] + list(_FILE_ONLY_KEYS)
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{key} in {path}", f"unknown setting{hint}")
+
+    base = file.parent
+    for key in _PATH_KEYS & data.keys():
+        if isinstance(data[key], str) and data[key]:
+            data[key] = str(base / data[key])
+    return data
+
+
+def _parse(raw: Mapping[str, object]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "config_file" or name in _SECRET_SOURCES.values():
+            continue
+        parser = _PARSERS.get(name, _text)
+        kwargs[name] = parser(_BY_NAME[name].env, value)
+    for name, file_key in _SECRET_SOURCES.items():
+        if name in raw and file_key in raw:
+            env, file_env = _BY_NAME[name].env, _BY_NAME[file_key].env
+            raise ConfigError(file_env, f"set either {env} or {file_env}, not both")
+        if file_key in raw:
+            secret = _read_secret_file(_BY_NAME[file_key].env, raw[file_key])
+            kwargs[name] = secret.decode("utf-8") if name == "redis_password" else secret
+    return kwargs
+
+
+def _read_secret_file(setting: str, value: object) -> bytes:
+    path = _text(setting, value)
+    try:
+        secret = Path(path).read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ConfigError(setting, f"cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(setting, f"{path} is empty")
+    return secret
+
+
+def _parse_issuers(value: object, base: Path) -> tuple[IssuerSettings, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("issuers", "must be a list of tables")
+    issuers = []
+    allowed = [f.name for f in dataclasses.fields(IssuerSettings)]
+    for i, entry in enumerate(value):
+        where = f"issuers[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(where, "must be a table")
+        for key in entry:
+            if key not in allowed:
+                raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(allowed)})")
+        if "issuer" not in entry:
+            raise ConfigError(f"{where}.issuer", "is required")
+        kwargs: dict[str, Any] = {
+            k: (_algs if k == "algs" else _text)(f"{where}.{k}", v) for k, v in entry.items()
+        }
+        if kwargs.get("jwks_file"):
+            kwargs["jwks_file"] = str(base / kwargs["jwks_file"])
+        issuers.append(IssuerSettings(**kwargs))
+    return tuple(issuers)
+
+
+def _parse_routes(value: object) -> tuple[Mapping[str, Any], ...]:
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        raise ConfigError("routes", "must be a list of tables")
+    return tuple(MappingProxyType(r) for r in value)
+
+
+def _text(setting: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(setting, "must be a string")
+    return value.strip()
+
+
+def _int(setting: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 10)
+        except ValueError:
+            pass
+    raise ConfigError(setting, f"must be an integer, got {value!r}")
+
+
+def _float(setting: str, value: object) -> float:
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    if number is None or not math.isfinite(number):
+        raise ConfigError(setting, f"must be a number, got {value!r}")
+    return number
+
+
+def _bool(setting: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "1", "yes", "on"):
+            return True
+        if word in ("false", "0", "no", "off"):
+            return False
+    raise ConfigError(setting, f"must be true or false, got {value!r}")
+
+
+def _algs(setting: str, value: object) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(a, str) for a in items):
+        raise ConfigError(setting, "must be a list of algorithm names")
+    return tuple(dict.fromkeys(a.strip() for a in items if a.strip()))
+
+
+def _password(setting: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(setting, "must be a string")
+    return value
+
+
+def _secret(setting: str, value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise ConfigError(setting, "must be a string")
+
+
+def _log_level(setting: str, value: object) -> str:
+    return _text(setting, value).upper()
+
+
+_PARSERS: dict[str, Callable[[str, object], Any]] = {
+    "proof_algs": _algs,
+    "nonce_required": _bool,
+    "allow_explain": _bool,
+    "redis_password": _password,
+    "nonce_secret": _secret,
+    "nonce_previous_secret": _secret,
+    "shutdown_grace_seconds": _float,
+    "log_level": _log_level,
+    **{
+        name: _int
+        for name, default in _SETTINGS_DEFAULTS.items()
+        if isinstance(default, int) and not isinstance(default, bool)
+    },
+}
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def _validate(s: Settings) -> None:
+    _check_address("DPOP_LISTEN", s.listen, required=True)
+    _check_address("DPOP_HEALTH_LISTEN", s.health_listen)
+    _check_address("DPOP_METRICS_LISTEN", s.metrics_listen)
+    if s.health_listen and s.health_listen == s.listen and not s.listen.endswith(":0"):
+        raise ConfigError("DPOP_HEALTH_LISTEN", "must differ from DPOP_LISTEN")
+    _check_replay_url(s.replay_url)
+
+    _check_min("DPOP_REPLAY_TIMEOUT_MS", s.replay_timeout_ms, 1)
+    _check_min("DPOP_MEMORY_REPLAY_MAX_ENTRIES", s.memory_replay_max_entries, 1)
+    _check_min("DPOP_IAT_MAX_AGE_SECONDS", s.iat_max_age_seconds, 1)
+    _check_min("DPOP_IAT_MAX_SKEW_SECONDS", s.iat_max_skew_seconds, 0)
+    _check_min("DPOP_TOKEN_LEEWAY_SECONDS", s.token_leeway_seconds, 0)
+    _check_min("DPOP_MAX_PROOF_BYTES", s.max_proof_bytes, 1)
+    _check_min("DPOP_MAX_TOKEN_BYTES", s.max_token_bytes, 1)
+    _check_min("DPOP_MAX_JTI_CHARS", s.max_jti_chars, 1)
+    _check_min("DPOP_NONCE_LIFETIME_SECONDS", s.nonce_lifetime_seconds, 1)
+    _check_min("DPOP_SHUTDOWN_GRACE_SECONDS", s.shutdown_grace_seconds, 0)
+    _check_min("DPOP_MAX_MESSAGE_BYTES", s.max_message_bytes, 1)
+    if s.max_message_bytes <= s.max_proof_bytes + s.max_token_bytes:
+        raise ConfigError(
+            "DPOP_MAX_MESSAGE_BYTES",
+            f"must exceed DPOP_MAX_PROOF_BYTES + DPOP_MAX_TOKEN_BYTES "
+            f"({s.max_proof_bytes + s.max_token_bytes}), or such requests fail in transport",
+        )
+
+    _check_algs("DPOP_PROOF_ALGS", s.proof_algs)
+    _check_nonce_secrets(s)
+    _check_tls(s)
+    if s.log_level not in LOG_LEVELS:
+        raise ConfigError("DPOP_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}")
+
+    seen: set[str] = set()
+    for i, issuer in enumerate(s.issuers):
+        _check_issuer(f"issuers[{i}]", issuer)
+        if issuer.issuer in seen:
+            raise ConfigError(f"issuers[{i}].issuer", f"duplicate issuer {issuer.issuer!r}")
+        seen.add(issuer.issuer)
+
+
+def _check_min(setting: str, value: float, minimum: int) -> None:
+    if value < minimum:
+        raise ConfigError(setting, f"must be at least {minimum}, got {value}")
+
+
+def _check_address(setting: str, value: str, *, required: bool = False) -> None:
+    if not value:
+        if required:
+            raise ConfigError(setting, "must not be empty")
+        return
+    if value.startswith("unix:"):
+        if len(value) == len("unix:"):
+            raise ConfigError(setting, "unix: needs a socket path")
+        return
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(setting, f"must be host:port with a port 0-65535, got {value!r}")
+    if host.startswith("[") != host.endswith("]"):
+        raise ConfigError(setting, f"unbalanced brackets in {value!r}")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ConfigError(setting, f"not an IPv6 address: {host}") from None
+    elif ":" in host:
+        raise ConfigError(setting, f"write an IPv6 address in brackets, e.g. [::]:{port}")
+
+
+def _check_replay_url(url: str) -> None:
+    setting = "DPOP_REPLAY_URL"
+    try:
+        parts: SplitResult = urlsplit(url)
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        raise ConfigError(setting, f"not a valid URL: {redact_url(url)!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in REPLAY_URL_SCHEMES:
+        raise ConfigError(setting, f"scheme must be one of {', '.join(REPLAY_URL_SCHEMES)}://")
+    if scheme == "memory" and (parts.netloc or parts.path.strip("/") or parts.query):
+        raise ConfigError(setting, "memory:// takes no host, path or options")
+    if scheme != "memory" and not parts.hostname:
+        raise ConfigError(setting, f"{scheme}:// needs a host, got {redact_url(url)!r}")
+
+
+def _check_algs(setting: str, algs: tuple[str, ...]) -> None:
+    if not algs:
+        raise ConfigError(setting, "must name at least one algorithm")
+    for alg in algs:
+        if alg.lower() == "none":
+            raise ConfigError(setting, "'none' is never allowed: proofs must be signed")
+        if alg.upper().startswith("HS"):
+            raise ConfigError(setting, f"symmetric algorithm {alg!r} is not allowed")
+        if alg not in DEFAULT_ALGS:
+            raise ConfigError(
+                setting, f"unsupported algorithm {alg!r} (supported: {', '.join(DEFAULT_ALGS)})"
+            )
+
+
+def _check_nonce_secrets(s: Settings) -> None:
+    for setting, secret in (
+        ("DPOP_NONCE_SECRET", s.nonce_secret),
+        ("DPOP_NONCE_PREVIOUS_SECRET", s.nonce_previous_secret),
+    ):
+        if secret and len(secret) < MIN_NONCE_SECRET_BYTES:
+            raise ConfigError(setting, f"must be at least {MIN_NONCE_SECRET_BYTES} bytes long")
+    if s.nonce_previous_secret and not s.nonce_secret:
+        raise ConfigError("DPOP_NONCE_PREVIOUS_SECRET", "is set but DPOP_NONCE_SECRET is not")
+    if s.nonce_required and not s.nonce_secret:
+        raise ConfigError(
+            "DPOP_NONCE_SECRET",
+            "required when DPOP_NONCE_REQUIRED is true (or set DPOP_NONCE_SECRET_FILE)",
+        )
+
+
+def _check_tls(s: Settings) -> None:
+    if bool(s.tls_cert_file) != bool(s.tls_key_file):
+        missing = "DPOP_TLS_KEY_FILE" if s.tls_cert_file else "DPOP_TLS_CERT_FILE"
+        raise ConfigError(missing, "DPOP_TLS_CERT_FILE and DPOP_TLS_KEY_FILE go together")
+    if s.tls_client_ca_file and not s.tls_cert_file:
+        raise ConfigError("DPOP_TLS_CLIENT_CA_FILE", "mTLS needs DPOP_TLS_CERT_FILE as well")
+    for setting, path in (
+        ("DPOP_TLS_CERT_FILE", s.tls_cert_file),
+        ("DPOP_TLS_KEY_FILE", s.tls_key_file),
+        ("DPOP_TLS_CLIENT_CA_FILE", s.tls_client_ca_file),
+    ):
+        if path and not Path(path).is_file():
+            raise ConfigError(setting, f"no such file: {path}")
+
+
+def _check_issuer(where: str, issuer: IssuerSettings) -> None:
+    if not issuer.issuer:
+        raise ConfigError(f"{where}.issuer", "must not be empty")
+    if issuer.audience is not None and not issuer.audience:
+        raise ConfigError(f"{where}.audience", "must not be empty (omit it to skip the check)")
+    if bool(issuer.jwks_file) == bool(issuer.jwks_uri):
+        raise ConfigError(f"{where}.jwks_uri", "set exactly one of jwks_file and jwks_uri")
+    if issuer.jwks_file and not Path(issuer.jwks_file).is_file():
+        raise ConfigError(f"{where}.jwks_file", f"no such file: {issuer.jwks_file}")
+    if issuer.jwks_uri:
+        uri = urlsplit(issuer.jwks_uri)
+        loopback = uri.hostname in ("localhost", "127.0.0.1", "::1")
+        if not uri.hostname or not (uri.scheme == "https" or (uri.scheme == "http" and loopback)):
+            raise ConfigError(f"{where}.jwks_uri", "must be https:// (http only to loopback)")
+    _check_algs(f"{where}.algs", issuer.algs)

@@ -1,0 +1,23 @@
+"""Checks of the request facts that the caller (sidecar, gateway, service) reports."""
+
+from __future__ import annotations
+
+import re
+
+from verifier.dpop.htu import InvalidUri, normalize_target_uri
+from verifier.dpop.reasons import Denial, Reason
+
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")  # RFC 9110 §9.1: a token
+
+
+def check_request(method: str, target_uri: str) -> str:
+    """Validate the reported method and target URI; return the normalized target URI.
+
+    A failure here is the integration's fault (``request_invalid``), not the client's.
+    """
+    if not _METHOD.fullmatch(method):
+        raise Denial(Reason.REQUEST_INVALID, "method is not an HTTP method token")
+    try:
+        return normalize_target_uri(target_uri)
+    except InvalidUri as exc:
+        raise Denial(Reason.REQUEST_INVALID, f"target URI: {exc}") from exc

@@ -1,0 +1,221 @@
+"""The gRPC server runtime: the Verifier service, ``grpc.health.v1`` and reflection on one
+``grpc.aio`` server, with optional TLS / mutual TLS, an optional plaintext health-only port,
+replay-store health probing and graceful shutdown on SIGTERM / SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
+from verifier.api.verify_service import SERVICE_NAME, DecisionEngine, VerifyService
+from verifier.config import Settings
+from verifier.engine.model import Policy
+
+_log = logging.getLogger(__name__)
+
+HEALTH_PROBE_INTERVAL_SECONDS = 1.0
+"""How often the replay store is pinged; a ping slower than this counts as down."""
+
+_HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+_HEALTH_SERVICES = ("", SERVICE_NAME)  # "" is the server as a whole
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthProbe(Protocol):
+    """The part of the replay store that health needs (``verifier.replay.base.ReplayStore``)."""
+
+    async def ping(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListeningAddresses:
+    """Where the server actually listens (port 0 in the settings resolved to the real port)."""
+
+    main: str
+    health: str = ""
+    """The plaintext health-only listener, if ``DPOP_HEALTH_LISTEN`` is set."""
+
+
+async def serve(
+    settings: Settings,
+    engine: DecisionEngine,
+    replay_store: HealthProbe,
+    *,
+    ready_event: asyncio.Event | None = None,
+    on_listening: Callable[[ListeningAddresses], None] | None = None,
+    stop_event: asyncio.Event | None = None,
+    handle_signals: bool = True,
+    health_probe_interval: float = HEALTH_PROBE_INTERVAL_SECONDS,
+) -> None:
+    """Serve until SIGTERM / SIGINT (or ``stop_event``), then shut down gracefully.
+
+    Once listening, calls ``on_listening`` with the bound addresses and sets ``ready_event``.
+    Health starts NOT_SERVING, follows the replay store's ``ping()`` while running, and turns
+    NOT_SERVING for good when shutdown begins; the server then refuses new calls and lets
+    in-flight ones finish for up to ``settings.shutdown_grace_seconds``. Raises
+    ``RuntimeError`` if an address cannot be bound.
+    """
+    health_servicer = health.aio.HealthServicer()
+    for service in _HEALTH_SERVICES:
+        await health_servicer.set(service, _NOT_SERVING)
+
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a port already in use is an error, not a shared port
+    ]
+    server = grpc.aio.server(options=options)
+    verifier_pb2_grpc.add_VerifierServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        VerifyService(
+            engine,
+            allow_explain=settings.allow_explain,
+            policy=Policy(nonce_required=settings.nonce_required),
+        ),
+        server,
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, _HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    main_address = _bind(server, settings.listen, _server_credentials(settings))
+
+    health_server = None
+    health_address = ""
+    if settings.health_listen:
+        health_server = grpc.aio.server(options=options)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_address = _bind(health_server, settings.health_listen, None)
+
+    stop = stop_event if stop_event is not None else asyncio.Event()
+    await server.start()
+    try:
+        if health_server is not None:
+            await health_server.start()
+        _log.info("serving %s on %s (%s)", SERVICE_NAME, main_address, _transport(settings))
+        if health_address:
+            _log.info("serving grpc.health.v1 on %s (plaintext)", health_address)
+
+        serving = await _update_health(health_servicer, replay_store, None, health_probe_interval)
+        with _signals_set(stop, enabled=handle_signals):
+            monitor = asyncio.create_task(
+                _monitor_replay_store(health_servicer, replay_store, serving, health_probe_interval)
+            )
+            try:
+                if on_listening is not None:
+                    on_listening(ListeningAddresses(main_address, health_address))
+                if ready_event is not None:
+                    ready_event.set()
+                await stop.wait()
+            finally:
+                monitor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await monitor
+    finally:
+        grace = settings.shutdown_grace_seconds
+        _log.info("shutting down: draining in-flight calls for up to %ss", grace)
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(grace)
+        if health_server is not None:
+            await health_server.stop(None)
+        _log.info("stopped")
+
+
+def _bind(server: Any, address: str, credentials: Any) -> str:
+    """Bind ``address`` and return it with the port the OS actually chose."""
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
+    if not port:
+        raise RuntimeError(f"cannot listen on {address}")
+    if address.startswith("unix:"):
+        return address
+    host = address.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
+def _server_credentials(settings: Settings) -> Any:
+    """TLS credentials for the main port, or None for plaintext."""
+    if not settings.tls_enabled:
+        return None
+    key = Path(settings.tls_key_file).read_bytes()
+    chain = Path(settings.tls_cert_file).read_bytes()
+    client_ca = None
+    if settings.tls_client_ca_file:
+        client_ca = Path(settings.tls_client_ca_file).read_bytes()
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def _transport(settings: Settings) -> str:
+    if settings.tls_client_ca_file:
+        return "mutual TLS"
+    return "TLS" if settings.tls_enabled else "plaintext"
+
+
+async def _monitor_replay_store(
+    health_servicer: Any, store: HealthProbe, serving: bool, interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        serving = await _update_health(health_servicer, store, serving, interval)
+
+
+async def _update_health(
+    health_servicer: Any, store: HealthProbe, was_serving: bool | None, deadline: float
+) -> bool:
+    """Ping the store and publish the result when it changed; return whether it is up."""
+    try:
+        async with asyncio.timeout(deadline):
+            up = bool(await store.ping())
+    except Exception:
+        up = False
+    if up != was_serving:
+        for service in _HEALTH_SERVICES:
+            await health_servicer.set(service, _SERVING if up else _NOT_SERVING)
+        if up:
+            _log.info("replay store reachable: health SERVING")
+        else:
+            _log.warning("replay store unreachable: health NOT_SERVING")
+    return up
+
+
+@contextlib.contextmanager
+def _signals_set(stop: asyncio.Event, *, enabled: bool) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT set ``stop`` instead of killing the process."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    if enabled:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, _request_stop, stop, sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+                _log.warning("cannot handle %s here; stop the server another way", sig.name)
+                continue
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _request_stop(stop: asyncio.Event, sig: signal.Signals) -> None:
+    _log.info("received %s", sig.name)
+    stop.set()
