@@ -27,21 +27,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import grpc  # noqa: E402
+import grpc
 
-from tests.support.redis_server import RedisServer  # noqa: E402
-from tests.support.service import ServiceProcess, TestIssuer  # noqa: E402
-from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb  # noqa: E402
-from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc as pb_grpc  # noqa: E402
-from verifier.dpop import proof as proofs  # noqa: E402
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS, verify_signature  # noqa: E402
-from verifier.dpop.jwk import public_key_for_alg, thumbprint  # noqa: E402
-from verifier.engine.model import RequestFacts  # noqa: E402
-from verifier.engine.verifier import EngineSettings, Verifier  # noqa: E402
-from verifier.mint import generate_key, make_proof  # noqa: E402
-from verifier.replay.memory import MemoryReplayStore  # noqa: E402
-from verifier.tokens.sources import StaticKeySource  # noqa: E402
-from verifier.tokens.validator import TokenValidator, TrustedIssuer  # noqa: E402
+from tests.support.redis_server import RedisServer
+from tests.support.service import ServiceProcess, TestIssuer
+from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
+from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc as pb_grpc
+from verifier.dpop import proof as proofs
+from verifier.dpop.jose import DEFAULT_PROOF_ALGS, verify_signature
+from verifier.dpop.jwk import public_key_for_alg, thumbprint
+from verifier.engine.model import RequestFacts
+from verifier.engine.verifier import EngineSettings, Verifier
+from verifier.mint import generate_key, make_proof
+from verifier.replay.memory import MemoryReplayStore
+from verifier.tokens.sources import StaticKeySource
+from verifier.tokens.validator import TokenValidator, TrustedIssuer
 
 URL = "https://api.test/orders"
 
@@ -204,10 +204,9 @@ def main() -> None:
     print(f"{'measurement':<40} {'per second':>12} {'x raw':>7} {'p50 ms':>8} {'p99 ms':>8}")
     for name, value, p50s, p99s in rows:
         print(f"{name:<40} {value:>12,.0f} {value / raw:>7.3f} {p50s:>8} {p99s:>8}")
-    print(
-        f"load generator CPU per gRPC run: {', '.join(f'{c:.2f}s' for c in client_cpu)}; "
-        f"max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
-    )
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cpu_text = ", ".join(f"{c:.2f}s" for c in client_cpu)
+    print(f"load generator CPU per gRPC run: {cpu_text}; max RSS of this process {rss_mib:.0f} MiB")
 
 
 if __name__ == "__main__":
