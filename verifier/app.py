@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from verifier.config import IssuerSettings, Settings
 from verifier.dpop.nonce import NonceKeys
 from verifier.dpop.proof import ProofLimits
-from verifier.engine.verifier import EngineSettings, Verifier
+from verifier.engine.verifier import AccessTokenValidator, EngineSettings, Verifier
 from verifier.replay import ReplayStore, open_replay_store
-from verifier.tokens.sources import KeySource, RemoteKeySource, StaticKeySource
+from verifier.telemetry import (
+    EngineHooks,
+    Telemetry,
+    TracedKeySource,
+    TracedReplayStore,
+    TracedTokenValidator,
+    traced_fetcher,
+)
+from verifier.tokens.sources import KeySource, RemoteKeySource, StaticKeySource, fetch_json
 from verifier.tokens.validator import TokenValidator, TrustedIssuer
 
 log = logging.getLogger(__name__)
@@ -40,11 +50,30 @@ def engine_settings(settings: Settings) -> EngineSettings:
     )
 
 
-def key_source(issuer: IssuerSettings) -> KeySource:
-    """The key source configured for one issuer."""
+JWKS_FETCH_TIMEOUT_S = 5.0
+
+
+async def _fetch_jwks(url: str) -> Any:
+    return await asyncio.to_thread(fetch_json, url, JWKS_FETCH_TIMEOUT_S)
+
+
+def key_source(issuer: IssuerSettings, telemetry: Telemetry | None = None) -> KeySource:
+    """The key source configured for one issuer (its lookups and fetches traced when
+    ``telemetry`` records anything)."""
+    traced = telemetry is not None and telemetry.enabled
+    source: KeySource
     if issuer.jwks_file:
-        return StaticKeySource.from_file(issuer.jwks_file)
-    return RemoteKeySource(issuer.jwks_uri)
+        source = StaticKeySource.from_file(issuer.jwks_file)
+    elif traced:
+        assert telemetry is not None
+        fetcher = traced_fetcher(_fetch_jwks, issuer.issuer, telemetry)
+        source = RemoteKeySource(issuer.jwks_uri, fetcher=fetcher)
+    else:
+        source = RemoteKeySource(issuer.jwks_uri)
+    if traced:
+        assert telemetry is not None
+        source = TracedKeySource(source, issuer.issuer, telemetry)
+    return source
 
 
 @dataclass
@@ -67,9 +96,10 @@ class App:
         await self.replay.close()
 
 
-def build_app(settings: Settings) -> App:
-    """Wire the engine, the token validator and the replay store from ``settings``."""
-    sources = tuple(key_source(issuer) for issuer in settings.issuers)
+def build_app(settings: Settings, telemetry: Telemetry | None = None) -> App:
+    """Wire the engine, the token validator and the replay store from ``settings``; with
+    ``telemetry``, the ports are wrapped in its traced and metered decorators."""
+    sources = tuple(key_source(issuer, telemetry) for issuer in settings.issuers)
     issuers = [
         TrustedIssuer(
             issuer=issuer.issuer,
@@ -88,9 +118,16 @@ def build_app(settings: Settings) -> App:
         timeout_s=settings.replay_timeout_ms / 1000,
         memory_max_entries=settings.memory_replay_max_entries,
     )
+    tokens: AccessTokenValidator = TokenValidator(
+        issuers, leeway=float(settings.token_leeway_seconds)
+    )
+    engine_replay: ReplayStore = replay
+    hooks = None
+    if telemetry is not None and telemetry.enabled:
+        tokens = TracedTokenValidator(tokens, telemetry)
+        engine_replay = TracedReplayStore(replay, telemetry)
+        hooks = EngineHooks(telemetry)
     engine = Verifier(
-        engine_settings(settings),
-        tokens=TokenValidator(issuers, leeway=float(settings.token_leeway_seconds)),
-        replay=replay,
+        engine_settings(settings), tokens=tokens, replay=engine_replay, instrumentation=hooks
     )
     return App(settings=settings, engine=engine, replay=replay, key_sources=sources)

@@ -37,6 +37,8 @@ DEFAULT_ALGS: tuple[str, ...] = (
 """The asymmetric JWS algorithms this service can verify (proofs and access tokens)."""
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+LOG_FORMATS = ("text", "json")
+DECISION_LOG_MODES = ("all", "deny", "none")
 MIN_NONCE_SECRET_BYTES = 32
 REPLAY_URL_SCHEMES = ("memory", "redis", "rediss")
 
@@ -99,6 +101,9 @@ class Settings:
     max_message_bytes: int = 65536
     allow_explain: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
+    decision_log: str = "all"
+    decision_log_sample: float = 1.0
     issuers: tuple[IssuerSettings, ...] = ()
     routes: tuple[Mapping[str, Any], ...] = ()
 
@@ -160,7 +165,7 @@ _SETTINGS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 OPTIONS: tuple[Option, ...] = (
     _opt("listen", "Main gRPC address (host:port, [v6]:port or unix:path); port 0 picks one."),
     _opt("health_listen", "Extra plaintext port serving only grpc.health.v1 (for TLS setups)."),
-    _opt("metrics_listen", "Reserved for a metrics endpoint; not served yet."),
+    _opt("metrics_listen", "host:port of the Prometheus /metrics HTTP endpoint (off when empty)."),
     _opt("config_file", "TOML (.toml) or JSON (.json) config file; also --config."),
     _opt("replay_url", "Replay store: memory:// (one replica) or redis://, rediss:// URL."),
     _opt("redis_username", "Redis ACL username (overrides one in the URL)."),
@@ -188,6 +193,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("max_message_bytes", "Largest gRPC request message accepted."),
     _opt("allow_explain", "Honour VerifyRequest.explain (returns the list of checks)."),
     _opt("log_level", "One of CRITICAL, ERROR, WARNING, INFO, DEBUG."),
+    _opt("log_format", "Service log lines: text or json (decision lines are always JSON)."),
+    _opt("decision_log", "One JSON line per decision: all, deny (denials only) or none."),
+    _opt("decision_log_sample", "Fraction (0-1) of allow/deny lines kept; faults always kept."),
 )
 """Every option, in documentation order (CLI ``--help`` and the README table use it)."""
 
@@ -430,6 +438,10 @@ def _log_level(setting: str, value: object) -> str:
     return _text(setting, value).upper()
 
 
+def _lower(setting: str, value: object) -> str:
+    return _text(setting, value).lower()
+
+
 _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "proof_algs": _algs,
     "nonce_required": _bool,
@@ -439,6 +451,9 @@ _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "nonce_previous_secret": _secret,
     "shutdown_grace_seconds": _float,
     "log_level": _log_level,
+    "log_format": _lower,
+    "decision_log": _lower,
+    "decision_log_sample": _float,
     **{
         name: _int
         for name, default in _SETTINGS_DEFAULTS.items()
@@ -454,6 +469,8 @@ def _validate(s: Settings) -> None:
     _check_address("DPOP_LISTEN", s.listen, required=True)
     _check_address("DPOP_HEALTH_LISTEN", s.health_listen)
     _check_address("DPOP_METRICS_LISTEN", s.metrics_listen)
+    if s.metrics_listen.startswith("unix:"):
+        raise ConfigError("DPOP_METRICS_LISTEN", "must be host:port (an HTTP endpoint)")
     if s.health_listen and s.health_listen == s.listen and not s.listen.endswith(":0"):
         raise ConfigError("DPOP_HEALTH_LISTEN", "must differ from DPOP_LISTEN")
     _check_replay_url(s.replay_url)
@@ -481,6 +498,12 @@ def _validate(s: Settings) -> None:
     _check_tls(s)
     if s.log_level not in LOG_LEVELS:
         raise ConfigError("DPOP_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}")
+    if s.log_format not in LOG_FORMATS:
+        raise ConfigError("DPOP_LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)}")
+    if s.decision_log not in DECISION_LOG_MODES:
+        raise ConfigError("DPOP_DECISION_LOG", f"must be one of {', '.join(DECISION_LOG_MODES)}")
+    if not 0.0 <= s.decision_log_sample <= 1.0:
+        raise ConfigError("DPOP_DECISION_LOG_SAMPLE", "must be between 0 and 1")
 
     seen: set[str] = set()
     for i, issuer in enumerate(s.issuers):

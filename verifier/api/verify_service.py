@@ -14,9 +14,11 @@ from typing import Any, Protocol
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier.dpop.reasons import Reason, info
 from verifier.engine.model import Decision, Policy, RequestFacts
+from verifier.telemetry import Telemetry
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["VerifierService"].full_name
 """The fully qualified service name, ``dpop.verifier.v1.VerifierService``."""
+VERIFY_METHOD = f"{SERVICE_NAME}/Verify"
 
 _log = logging.getLogger(__name__)
 
@@ -33,30 +35,39 @@ class DecisionEngine(Protocol):
 
 
 class VerifyService:
-    """The ``VerifierService`` servicer. ``allow_explain`` gates ``VerifyRequest.explain``."""
+    """The ``VerifierService`` servicer. ``allow_explain`` gates ``VerifyRequest.explain``;
+    ``telemetry`` traces, counts and logs each call."""
 
     def __init__(
-        self, engine: DecisionEngine, *, allow_explain: bool = False, policy: Policy | None = None
+        self,
+        engine: DecisionEngine,
+        *,
+        allow_explain: bool = False,
+        policy: Policy | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._engine = engine
         self._allow_explain = allow_explain
         self._policy = policy if policy is not None else Policy()
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
 
     async def Verify(self, request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
         """Answer one VerifyRequest; always returns a response (fail closed)."""
-        try:
-            explain = request.explain and self._allow_explain
-            decision = await self._engine.verify(
-                request_facts(request, self._policy), explain=explain
-            )
-        except Exception as exc:
-            # Frames only: an exception's message could quote a token or proof.
-            _log.error(
-                "verify failed with %s; denied as internal_error\n%s",
-                type(exc).__name__,
-                "".join(traceback.format_tb(exc.__traceback__)),
-            )
-            decision = internal_error_decision()
+        metadata = context.invocation_metadata() if context is not None else None
+        with self._telemetry.decision_scope(VERIFY_METHOD, metadata=metadata or ()) as scope:
+            try:
+                explain = request.explain and self._allow_explain
+                scope.facts = request_facts(request, self._policy)
+                decision = await self._engine.verify(scope.facts, explain=explain)
+            except Exception as exc:
+                # Frames only: an exception's message could quote a token or proof.
+                _log.error(
+                    "verify failed with %s; denied as internal_error\n%s",
+                    type(exc).__name__,
+                    "".join(traceback.format_tb(exc.__traceback__)),
+                )
+                decision = internal_error_decision()
+            scope.decision = decision
         return verify_response(decision, explain=request.explain and self._allow_explain)
 
 

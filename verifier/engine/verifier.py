@@ -8,10 +8,13 @@ replay record. The first failed check decides the reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from verifier.dpop import proof as proofs
 from verifier.dpop.authorization import Scheme, parse_authorization
@@ -23,7 +26,6 @@ from verifier.dpop.reasons import CATALOGUE, Denial, Reason, RfcError
 from verifier.dpop.request import check_request
 from verifier.engine.model import Check, Decision, Mode, RequestFacts, TokenClaims
 from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
-from verifier.tokens.validator import TokenValidator
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,38 @@ _FAULTS = frozenset(
     }
 )
 _NONCE_REASONS = frozenset({Reason.NONCE_REQUIRED, Reason.NONCE_INVALID, Reason.NONCE_EXPIRED})
+
+
+class AccessTokenValidator(Protocol):
+    """The token port (``verifier.tokens.validator.TokenValidator``, or a decorator of it)."""
+
+    async def validate(self, token: str, now: float) -> TokenClaims:
+        """The token's verified claims, or raise a :class:`Denial`."""
+        ...
+
+
+class Instrumentation(Protocol):
+    """Optional observer of the engine's stages (``verifier.telemetry`` provides one).
+
+    The engine stays free of any telemetry library: it only marks where a stage begins and
+    ends and reports the proof key it found. Implementations must never raise.
+    """
+
+    def stage(self, name: str) -> AbstractContextManager[object]:
+        """Entered around a stage (``"proof"``); sees a :class:`Denial` that ends it."""
+        ...
+
+    def proof_key(self, alg: str, jkt: str) -> None:
+        """The proof's algorithm and key thumbprint, once the key is imported."""
+        ...
+
+
+class _NoInstrumentation:
+    def stage(self, name: str) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def proof_key(self, alg: str, jkt: str) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +130,14 @@ class Verifier:
         self,
         settings: EngineSettings,
         *,
-        tokens: TokenValidator,
+        tokens: AccessTokenValidator,
         replay: ReplayStore,
         clock: Callable[[], float] = time.time,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         self.settings = settings
         self._tokens = tokens
+        self._instrumentation = instrumentation or _NoInstrumentation()
         self._replay = replay
         self._clock = clock
         self._allowed_algs = frozenset(settings.proof_algs)
@@ -132,7 +168,8 @@ class Verifier:
         target = check_request(facts.method, facts.target_uri)
         trail.passed(f"{facts.method} {target}")
         if facts.proof_only:  # RFC 9449 §5: a token request carries a proof and no token
-            proof = await self._verified_proof(facts, now, trail, access_token=None)
+            with self._instrumentation.stage("proof"):
+                proof = await self._verified_proof(facts, now, trail, access_token=None)
             await self._record(proof, trail)
             return _Outcome(proof, None)
 
@@ -145,7 +182,8 @@ class Verifier:
         if credentials.scheme is Scheme.BEARER:
             return _Outcome(None, await self._bearer(credentials.token, facts, now, trail))
 
-        proof = await self._verified_proof(facts, now, trail, access_token=credentials.token)
+        with self._instrumentation.stage("proof"):
+            proof = await self._verified_proof(facts, now, trail, access_token=credentials.token)
         trail.begin("token")
         claims = await self._tokens.validate(credentials.token, now)
         trail.passed(claims.issuer)
@@ -206,6 +244,7 @@ class Verifier:
         trail.passed(header.alg)
         trail.begin("proof.jwk")
         key, jkt = self._proof_key(header.alg, header.jwk)
+        self._instrumentation.proof_key(header.alg, jkt)
         trail.passed(f"jkt {jkt}")
         trail.begin("proof.signature")
         if not verify_signature(header.alg, key, jws.signing_input, jws.signature):

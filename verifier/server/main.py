@@ -7,8 +7,11 @@ import logging
 import sys
 
 from verifier.app import App, build_app
-from verifier.config import Settings
+from verifier.config import ConfigError, Settings
 from verifier.server.runtime import ListeningAddresses, serve
+from verifier.telemetry import Telemetry, telemetry_settings
+from verifier.telemetry.logs import configure_logging
+from verifier.telemetry.setup import build_telemetry, start_metrics_endpoint
 from verifier.tokens.jwks import InvalidJwks
 
 log = logging.getLogger("verifier")
@@ -19,29 +22,37 @@ def _announce(addresses: ListeningAddresses) -> None:
     print(f"dpop-verifier listening on {addresses.main}", flush=True)
 
 
-async def _serve(app: App) -> None:
+async def _serve(app: App, telemetry: Telemetry) -> None:
     await app.start()
     try:
-        await serve(app.settings, app.engine, app.replay, on_listening=_announce)
+        await serve(
+            app.settings, app.engine, app.replay, on_listening=_announce, telemetry=telemetry
+        )
     finally:
         await app.close()
 
 
 def run(settings: Settings) -> int:
     """Build the service from ``settings`` and serve until SIGTERM/SIGINT. Returns an exit code."""
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format, decision_log=settings.decision_log)
     try:
-        app = build_app(settings)
-    except (InvalidJwks, OSError, ValueError) as exc:
+        telemetry = build_telemetry(settings, telemetry_settings())
+    except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(app))
-    except RuntimeError as exc:  # e.g. the address is in use
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        try:
+            app = build_app(settings, telemetry)
+        except (InvalidJwks, OSError, ValueError) as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            if settings.metrics_listen:
+                start_metrics_endpoint(telemetry, settings.metrics_listen)
+            asyncio.run(_serve(app, telemetry))
+        except RuntimeError as exc:  # e.g. the address is in use
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        telemetry.shutdown()

@@ -22,6 +22,7 @@ from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier.api.verify_service import SERVICE_NAME, DecisionEngine, VerifyService
 from verifier.config import Settings
 from verifier.engine.model import Policy
+from verifier.telemetry import Telemetry
 
 _log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ async def serve(
     stop_event: asyncio.Event | None = None,
     handle_signals: bool = True,
     health_probe_interval: float = HEALTH_PROBE_INTERVAL_SECONDS,
+    telemetry: Telemetry | None = None,
 ) -> None:
     """Serve until SIGTERM / SIGINT (or ``stop_event``), then shut down gracefully.
 
@@ -82,6 +84,7 @@ async def serve(
             engine,
             allow_explain=settings.allow_explain,
             policy=Policy(nonce_required=settings.nonce_required),
+            telemetry=telemetry,
         ),
         server,
     )

@@ -1,0 +1,433 @@
+"""The :class:`Telemetry` object: one tracer, one meter, the instruments and the decision log.
+
+Front doors (the ``Verify`` and ``Check`` servicers) open one :meth:`Telemetry.decision_scope`
+per call; it continues the caller's trace, counts the call in flight, and when the call ends
+records the decision on the server span, in the metrics and in the decision log. The ports
+(replay store, token validator, key sources) and the engine's stages get child spans from
+:mod:`verifier.telemetry.ports`.
+
+Nothing here ever sees a raw token, proof or secret: attributes come from the
+:class:`~verifier.engine.model.Decision`, the verified token claims and the key thumbprint,
+which is hashed (:func:`hash_jkt`) before it is recorded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import importlib.metadata
+import logging
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from verifier.dpop.reasons import Reason, info
+from verifier.engine.model import Decision, RequestFacts, TokenClaims
+from verifier.telemetry.logs import DECISION_LOGGER
+
+INSTRUMENTATION_NAME = "dpop-verifier"
+
+# Metric names (OpenTelemetry style; the Prometheus exporter turns the dots into underscores and
+# adds the unit and ``_total`` suffixes, e.g. ``dpop_verifier_decisions_total``).
+METRIC_DECISIONS = "dpop_verifier.decisions"
+METRIC_DURATION = "dpop_verifier.verification.duration"
+METRIC_IN_FLIGHT = "dpop_verifier.requests.in_flight"
+METRIC_REPLAY_DURATION = "dpop_verifier.replay_store.duration"
+METRIC_REPLAY_ERRORS = "dpop_verifier.replay_store.errors"
+METRIC_KEY_REFRESHES = "dpop_verifier.key_source.refreshes"
+METRIC_KEY_FAILURES = "dpop_verifier.key_source.failures"
+
+# Attribute keys shared by spans, metrics and the decision log's field names.
+ATTR_DECISION = "dpop.decision"
+ATTR_REASON = "dpop.reason"
+ATTR_RFC_ERROR = "dpop.rfc_error"
+ATTR_HTTP_STATUS = "dpop.http_status"
+ATTR_ENFORCED = "dpop.enforced"
+ATTR_ALG = "dpop.proof.alg"
+ATTR_JKT_HASH = "dpop.jkt_hash"
+ATTR_ISSUER = "dpop.token.issuer"
+ATTR_CLIENT_ID = "dpop.client_id"
+ATTR_ROUTE = "http.route"
+ATTR_METHOD = "http.request.method"
+ATTR_RPC_SYSTEM = "rpc.system"
+ATTR_RPC_SERVICE = "rpc.service"
+ATTR_RPC_METHOD = "rpc.method"
+
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+"""Histogram boundaries (seconds): a verification takes about a millisecond."""
+
+_current_scope: contextvars.ContextVar[DecisionScope | None] = contextvars.ContextVar(
+    "dpop_decision_scope", default=None
+)
+_log = logging.getLogger(__name__)
+
+
+def service_version() -> str:
+    """The installed package version (``service.version`` and the instrumentation version)."""
+    try:
+        return importlib.metadata.version("dpop-verifier")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def hash_jkt(jkt: str) -> str:
+    """The form in which a key thumbprint is recorded: the first 16 hex digits of SHA-256(jkt).
+
+    An operator who knows a client's ``jkt`` finds its requests with
+    ``printf %s "$JKT" | sha256sum | cut -c1-16``.
+    """
+    return hashlib.sha256(jkt.encode("utf-8")).hexdigest()[:16] if jkt else ""
+
+
+@dataclass(slots=True)
+class DecisionScope:
+    """What is known about one call while it runs; the front door sets ``facts`` and
+    ``decision``, the instrumented ports add what they learn (token claims, proof key)."""
+
+    rpc_method: str
+    facts: RequestFacts | None = None
+    decision: Decision | None = None
+    claims: TokenClaims | None = None
+    alg: str = ""
+    jkt: str = ""
+
+
+def current_scope() -> DecisionScope | None:
+    """The decision scope of the call being handled in this task, if any."""
+    return _current_scope.get()
+
+
+class Instruments:
+    """The service's metric instruments, created once on ``meter``."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.decisions = meter.create_counter(
+            METRIC_DECISIONS, unit="{decision}", description="Decisions by result and reason code"
+        )
+        self.duration = meter.create_histogram(
+            METRIC_DURATION,
+            unit="s",
+            description="Time to decide one request, from the call's arrival to its answer",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )
+        self.in_flight = meter.create_up_down_counter(
+            METRIC_IN_FLIGHT, unit="{request}", description="Calls being decided right now"
+        )
+        self.replay_duration = meter.create_histogram(
+            METRIC_REPLAY_DURATION,
+            unit="s",
+            description="Replay-store first_use latency, by outcome",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )
+        self.replay_errors = meter.create_counter(
+            METRIC_REPLAY_ERRORS,
+            unit="{error}",
+            description="Replay-store operations that failed (the request was denied)",
+        )
+        self.key_refreshes = meter.create_counter(
+            METRIC_KEY_REFRESHES,
+            unit="{refresh}",
+            description="Fetches of an issuer's key document, by outcome",
+        )
+        self.key_failures = meter.create_counter(
+            METRIC_KEY_FAILURES,
+            unit="{failure}",
+            description="Key-source failures: failed fetches and requests that found no keys",
+        )
+
+
+class DecisionLog:
+    """Writes one JSON line per decision to the ``verifier.decision`` logger.
+
+    ``mode``: ``all``, ``deny`` (denials and report-only would-be denials) or ``none``.
+    ``sample``: the fraction of those lines kept; the choice follows the trace id when there is
+    one (so a sampled trace and its log line agree). Faults (HTTP 5xx) are always written, at
+    ERROR level; everything else at INFO.
+    """
+
+    def __init__(
+        self, mode: str = "all", sample: float = 1.0, logger: logging.Logger | None = None
+    ) -> None:
+        self.mode = mode
+        self.sample = sample
+        self._logger = logger or logging.getLogger(DECISION_LOGGER)
+        self._threshold = int(sample * (1 << 64))
+
+    def _keep(self, decision: Decision, trace_id: int) -> bool:
+        if decision.http_status >= 500:
+            return True
+        if self.mode == "none" or (self.mode == "deny" and decision.reason is Reason.OK):
+            return False
+        if self.sample >= 1.0:
+            return True
+        if trace_id:
+            return (trace_id & 0xFFFF_FFFF_FFFF_FFFF) < self._threshold
+        return random.random() < self.sample  # noqa: S311 - sampling, not security
+
+    def write(
+        self,
+        scope: DecisionScope,
+        decision: Decision,
+        *,
+        trace_id: int,
+        span_id: int,
+        seconds: float,
+    ) -> None:
+        level = logging.ERROR if decision.http_status >= 500 else logging.INFO
+        if not self._logger.isEnabledFor(level) or not self._keep(decision, trace_id):
+            return
+        claims = decision.claims or scope.claims
+        facts = scope.facts
+        fields = {
+            "event": "decision",
+            "trace_id": format(trace_id, "032x") if trace_id else "",
+            "span_id": format(span_id, "016x") if span_id else "",
+            "rpc": scope.rpc_method,
+            "decision": "allow" if decision.allow else "deny",
+            "reason": decision.reason.value,
+            "rfc_error": decision.rfc_error.value,
+            "http_status": decision.http_status,
+            "enforced": decision.enforced,
+            "method": facts.method if facts else "",
+            "route": facts.route if facts else "",
+            "issuer": claims.issuer if claims else "",
+            "subject": claims.subject if claims else "",
+            "client_id": claims.client_id if claims else "",
+            "alg": decision.alg or scope.alg,
+            "jkt_hash": hash_jkt(decision.jkt or scope.jkt),
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        self._logger.log(level, "decision", extra={"fields": fields})
+
+
+def _internal_error() -> Decision:
+    reason = info(Reason.INTERNAL_ERROR)
+    return Decision(
+        allow=False,
+        reason=Reason.INTERNAL_ERROR,
+        message=reason.message,
+        rfc_error=reason.rfc_error,
+        http_status=reason.http_status,
+    )
+
+
+def _carrier(metadata: Iterable[Any]) -> dict[str, str]:
+    """gRPC invocation metadata (key/value pairs) as a text-map carrier; binary keys skipped."""
+    carrier: dict[str, str] = {}
+    for item in metadata:
+        key, value = item[0], item[1]
+        if isinstance(value, str) and isinstance(key, str):
+            carrier.setdefault(key.lower(), value)
+    return carrier
+
+
+class Telemetry:
+    """Tracer, meter, instruments and decision log of one service instance.
+
+    Build it with :func:`verifier.telemetry.setup.build_telemetry` (from the settings and the
+    ``OTEL_*`` variables) or, in tests, directly with SDK providers. ``Telemetry()`` alone
+    records nothing but still writes the decision log.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.tracing = tracer_provider is not None
+        self.metering = meter_provider is not None
+        self.tracer: trace.Tracer = (
+            tracer_provider.get_tracer(INSTRUMENTATION_NAME, service_version())
+            if tracer_provider is not None
+            else trace.NoOpTracer()
+        )
+        meter = (
+            meter_provider.get_meter(INSTRUMENTATION_NAME, service_version())
+            if meter_provider is not None
+            else metrics.NoOpMeter(INSTRUMENTATION_NAME)
+        )
+        self.instruments = Instruments(meter)
+        self.decision_log = decision_log if decision_log is not None else DecisionLog()
+        self._closers: list[Any] = []
+        self.prometheus_registry: Any = None
+        """The ``prometheus_client`` registry the metrics endpoint serves, when configured."""
+
+    @property
+    def enabled(self) -> bool:
+        """True when spans or metrics are recorded (the ports are then worth wrapping)."""
+        return self.tracing or self.metering
+
+    # --- the server span of one call -------------------------------------------------------
+
+    @contextmanager
+    def decision_scope(
+        self,
+        rpc: str,
+        *,
+        metadata: Iterable[Any] = (),
+        headers: Mapping[str, str] | None = None,
+        facts: RequestFacts | None = None,
+    ) -> Iterator[DecisionScope]:
+        """Observe one front-door call; set ``scope.decision`` before leaving.
+
+        ``rpc`` is the full gRPC method (``"dpop.verifier.v1.VerifierService/Verify"``), also
+        the span name. The caller's trace is continued from ``metadata`` (the call's gRPC
+        invocation metadata, W3C ``traceparent``/``tracestate`` or whatever
+        ``OTEL_PROPAGATORS`` selects), else from ``headers`` (for ``Check``: the HTTP request's
+        headers inside the CheckRequest, where Envoy puts its trace context). A scope left
+        without a decision (an exception escaped) is recorded as ``internal_error``.
+        """
+        started = time.perf_counter()
+        service, _, method = rpc.rpartition("/")
+        parent = propagate.extract(_carrier(metadata))
+        if headers and not trace.get_current_span(parent).get_span_context().is_valid:
+            parent = propagate.extract({k.lower(): v for k, v in headers.items()})
+        scope = DecisionScope(rpc_method=method, facts=facts)
+        in_flight_attrs = {ATTR_RPC_METHOD: method}
+        self.instruments.in_flight.add(1, in_flight_attrs)
+        scope_token = _current_scope.set(scope)
+        span: trace.Span = trace.INVALID_SPAN
+        context_token = None
+        try:
+            if self.tracing:
+                span = self.tracer.start_span(
+                    rpc,
+                    context=parent,
+                    kind=SpanKind.SERVER,
+                    attributes={
+                        ATTR_RPC_SYSTEM: "grpc",
+                        ATTR_RPC_SERVICE: service,
+                        ATTR_RPC_METHOD: method,
+                    },
+                )
+                context_token = otel_context.attach(trace.set_span_in_context(span, parent))
+            yield scope
+        finally:
+            seconds = time.perf_counter() - started
+            if context_token is not None:
+                otel_context.detach(context_token)
+            try:
+                self._finish(scope, span, parent, seconds)
+            except Exception:  # telemetry must never break an answer
+                _log.exception("recording a decision failed")
+            finally:
+                _current_scope.reset(scope_token)
+                self.instruments.in_flight.add(-1, in_flight_attrs)
+
+    def _finish(self, scope: DecisionScope, span: trace.Span, parent: Any, seconds: float) -> None:
+        decision = scope.decision if scope.decision is not None else _internal_error()
+        verdict = "allow" if decision.allow else "deny"
+        labels = {
+            ATTR_RPC_METHOD: scope.rpc_method,
+            ATTR_DECISION: verdict,
+            ATTR_REASON: decision.reason.value,
+        }
+        self.instruments.decisions.add(1, labels)
+        self.instruments.duration.record(
+            seconds, {ATTR_RPC_METHOD: scope.rpc_method, ATTR_DECISION: verdict}
+        )
+        recording = span.is_recording()
+        if recording:
+            span.set_attributes(_span_attributes(scope, decision))
+            if decision.http_status >= 500:
+                span.set_status(Status(StatusCode.ERROR, decision.reason.value))
+            span.end()
+        span_context = span.get_span_context()
+        if not span_context.is_valid:  # not traced here: log the caller's trace id, if any
+            span_context = trace.get_current_span(parent).get_span_context()
+        self.decision_log.write(
+            scope,
+            decision,
+            trace_id=span_context.trace_id,
+            span_id=span_context.span_id if recording else 0,
+            seconds=seconds,
+        )
+
+    # --- child spans ------------------------------------------------------------------------
+
+    @contextmanager
+    def child_span(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+    ) -> Iterator[trace.Span]:
+        """A child span of the current one. Exceptions are never recorded with their message
+        (it could quote client input); callers mark outcomes themselves."""
+        if not self.tracing:
+            yield trace.INVALID_SPAN
+            return
+        with self.tracer.start_as_current_span(
+            name,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def on_shutdown(self, closer: Any) -> None:
+        """Call ``closer()`` from :meth:`shutdown` (e.g. to stop the metrics endpoint)."""
+        self._closers.append(closer)
+
+    def shutdown(self, timeout_millis: int = 5000) -> None:
+        """Flush and stop the exporters and any endpoint; safe to call twice."""
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            closer()
+        for provider in (self.tracer_provider, self.meter_provider):
+            stop = getattr(provider, "shutdown", None)
+            if stop is None:
+                continue
+            try:
+                if provider is self.meter_provider:
+                    stop(timeout_millis=timeout_millis)
+                else:
+                    stop()
+            except Exception:
+                _log.warning("telemetry exporter did not shut down cleanly", exc_info=True)
+
+
+def _span_attributes(scope: DecisionScope, decision: Decision) -> dict[str, Any]:
+    claims = decision.claims or scope.claims
+    attributes: dict[str, Any] = {
+        ATTR_DECISION: "allow" if decision.allow else "deny",
+        ATTR_REASON: decision.reason.value,
+        ATTR_HTTP_STATUS: decision.http_status,
+    }
+    if decision.rfc_error.value:
+        attributes[ATTR_RFC_ERROR] = decision.rfc_error.value
+    if not decision.enforced:
+        attributes[ATTR_ENFORCED] = False
+    alg = decision.alg or scope.alg
+    if alg:
+        attributes[ATTR_ALG] = alg
+    jkt = decision.jkt or scope.jkt
+    if jkt:
+        attributes[ATTR_JKT_HASH] = hash_jkt(jkt)
+    if claims is not None:
+        if claims.issuer:
+            attributes[ATTR_ISSUER] = claims.issuer
+        if claims.client_id:
+            attributes[ATTR_CLIENT_ID] = claims.client_id
+    if scope.facts is not None:
+        if scope.facts.route:
+            attributes[ATTR_ROUTE] = scope.facts.route
+        if scope.facts.method:
+            attributes[ATTR_METHOD] = scope.facts.method[:16]
+    return attributes

@@ -1,0 +1,227 @@
+"""Traced and metered decorators of the engine's ports, and the engine's instrumentation hook.
+
+Each decorator has the same interface as what it wraps (attributes it does not define are
+passed through), so the engine and the adapters know nothing about telemetry:
+
+* :class:`TracedReplayStore`: span ``dpop.replay.first_use``, latency by outcome, errors;
+* :class:`TracedTokenValidator`: span ``dpop.token.validate``; notes the verified claims on the
+  call's :class:`~verifier.telemetry.core.DecisionScope` (so denials after token validation
+  still log issuer and client id);
+* :class:`TracedKeySource`: span ``dpop.key_source.keys``; requests that find no keys;
+* :func:`traced_fetcher`: span ``dpop.key_source.fetch`` around a key-document fetch, counted as
+  a refresh (success or failure);
+* :class:`EngineHooks`: span ``dpop.proof.verify`` around the engine's proof checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from verifier.config import redact_url
+from verifier.dpop.reasons import Denial, info
+from verifier.engine.model import TokenClaims
+from verifier.engine.verifier import AccessTokenValidator
+from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
+from verifier.telemetry.core import (
+    ATTR_ALG,
+    ATTR_CLIENT_ID,
+    ATTR_ISSUER,
+    ATTR_JKT_HASH,
+    ATTR_REASON,
+    Telemetry,
+    current_scope,
+    hash_jkt,
+)
+from verifier.tokens.jwks import IssuerKey
+from verifier.tokens.sources import KeySource, KeySourceUnavailable
+
+SPAN_PROOF = "dpop.proof.verify"
+SPAN_TOKEN = "dpop.token.validate"  # noqa: S105 - a span name
+SPAN_KEYS = "dpop.key_source.keys"
+SPAN_FETCH = "dpop.key_source.fetch"
+SPAN_REPLAY = "dpop.replay.first_use"
+
+ATTR_REPLAY_STORE = "dpop.replay.store"
+ATTR_REPLAY_OUTCOME = "dpop.replay.outcome"
+ATTR_OUTCOME = "outcome"
+ATTR_FAILURE = "failure"
+ATTR_ERROR_TYPE = "error.type"
+
+
+def _deny_on(span: trace.Span, denial: Denial) -> None:
+    """Mark a child span with the reason that ended it; faults (5xx) also as an error."""
+    if not span.is_recording():
+        return
+    span.set_attribute(ATTR_REASON, denial.reason.value)
+    if info(denial.reason).http_status >= 500:
+        span.set_status(Status(StatusCode.ERROR, denial.reason.value))
+
+
+def _store_kind(store: object) -> str:
+    name = type(store).__name__.lower()
+    return name.removesuffix("replaystore") or name
+
+
+class TracedReplayStore:
+    """A :class:`~verifier.replay.base.ReplayStore` whose ``first_use`` is traced and timed."""
+
+    def __init__(self, store: ReplayStore, telemetry: Telemetry) -> None:
+        self._store = store
+        self._telemetry = telemetry
+        self._kind = _store_kind(store)
+
+    async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
+        instruments = self._telemetry.instruments
+        started = time.perf_counter()
+        outcome = "error"
+        with self._telemetry.child_span(SPAN_REPLAY, {ATTR_REPLAY_STORE: self._kind}) as span:
+            try:
+                first = await self._store.first_use(key, ttl_seconds)
+                outcome = "first_use" if first else "replayed"
+                return first
+            except Exception as exc:
+                outcome = "unavailable" if isinstance(exc, ReplayStoreUnavailable) else "error"
+                cause = exc.__cause__ or exc
+                instruments.replay_errors.add(
+                    1, {ATTR_REPLAY_STORE: self._kind, ATTR_ERROR_TYPE: type(cause).__name__}
+                )
+                if span.is_recording():
+                    span.set_attribute(ATTR_ERROR_TYPE, type(cause).__name__)
+                    span.set_status(Status(StatusCode.ERROR, f"replay store {outcome}"))
+                raise
+            finally:
+                if span.is_recording():
+                    span.set_attribute(ATTR_REPLAY_OUTCOME, outcome)
+                instruments.replay_duration.record(
+                    time.perf_counter() - started,
+                    {ATTR_REPLAY_STORE: self._kind, ATTR_REPLAY_OUTCOME: outcome},
+                )
+
+    async def ping(self) -> bool:
+        return await self._store.ping()
+
+    async def close(self) -> None:
+        await self._store.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class TracedTokenValidator:
+    """An access-token validator whose ``validate`` is traced."""
+
+    def __init__(self, validator: AccessTokenValidator, telemetry: Telemetry) -> None:
+        self._validator = validator
+        self._telemetry = telemetry
+
+    async def validate(self, token: str, now: float) -> TokenClaims:
+        with self._telemetry.child_span(SPAN_TOKEN) as span:
+            try:
+                claims = await self._validator.validate(token, now)
+            except Denial as denial:
+                _deny_on(span, denial)
+                raise
+            scope = current_scope()
+            if scope is not None:
+                scope.claims = claims
+            if span.is_recording():
+                if claims.issuer:
+                    span.set_attribute(ATTR_ISSUER, claims.issuer)
+                if claims.client_id:
+                    span.set_attribute(ATTR_CLIENT_ID, claims.client_id)
+            return claims
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._validator, name)
+
+
+class TracedKeySource:
+    """A :class:`~verifier.tokens.sources.KeySource` whose key lookups are traced."""
+
+    def __init__(self, source: KeySource, issuer: str, telemetry: Telemetry) -> None:
+        self._source = source
+        self._issuer = issuer
+        self._telemetry = telemetry
+
+    async def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
+        with self._telemetry.child_span(SPAN_KEYS, {ATTR_ISSUER: self._issuer}) as span:
+            try:
+                keys = await self._source.keys(kid)
+            except KeySourceUnavailable:
+                self._telemetry.instruments.key_failures.add(
+                    1, {ATTR_ISSUER: self._issuer, ATTR_FAILURE: "unavailable"}
+                )
+                if span.is_recording():
+                    span.set_status(Status(StatusCode.ERROR, "no keys available"))
+                raise
+            if span.is_recording():
+                span.set_attribute("dpop.key_source.keys_found", len(keys))
+            return keys
+
+    async def start(self) -> None:
+        await self._source.start()
+
+    async def close(self) -> None:
+        await self._source.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+
+Fetch = Callable[[str], Awaitable[Any]]
+
+
+def traced_fetcher(fetch: Fetch, issuer: str, telemetry: Telemetry) -> Fetch:
+    """``fetch`` (a key-document fetcher of a remote key source) traced and counted as a
+    refresh: ``outcome=success`` when it returned, ``failure`` when it raised."""
+    instruments = telemetry.instruments
+
+    async def traced(url: str) -> Any:
+        attributes = {ATTR_ISSUER: issuer, "url.full": redact_url(url)}
+        with telemetry.child_span(SPAN_FETCH, attributes, SpanKind.CLIENT) as span:
+            try:
+                document = await fetch(url)
+            except Exception as exc:
+                instruments.key_refreshes.add(1, {ATTR_ISSUER: issuer, ATTR_OUTCOME: "failure"})
+                instruments.key_failures.add(1, {ATTR_ISSUER: issuer, ATTR_FAILURE: "fetch"})
+                if span.is_recording():
+                    span.set_attribute(ATTR_ERROR_TYPE, type(exc).__name__)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            instruments.key_refreshes.add(1, {ATTR_ISSUER: issuer, ATTR_OUTCOME: "success"})
+            return document
+
+    return traced
+
+
+class EngineHooks:
+    """The engine's :class:`~verifier.engine.verifier.Instrumentation`: a span per stage."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    def stage(self, name: str) -> AbstractContextManager[object]:
+        return self._stage(f"dpop.{name}.verify")
+
+    @contextmanager
+    def _stage(self, span_name: str) -> Iterator[object]:
+        with self._telemetry.child_span(span_name) as span:
+            try:
+                yield span
+            except Denial as denial:
+                _deny_on(span, denial)
+                raise
+
+    def proof_key(self, alg: str, jkt: str) -> None:
+        scope = current_scope()
+        if scope is not None:
+            scope.alg, scope.jkt = alg, jkt
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes({ATTR_ALG: alg, ATTR_JKT_HASH: hash_jkt(jkt)})
