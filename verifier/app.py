@@ -12,6 +12,7 @@ from verifier.dpop.nonce import NonceKeys
 from verifier.dpop.proof import ProofLimits
 from verifier.engine.verifier import AccessTokenValidator, EngineSettings, Verifier
 from verifier.replay import ReplayStore, open_replay_store
+from verifier.replay.policy_log import log_replay_policy
 from verifier.telemetry import (
     EngineHooks,
     Telemetry,
@@ -47,6 +48,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
         ),
         max_token_bytes=settings.max_token_bytes,
         nonce_keys=nonce_keys,
+        replay_fail_open=settings.replay_fail_open,
     )
 
 
@@ -115,9 +117,19 @@ def build_app(settings: Settings, telemetry: Telemetry | None = None) -> App:
         settings.replay_url,
         username=settings.redis_username or None,
         password=settings.redis_password or None,
+        sentinel_username=settings.redis_sentinel_username or None,
+        sentinel_password=settings.redis_sentinel_password or None,
+        ca_file=settings.redis_ca_file,
+        cert_file=settings.redis_cert_file,
+        key_file=settings.redis_key_file,
         timeout_s=settings.replay_timeout_ms / 1000,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_s=settings.redis_wait_timeout_ms / 1000,
+        retries=settings.redis_retries,
+        key_prefix=settings.redis_key_prefix.encode(),
         memory_max_entries=settings.memory_replay_max_entries,
     )
+    log_replay_policy(settings)
     tokens: AccessTokenValidator = TokenValidator(
         issuers, leeway=float(settings.token_leeway_seconds)
     )

@@ -30,6 +30,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from verifier.replay.redis_url import REDIS_SCHEMES, parse_redis_url
+
 DEFAULT_ALGS: tuple[str, ...] = (
     "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
     "RS256", "RS384", "RS512", "EdDSA", "Ed25519",
@@ -40,7 +42,7 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 LOG_FORMATS = ("text", "json")
 DECISION_LOG_MODES = ("all", "deny", "none")
 MIN_NONCE_SECRET_BYTES = 32
-REPLAY_URL_SCHEMES = ("memory", "redis", "rediss")
+REPLAY_URL_SCHEMES = ("memory", *REDIS_SCHEMES)
 
 
 class ConfigError(Exception):
@@ -82,6 +84,16 @@ class Settings:
     redis_username: str = ""
     redis_password: str = field(default="", metadata={"secret": True})
     replay_timeout_ms: int = 50
+    replay_fail_open: bool = False
+    redis_sentinel_username: str = ""
+    redis_sentinel_password: str = field(default="", metadata={"secret": True})
+    redis_ca_file: str = ""
+    redis_cert_file: str = ""
+    redis_key_file: str = ""
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 50
+    redis_retries: int = 1
+    redis_key_prefix: str = "dpop:jti:"
     memory_replay_max_entries: int = 1_000_000
     proof_algs: tuple[str, ...] = DEFAULT_ALGS
     iat_max_age_seconds: int = 60
@@ -167,11 +179,26 @@ OPTIONS: tuple[Option, ...] = (
     _opt("health_listen", "Extra plaintext port serving only grpc.health.v1 (for TLS setups)."),
     _opt("metrics_listen", "host:port of the Prometheus /metrics HTTP endpoint (off when empty)."),
     _opt("config_file", "TOML (.toml) or JSON (.json) config file; also --config."),
-    _opt("replay_url", "Replay store: memory:// (one replica) or redis://, rediss:// URL."),
+    _opt(
+        "replay_url",
+        "Replay store: memory:// (one replica), redis[s]://host:port/db, "
+        "redis[s]+sentinel://h1:26379,h2/master/db or redis[s]+cluster://h1,h2,h3.",
+    ),
     _opt("redis_username", "Redis ACL username (overrides one in the URL)."),
     _opt("redis_password", "Redis password.", secret=True),
     _opt("redis_password_file", "File holding the Redis password."),
     _opt("replay_timeout_ms", "Replay store deadline per request; on timeout: deny."),
+    _opt("replay_fail_open", "Accept proofs unchecked while the replay store is down (unsafe)."),
+    _opt("redis_sentinel_username", "ACL username for the sentinels (redis+sentinel://)."),
+    _opt("redis_sentinel_password", "Password for the sentinels.", secret=True),
+    _opt("redis_sentinel_password_file", "File holding the sentinels' password."),
+    _opt("redis_ca_file", "PEM CA bundle to verify Redis TLS (rediss*); default: system CAs."),
+    _opt("redis_cert_file", "PEM client certificate for Redis TLS."),
+    _opt("redis_key_file", "PEM private key of the Redis client certificate."),
+    _opt("redis_wait_replicas", "WAIT for this many replicas per recorded proof (0: off)."),
+    _opt("redis_wait_timeout_ms", "Longest WAIT; fewer acknowledgements: deny."),
+    _opt("redis_retries", "Safe retries on a broken Redis connection (0-3), within the deadline."),
+    _opt("redis_key_prefix", "Prefix of every replay key in Redis."),
     _opt("memory_replay_max_entries", "Bound of the in-memory replay store."),
     _opt("proof_algs", "Allowed DPoP proof algorithms (comma list); none and HS* are refused."),
     _opt("iat_max_age_seconds", "How old a proof's iat may be."),
@@ -203,12 +230,17 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 _FILE_ONLY_KEYS = ("issuers", "routes")
 _SECRET_SOURCES = {
     "redis_password": "redis_password_file",
+    "redis_sentinel_password": "redis_sentinel_password_file",
     "nonce_secret": "nonce_secret_file",
     "nonce_previous_secret": "nonce_previous_secret_file",
 }
 _PATH_KEYS = frozenset(
-    {"tls_cert_file", "tls_key_file", "tls_client_ca_file", *_SECRET_SOURCES.values()}
-)
+    {
+        "tls_cert_file", "tls_key_file", "tls_client_ca_file",
+        "redis_ca_file", "redis_cert_file", "redis_key_file",
+        *_SECRET_SOURCES.values(),
+    }
+)  # fmt: skip
 
 
 def options_markdown() -> str:
@@ -328,7 +360,8 @@ def _parse(raw: Mapping[str, object]) -> dict[str, Any]:
             raise ConfigError(file_env, f"set either {env} or {file_env}, not both")
         if file_key in raw:
             secret = _read_secret_file(_BY_NAME[file_key].env, raw[file_key])
-            kwargs[name] = secret.decode("utf-8") if name == "redis_password" else secret
+            text_secret = name in ("redis_password", "redis_sentinel_password")
+            kwargs[name] = secret.decode("utf-8") if text_secret else secret
     return kwargs
 
 
@@ -446,7 +479,9 @@ _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "proof_algs": _algs,
     "nonce_required": _bool,
     "allow_explain": _bool,
+    "replay_fail_open": _bool,
     "redis_password": _password,
+    "redis_sentinel_password": _password,
     "nonce_secret": _secret,
     "nonce_previous_secret": _secret,
     "shutdown_grace_seconds": _float,
@@ -474,6 +509,7 @@ def _validate(s: Settings) -> None:
     if s.health_listen and s.health_listen == s.listen and not s.listen.endswith(":0"):
         raise ConfigError("DPOP_HEALTH_LISTEN", "must differ from DPOP_LISTEN")
     _check_replay_url(s.replay_url)
+    _check_redis(s)
 
     _check_min("DPOP_REPLAY_TIMEOUT_MS", s.replay_timeout_ms, 1)
     _check_min("DPOP_MEMORY_REPLAY_MAX_ENTRIES", s.memory_replay_max_entries, 1)
@@ -543,18 +579,66 @@ def _check_address(setting: str, value: str, *, required: bool = False) -> None:
 
 def _check_replay_url(url: str) -> None:
     setting = "DPOP_REPLAY_URL"
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in REDIS_SCHEMES:
+        try:
+            parse_redis_url(url)  # its messages never contain the password
+        except ValueError as exc:
+            raise ConfigError(setting, str(exc).removeprefix(f"{setting}: ")) from None
+        return
     try:
         parts: SplitResult = urlsplit(url)
         _ = parts.port  # raises on a malformed port
     except ValueError:
         raise ConfigError(setting, f"not a valid URL: {redact_url(url)!r}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in REPLAY_URL_SCHEMES:
+    if parts.scheme.lower() != "memory":
         raise ConfigError(setting, f"scheme must be one of {', '.join(REPLAY_URL_SCHEMES)}://")
-    if scheme == "memory" and (parts.netloc or parts.path.strip("/") or parts.query):
+    if parts.netloc or parts.path.strip("/") or parts.query:
         raise ConfigError(setting, "memory:// takes no host, path or options")
-    if scheme != "memory" and not parts.hostname:
-        raise ConfigError(setting, f"{scheme}:// needs a host, got {redact_url(url)!r}")
+
+
+def _check_redis(s: Settings) -> None:
+    """Redis settings that cannot work with the chosen DPOP_REPLAY_URL are refused."""
+    scheme = s.replay_url.partition("://")[0].lower()
+    uses_redis = scheme in REDIS_SCHEMES
+    uses_tls = uses_redis and scheme.startswith("rediss")
+    _check_min("DPOP_REDIS_WAIT_REPLICAS", s.redis_wait_replicas, 0)
+    _check_min("DPOP_REDIS_WAIT_TIMEOUT_MS", s.redis_wait_timeout_ms, 1)
+    _check_min("DPOP_REDIS_RETRIES", s.redis_retries, 0)
+    if s.redis_retries > 3:
+        raise ConfigError("DPOP_REDIS_RETRIES", f"must be at most 3, got {s.redis_retries}")
+    if not s.redis_key_prefix or any(c.isspace() for c in s.redis_key_prefix):
+        raise ConfigError("DPOP_REDIS_KEY_PREFIX", "must be non-empty, without spaces")
+    needs_redis = {
+        "DPOP_REDIS_USERNAME": s.redis_username,
+        "DPOP_REDIS_PASSWORD": s.redis_password,
+        "DPOP_REDIS_WAIT_REPLICAS": s.redis_wait_replicas,
+    }
+    for setting, value in needs_redis.items():
+        if value and not uses_redis:
+            raise ConfigError(setting, "is set but DPOP_REPLAY_URL is not a Redis URL")
+    sentinel_only = {
+        "DPOP_REDIS_SENTINEL_USERNAME": s.redis_sentinel_username,
+        "DPOP_REDIS_SENTINEL_PASSWORD": s.redis_sentinel_password,
+    }
+    for setting, value in sentinel_only.items():
+        if value and not scheme.endswith("+sentinel"):
+            raise ConfigError(setting, "needs a redis+sentinel:// or rediss+sentinel:// URL")
+    tls_files = {
+        "DPOP_REDIS_CA_FILE": s.redis_ca_file,
+        "DPOP_REDIS_CERT_FILE": s.redis_cert_file,
+        "DPOP_REDIS_KEY_FILE": s.redis_key_file,
+    }
+    for setting, path in tls_files.items():
+        if not path:
+            continue
+        if not uses_tls:
+            raise ConfigError(setting, "needs a TLS URL (rediss://, rediss+sentinel://, ...)")
+        if not Path(path).is_file():
+            raise ConfigError(setting, f"no such file: {path}")
+    if bool(s.redis_cert_file) != bool(s.redis_key_file):
+        missing = "DPOP_REDIS_KEY_FILE" if s.redis_cert_file else "DPOP_REDIS_CERT_FILE"
+        raise ConfigError(missing, "DPOP_REDIS_CERT_FILE and DPOP_REDIS_KEY_FILE go together")
 
 
 def _check_algs(setting: str, algs: tuple[str, ...]) -> None:

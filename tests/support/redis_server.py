@@ -7,10 +7,13 @@ import ctypes
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -18,6 +21,29 @@ from tests.support.net import free_port
 
 _START_ATTEMPTS = 3
 _PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """PEM files for a TLS-only server: its certificate and the CA that signs client certs."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_cert_file: Path
+    client_key_file: Path
+    require_client_cert: bool = True
+
+
+@dataclass(frozen=True)
+class SentinelMonitor:
+    """Makes a :class:`RedisServer` a sentinel watching one master (short, test-sized timers)."""
+
+    master_port: int
+    name: str = "mymaster"
+    quorum: int = 2
+    down_after_ms: int = 400
+    failover_timeout_ms: int = 4000
 
 
 class RedisServerNotInstalled(RuntimeError):
@@ -43,14 +69,25 @@ class RedisServer:
     killed test run leaves no orphan: start it from the main thread.
 
     The port is chosen once and kept by :meth:`restart`, so clients can reconnect to
-    :attr:`url`.
+    :attr:`url`. ``options`` adds ``--name value`` options (``replicaof``, ``cluster-enabled``,
+    ...); ``tls`` serves TLS only on the port; ``sentinel`` runs a sentinel instead.
     """
 
-    def __init__(self, *, start_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        start_timeout_s: float = 10.0,
+        options: Mapping[str, str] | None = None,
+        tls: RedisTls | None = None,
+        sentinel: SentinelMonitor | None = None,
+    ) -> None:
         problem = missing_redis_binaries()
         if problem is not None:
             raise RedisServerNotInstalled(problem)
         self._start_timeout_s = start_timeout_s
+        self._options = dict(options or {})
+        self.tls = tls
+        self._sentinel = sentinel
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
@@ -80,8 +117,13 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://127.0.0.1:<port>/0`` (``rediss://`` with TLS)."""
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``."""
+        return f"127.0.0.1:{self.port}"
 
     @property
     def workdir(self) -> Path:
@@ -147,8 +189,13 @@ class RedisServer:
 
     def cli(self, *args: str, timeout_s: float = 10.0) -> str:
         """Run ``redis-cli`` against the server; its stdout, stripped."""
+        tls_args: list[str] = []
+        if self.tls is not None:
+            tls_args = ["--tls", "--cacert", str(self.tls.ca_file)]
+            tls_args += ["--cert", str(self.tls.client_cert_file)]
+            tls_args += ["--key", str(self.tls.client_key_file)]
         completed = subprocess.run(
-            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *tls_args, *args],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -173,7 +220,7 @@ class RedisServer:
         log_path = self.workdir / "redis.log"
         with log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                ["redis-server", *_server_options(port, self.workdir)],
+                ["redis-server", *self._arguments(port)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -184,11 +231,36 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 return False
-            if _answers_ping(port):
+            if _answers_ping(port, self.tls):
                 return True
             time.sleep(0.01)
         self.kill()
         return False
+
+    def _arguments(self, port: int) -> list[str]:
+        options = _server_options(port, self.workdir)
+        if self.tls is not None:
+            options += ["--port", "0", "--tls-port", str(port)]
+            options += ["--tls-cert-file", str(self.tls.cert_file)]
+            options += ["--tls-key-file", str(self.tls.key_file)]
+            options += ["--tls-ca-cert-file", str(self.tls.ca_file)]
+            options += ["--tls-auth-clients", "yes" if self.tls.require_client_cert else "no"]
+        for name, value in self._options.items():
+            options += [f"--{name}", *value.split(" ")]
+        if self._sentinel is None:
+            return options
+        # A sentinel rewrites its config file, so it must have one.
+        monitor = self._sentinel
+        name = monitor.name
+        config = self.workdir / "sentinel.conf"
+        config.write_text(
+            f"sentinel monitor {name} 127.0.0.1 {monitor.master_port} {monitor.quorum}\n"
+            f"sentinel down-after-milliseconds {name} {monitor.down_after_ms}\n"
+            f"sentinel failover-timeout {name} {monitor.failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {name} 1\n",
+            encoding="utf-8",
+        )
+        return [str(config), "--sentinel", *options]
 
     def _log_tail(self, lines: int = 20) -> str:
         log_path = self.workdir / "redis.log"
@@ -210,13 +282,22 @@ def _server_options(port: int, workdir: Path) -> list[str]:
     return [arg for name, value in options.items() for arg in (f"--{name}", value)]
 
 
-def _answers_ping(port: int) -> bool:
+def _answers_ping(port: int, tls: RedisTls | None = None) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw:
+            if tls is None:
+                return _ping(raw)
+            context = ssl.create_default_context(cafile=str(tls.ca_file))
+            context.load_cert_chain(str(tls.client_cert_file), str(tls.client_key_file))
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as wrapped:
+                return _ping(wrapped)
     except OSError:
         return False
+
+
+def _ping(sock: socket.socket) -> bool:
+    sock.sendall(b"PING\r\n")
+    return sock.recv(64).startswith(b"+PONG")
 
 
 def _die_with_parent() -> None:

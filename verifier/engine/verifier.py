@@ -24,6 +24,7 @@ from verifier.dpop.jwk import InvalidJwk, canonical_json, public_key_for_alg, th
 from verifier.dpop.nonce import NonceKeys, check_nonce, issue_nonce, should_refresh
 from verifier.dpop.reasons import CATALOGUE, Denial, Reason, RfcError
 from verifier.dpop.request import check_request
+from verifier.engine.alarms import FAIL_OPEN_ALARM, ThrottledAlarm
 from verifier.engine.model import Check, Decision, Mode, RequestFacts, TokenClaims
 from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
 
@@ -143,6 +144,7 @@ class Verifier:
         self._allowed_algs = frozenset(settings.proof_algs)
         self._keys: dict[tuple[str, str], tuple[PublicKey, str]] = {}
         self._replay_ttl = proofs.replay_ttl(settings.limits)
+        self._fail_open_alarm = ThrottledAlarm(log, FAIL_OPEN_ALARM)
 
     async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
         """Decide ``facts``. Never raises: an unexpected fault is an ``internal_error`` denial."""
@@ -280,7 +282,7 @@ class Verifier:
         except ReplayStoreUnavailable as exc:
             if not self.settings.replay_fail_open:
                 raise Denial(Reason.REPLAY_STORE_UNAVAILABLE, str(exc)) from exc
-            log.error("REPLAY STORE UNAVAILABLE: fail-open is set, proof accepted unchecked")
+            self._fail_open_alarm.fire(str(exc))
             trail.passed("store unavailable; fail-open")
             return
         if not first:

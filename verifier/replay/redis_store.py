@@ -1,60 +1,90 @@
-"""The Redis replay store: one atomic ``SET key 1 NX PX ttl`` per accepted proof."""
+"""The Redis replay store: one atomic ``SET key token NX PX ttl`` per accepted proof."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import math
+import secrets
 from collections.abc import AsyncIterator
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MovedError
 
 from verifier.replay.base import ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
+from verifier.replay.redis_backends import ConnectOptions, RedisBackend, WaitPolicy, open_backend
+from verifier.replay.redis_url import parse_redis_url
 
 DEFAULT_KEY_PREFIX = b"dpop:jti:"
 DEFAULT_TIMEOUT_S = 0.05
+DEFAULT_RETRIES = 1
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_QUEUE_TIMEOUT_S = 0.25
+
+_TOKEN_BYTES = 16
+# Errors after which the command certainly or possibly did not run, and a new connection may
+# do better: refused, reset, closed, master changed (Sentinel), slot moved (Cluster). A timeout
+# is not among them: a slow Redis is not faster the second time, and the breaker handles it.
+_RETRYABLE = (RedisConnectionError, MovedError)
 
 
 class RedisReplayStore:
     """Remembers proof keys in Redis, shared by every replica that uses the same Redis.
 
-    Each key is written as ``<key_prefix><hex(key)>`` with ``SET ... NX PX <ttl_ms>``, so
-    exactly one caller across all replicas sees True for a key while it lives, and Redis
-    expires it by itself.
+    Each key is written as ``<key_prefix><hex(key)>`` holding a random per-call token, with
+    ``SET ... NX PX <ttl_ms>``, so exactly one caller across all replicas sees True for a key
+    while it lives, and Redis expires it by itself. Works against a standalone server, a
+    Sentinel-managed master or a Redis Cluster (see :func:`parse_redis_url`).
 
-    At most ``max_in_flight`` commands run at once (one per pooled connection); further
-    callers queue for up to ``queue_timeout_s`` (default 250 ms).
+    **Deadline.** Each :meth:`first_use` has ``timeout_s`` (plus the ``WAIT`` timeout, if
+    any) for all its attempts together; past it the call fails.
 
-    Failure behaviour (the caller must fail closed on :class:`ReplayStoreUnavailable`):
+    **Retries** (``retries``, default 1) follow only errors that mean "try another
+    connection" (connection refused / reset / closed, a demoted Sentinel master, a moved
+    cluster slot), never a timeout, and never blindly: a retry writes the same token with
+    ``SET NX`` and reads the key back in the same round trip. Finding its own token means the
+    earlier attempt did land and its reply was lost: that is still a first use, so a retry
+    never turns a first use into a false ``replayed``. Another caller's token is a replay.
 
-    * every Redis error and timeout is raised as :class:`ReplayStoreUnavailable`; no Redis
-      exception escapes;
-    * after ``breaker``'s threshold of consecutive Redis failures (default 5) calls fail at
-      once, without touching the network, for its cool-down (default 1 s); then one probe is
-      let through, and its success closes the breaker. :meth:`ping` bypasses the breaker;
-    * a caller that queued too long fails too, but a local overload does not count as a Redis
-      failure, so a traffic burst cannot open the breaker.
+    **WAIT** (``wait``): after recording a key, ``WAIT replicas timeout_ms`` on the same
+    connection; fewer acknowledgements than asked make the call fail (fail closed; the key
+    stays). This bounds the asynchronous-replication hole at failover (docs/replay.md).
 
+    **Circuit breaker**: after ``breaker``'s threshold of consecutive failed calls (default
+    5) calls fail at once, without touching the network, for its cool-down (default 1 s);
+    then one probe goes through, and its success closes it. :meth:`ping` bypasses it.
+
+    **Concurrency**: at most ``max_in_flight`` calls at once (one per pooled connection);
+    further callers queue for up to ``queue_timeout_s``; a queue timeout fails the call but
+    is a local overload, not a Redis failure, so it does not count for the breaker.
+
+    Every failure is raised as :class:`ReplayStoreUnavailable`; no Redis exception escapes.
     Build it with :meth:`from_url`.
     """
 
     def __init__(
         self,
-        client: Redis,
+        backend: RedisBackend,
         *,
         key_prefix: bytes = DEFAULT_KEY_PREFIX,
+        deadline_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        wait: WaitPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
         queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
     ) -> None:
-        """Wrap ``client``; the store owns it and closes it (and its pool) in :meth:`close`."""
-        self._client = client
+        """Wrap ``backend``; the store owns it and closes it in :meth:`close`."""
+        if deadline_s <= 0:
+            raise ValueError("deadline_s must be positive")
+        if retries < 0:
+            raise ValueError("retries must not be negative")
+        self._backend = backend
         self._key_prefix = key_prefix
+        self._deadline_s = deadline_s
+        self._retries = retries
+        self._wait = wait if wait is not None and wait.replicas > 0 else None
         self._breaker = breaker if breaker is not None else CircuitBreaker()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queue_timeout_s = queue_timeout_s
@@ -66,49 +96,62 @@ class RedisReplayStore:
         *,
         username: str | None = None,
         password: str | None = None,
+        sentinel_username: str | None = None,
+        sentinel_password: str | None = None,
+        ca_file: str = "",
+        cert_file: str = "",
+        key_file: str = "",
         timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_s: float = DEFAULT_TIMEOUT_S,
         key_prefix: bytes = DEFAULT_KEY_PREFIX,
-        retries: int = 0,
+        retries: int = DEFAULT_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
         breaker: CircuitBreaker | None = None,
     ) -> RedisReplayStore:
-        """A store for ``redis://host:port/db`` or ``rediss://`` (TLS) URLs.
+        """A store for a ``redis://``, ``rediss://``, ``redis+sentinel://`` or
+        ``redis+cluster://`` URL (:func:`~verifier.replay.redis_url.parse_redis_url`).
 
-        Nothing is connected yet: connections are opened on first use, so a Redis that is down
-        at start-up does not prevent starting. ``username`` and ``password`` apply when the URL
-        carries none (credentials in the URL win). TLS options can be given as URL query
-        parameters (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``).
+        Nothing is connected yet: connections are opened on first use, so a Redis that is
+        down at start-up does not prevent starting. ``username`` and ``password`` (the data
+        nodes' ACL user) override credentials in the URL; ``sentinel_*`` authenticate to the
+        sentinels. ``ca_file`` (PEM bundle; default: the system's), ``cert_file`` and
+        ``key_file`` (client certificate) apply to ``rediss`` schemes.
 
-        ``timeout_s`` (default 50 ms) bounds each socket read; ``connect_timeout_s`` (default:
-        ``timeout_s``) bounds opening a connection. ``retries`` (default 0) re-sends a command
-        that failed on a connection error or timeout; note that a retried write whose first
-        attempt did land is then seen as a replay, so retries can turn a slow Redis into
-        false denials (fail closed, but still denials).
+        ``timeout_s`` (default 50 ms) is the budget of one :meth:`first_use`, retries
+        included; ``connect_timeout_s`` (default: ``timeout_s``) bounds opening a connection.
+        ``wait_replicas`` > 0 adds ``WAIT wait_replicas wait_timeout_s`` to every write (and
+        its timeout to the budget). Raises ValueError naming ``DPOP_REPLAY_URL`` for a bad URL.
         """
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
-        if retries < 0:
-            raise ValueError("retries must not be negative")
-        pool = BlockingConnectionPool.from_url(
-            url,
-            username=username,
-            password=password,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=connect_timeout_s or timeout_s,
-            retry=Retry(NoBackoff(), retries),
-            max_connections=max_connections + 1,  # one spare for ping() under load
-            timeout=timeout_s,
-            health_check_interval=0,
-            # RESP2: every Redis speaks it, and with RESP3 redis-py skips its check for
-            # connections the server closed, so each stale pooled connection would fail one
-            # request after a Redis restart.
-            protocol=2,
+        if wait_replicas < 0 or wait_timeout_s <= 0:
+            raise ValueError("wait_replicas must not be negative, wait_timeout_s positive")
+        target = parse_redis_url(url)
+        wait = None
+        if wait_replicas:
+            wait = WaitPolicy(wait_replicas, max(1, math.ceil(wait_timeout_s * 1000)))
+        deadline_s = timeout_s + (wait_timeout_s if wait else 0.0)
+        options = ConnectOptions(
+            username=username or target.username,
+            password=password or target.password,
+            sentinel_username=sentinel_username,
+            sentinel_password=sentinel_password,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            socket_timeout_s=deadline_s,
+            connect_timeout_s=connect_timeout_s or timeout_s,
+            max_connections=max_connections,
         )
         return cls(
-            Redis.from_pool(pool),
+            open_backend(target, options),
             key_prefix=key_prefix,
+            deadline_s=deadline_s,
+            retries=retries,
+            wait=wait,
             breaker=breaker,
             max_in_flight=max_connections,
             queue_timeout_s=queue_timeout_s,
@@ -118,37 +161,83 @@ class RedisReplayStore:
         """True the first time ``key`` is seen within ``ttl_seconds``, False on a replay.
 
         Raises :class:`ReplayStoreUnavailable` when Redis cannot tell (down, slow, erroring,
-        the breaker is open, or every connection stayed busy), and ValueError when
-        ``ttl_seconds`` is not positive.
+        too few replicas acknowledged, the breaker is open, or every connection stayed busy),
+        and ValueError when ``ttl_seconds`` is not positive.
         """
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
+        redis_key = self._key_prefix + key.hex().encode("ascii")
         async with self._slot():
             if not self._breaker.allow():
                 raise ReplayStoreUnavailable("redis replay store unavailable (circuit open)")
             try:
-                was_set = await self._client.set(
-                    self._key_prefix + key.hex().encode("ascii"),
-                    b"1",
-                    nx=True,
-                    px=_ttl_ms(ttl_seconds),
-                )
+                async with asyncio.timeout(self._deadline_s):
+                    first = await self._claim(redis_key, _ttl_ms(ttl_seconds))
+            except ReplayStoreUnavailable:
+                self._breaker.record_failure()
+                raise
+            except TimeoutError as exc:
+                self._breaker.record_failure()
+                raise ReplayStoreUnavailable("redis replay store did not answer in time") from exc
             except Exception as exc:  # any failure means we cannot tell: fail closed
                 self._breaker.record_failure()
                 raise ReplayStoreUnavailable(f"redis replay store unavailable: {exc!r}") from exc
         self._breaker.record_success()
-        return bool(was_set)
+        return first
 
     async def ping(self) -> bool:
-        """True when Redis answers PING within the timeout; never raises."""
+        """True when every master answers PING (and, with ``WAIT``, has enough replicas
+        connected) within the deadline; never raises."""
         try:
-            return bool(await self._client.ping())
+            async with asyncio.timeout(self._deadline_s + 0.2):
+                return await self._backend.ping(self._wait)
         except Exception:
             return False
 
     async def close(self) -> None:
-        """Close every pooled connection."""
-        await self._client.aclose()
+        """Close every connection."""
+        await self._backend.aclose()
+
+    async def _claim(self, redis_key: bytes, ttl_ms: int) -> bool:
+        token = secrets.token_bytes(_TOKEN_BYTES)
+        attempt = 0
+        while True:
+            try:
+                if attempt == 0:
+                    return await self._first_attempt(redis_key, token, ttl_ms)
+                return await self._retry_attempt(redis_key, token, ttl_ms)
+            except _RETRYABLE:
+                if attempt >= self._retries:
+                    raise
+                attempt += 1
+
+    async def _first_attempt(self, redis_key: bytes, token: bytes, ttl_ms: int) -> bool:
+        was_set, acks = await self._backend.set_nx(redis_key, token, ttl_ms, self._wait)
+        if was_set:
+            self._require_acks(acks)
+        return was_set
+
+    async def _retry_attempt(self, redis_key: bytes, token: bytes, ttl_ms: int) -> bool:
+        stored = await self._backend.set_nx_then_get(redis_key, token, ttl_ms)
+        if stored is None:  # gone between SET and GET: cannot happen within a TTL
+            raise ReplayStoreUnavailable("redis replay store lost a key it just wrote")
+        if stored != token:
+            return False  # another caller's token: a replay
+        # Ours, written now or by the attempt whose reply was lost.
+        if self._wait is not None:
+            # WAIT counts acknowledgements of this connection's last write, which may not
+            # be our key: rewrite the same value so that it is.
+            self._require_acks(await self._backend.rewrite_and_wait(redis_key, token, self._wait))
+        return True
+
+    def _require_acks(self, acks: int | None) -> None:
+        if self._wait is None:
+            return
+        if acks is None or acks < self._wait.replicas:
+            raise ReplayStoreUnavailable(
+                f"only {acks or 0} of {self._wait.replicas} Redis replicas acknowledged "
+                f"within {self._wait.timeout_ms} ms"
+            )
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:

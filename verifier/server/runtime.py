@@ -31,6 +31,8 @@ HEALTH_PROBE_INTERVAL_SECONDS = 1.0
 
 _HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 _HEALTH_SERVICES = ("", SERVICE_NAME)  # "" is the server as a whole
+REPLAY_STORE_HEALTH_SERVICE = "dpop.verifier.v1.ReplayStore"
+"""A health "service" that always follows the replay store, even with DPOP_REPLAY_FAIL_OPEN."""
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -65,13 +67,14 @@ async def serve(
     """Serve until SIGTERM / SIGINT (or ``stop_event``), then shut down gracefully.
 
     Once listening, calls ``on_listening`` with the bound addresses and sets ``ready_event``.
-    Health starts NOT_SERVING, follows the replay store's ``ping()`` while running, and turns
-    NOT_SERVING for good when shutdown begins; the server then refuses new calls and lets
-    in-flight ones finish for up to ``settings.shutdown_grace_seconds``. Raises
-    ``RuntimeError`` if an address cannot be bound.
+    Health starts NOT_SERVING, follows the replay store's ``ping()`` while running (with
+    ``settings.replay_fail_open`` only :data:`REPLAY_STORE_HEALTH_SERVICE` does: the server
+    stays SERVING), and turns NOT_SERVING for good when shutdown begins; the server then
+    refuses new calls and lets in-flight ones finish for up to
+    ``settings.shutdown_grace_seconds``. Raises ``RuntimeError`` if an address cannot be bound.
     """
     health_servicer = health.aio.HealthServicer()
-    for service in _HEALTH_SERVICES:
+    for service in (*_HEALTH_SERVICES, REPLAY_STORE_HEALTH_SERVICE):
         await health_servicer.set(service, _NOT_SERVING)
 
     options = [
@@ -110,10 +113,15 @@ async def serve(
         if health_address:
             _log.info("serving grpc.health.v1 on %s (plaintext)", health_address)
 
-        serving = await _update_health(health_servicer, replay_store, None, health_probe_interval)
+        fail_open = settings.replay_fail_open
+        serving = await _update_health(
+            health_servicer, replay_store, None, health_probe_interval, fail_open
+        )
         with _signals_set(stop, enabled=handle_signals):
             monitor = asyncio.create_task(
-                _monitor_replay_store(health_servicer, replay_store, serving, health_probe_interval)
+                _monitor_replay_store(
+                    health_servicer, replay_store, serving, health_probe_interval, fail_open
+                )
             )
             try:
                 if on_listening is not None:
@@ -173,27 +181,41 @@ def _transport(settings: Settings) -> str:
 
 
 async def _monitor_replay_store(
-    health_servicer: Any, store: HealthProbe, serving: bool, interval: float
+    health_servicer: Any, store: HealthProbe, serving: bool, interval: float, fail_open: bool
 ) -> None:
     while True:
         await asyncio.sleep(interval)
-        serving = await _update_health(health_servicer, store, serving, interval)
+        serving = await _update_health(health_servicer, store, serving, interval, fail_open)
 
 
 async def _update_health(
-    health_servicer: Any, store: HealthProbe, was_serving: bool | None, deadline: float
+    health_servicer: Any,
+    store: HealthProbe,
+    was_serving: bool | None,
+    deadline: float,
+    fail_open: bool = False,
 ) -> bool:
-    """Ping the store and publish the result when it changed; return whether it is up."""
+    """Ping the store and publish the result when it changed; return whether it is up.
+
+    With ``fail_open`` the server keeps answering (unchecked) while the store is down, so
+    only :data:`REPLAY_STORE_HEALTH_SERVICE` turns NOT_SERVING.
+    """
     try:
         async with asyncio.timeout(deadline):
             up = bool(await store.ping())
     except Exception:
         up = False
     if up != was_serving:
+        await health_servicer.set(REPLAY_STORE_HEALTH_SERVICE, _SERVING if up else _NOT_SERVING)
         for service in _HEALTH_SERVICES:
-            await health_servicer.set(service, _SERVING if up else _NOT_SERVING)
+            await health_servicer.set(service, _SERVING if up or fail_open else _NOT_SERVING)
         if up:
             _log.info("replay store reachable: health SERVING")
+        elif fail_open:
+            _log.error(
+                "replay store unreachable: DPOP_REPLAY_FAIL_OPEN is set, so health stays "
+                "SERVING and proofs are accepted WITHOUT replay protection"
+            )
         else:
             _log.warning("replay store unreachable: health NOT_SERVING")
     return up
