@@ -24,11 +24,13 @@ $(BIN)/python:
 
 run: $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python scripts/repair_otel_proto.py
 	$(BIN)/dpop-verifier dev init
 	$(BIN)/dpop-verifier serve --config .dpop-dev/config.json
 
 install-dev: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python scripts/repair_otel_proto.py
 
 # A real redis-server for the adapter tests. The package's service is not started: a
 # temporary policy-rc.d denies it (only if none exists), and the tests start their own.

@@ -120,7 +120,7 @@ def prometheus_reader() -> Any:
 
     registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=registry)
-    reader = PrometheusMetricReader(registry=registry)
+    reader = PrometheusMetricReader(registry=registry, scope_info_enabled=False)
     reader.dpop_registry = registry  # type: ignore[attr-defined]
     return reader
 
