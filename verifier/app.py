@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +100,15 @@ class App:
         await self.replay.close()
 
 
-def build_app(settings: Settings, telemetry: Telemetry | None = None) -> App:
+def build_app(
+    settings: Settings,
+    telemetry: Telemetry | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> App:
     """Wire the engine, the token validator and the replay store from ``settings``; with
-    ``telemetry``, the ports are wrapped in its traced and metered decorators."""
+    ``telemetry``, the ports are wrapped in its traced and metered decorators. ``clock`` is
+    the engine's (``dpop-verifier explain --at`` replays a past moment)."""
     sources = tuple(key_source(issuer, telemetry) for issuer in settings.issuers)
     issuers = [
         TrustedIssuer(
@@ -140,6 +148,10 @@ def build_app(settings: Settings, telemetry: Telemetry | None = None) -> App:
         engine_replay = TracedReplayStore(replay, telemetry)
         hooks = EngineHooks(telemetry)
     engine = Verifier(
-        engine_settings(settings), tokens=tokens, replay=engine_replay, instrumentation=hooks
+        engine_settings(settings),
+        tokens=tokens,
+        replay=engine_replay,
+        instrumentation=hooks,
+        clock=clock,
     )
     return App(settings=settings, engine=engine, replay=replay, key_sources=sources)

@@ -4,6 +4,7 @@ dpop-verifier serve                 run the gRPC service (configured by DPOP_* v
 dpop-verifier dev init              make a local test issuer, a client key and a config
 dpop-verifier dev request ...       mint a token and a proof and ask the service
 dpop-verifier keygen | jwks | token | proof | call    the same steps one by one
+dpop-verifier explain ...           decide one token + proof in-process, print every check
 """
 
 from __future__ import annotations
@@ -126,6 +127,51 @@ def cmd_call(args: argparse.Namespace) -> int:
     )
     print_response(response, as_json=args.json)
     return 0 if response.decision == 1 else 1
+
+
+def _credential(value: str | None, what: str) -> str | None:
+    """A token or proof given as text, ``@file`` or ``-`` (stdin), so it need not appear in
+    the shell history or the process list."""
+    if value is None:
+        return None
+    if value == "-":
+        return sys.stdin.readline().strip()
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SystemExit(
+                f"error: cannot read {what} from {value[1:]}: {exc.strerror}"
+            ) from None
+    return value.strip()
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from verifier.explain import explain, print_explanation, request_facts
+
+    try:
+        settings = load_settings({"config_file": args.config})
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    token = _credential(args.token, "the token")
+    proofs = [p for p in (_credential(v, "the proof") for v in args.proof or []) if p]
+    facts = request_facts(
+        settings,
+        method=args.method,
+        url=args.url,
+        token=token,
+        proofs=proofs,
+        scheme=args.scheme,
+        proof_only=args.proof_only,
+    )
+    try:
+        decision = explain(settings, facts, at=args.at)
+    except (OSError, ValueError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    print_explanation(decision, sys.stdout, as_json=args.json)
+    return 0 if decision.allow else 1
 
 
 # --- dev ---------------------------------------------------------------------------------------
@@ -269,6 +315,29 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--proof", action="append", help="DPoP proof (repeat for several)")
     call.add_argument("--proof-only", action="store_true", help="token-endpoint mode")
     call.set_defaults(func=cmd_call)
+
+    explain = sub.add_parser(
+        "explain",
+        help="run the engine here on a token and proof and print every check (no server)",
+        description="Decide one request in this process with the service's configuration "
+        "(DPOP_* variables and --config) and print the check-by-check table. The replay check "
+        "uses a fresh in-memory store: the configured store is never written. TOKEN and PROOF "
+        "may be given as text, @FILE or - (stdin).",
+    )
+    explain.add_argument("--config", help="config file (TOML or JSON); env DPOP_CONFIG_FILE")
+    explain.add_argument("--token", help="access token (text, @file or -)")
+    explain.add_argument("--proof", action="append", help="DPoP proof (text, @file or -)")
+    explain.add_argument("--method", default="GET")
+    explain.add_argument("--url", required=True, help="the request's target URI")
+    explain.add_argument("--scheme", default="DPoP", help="Authorization scheme (DPoP or Bearer)")
+    explain.add_argument("--proof-only", action="store_true", help="token-endpoint mode")
+    explain.add_argument(
+        "--at",
+        type=float,
+        help="decide as at this time (seconds since the epoch), e.g. the time of a logged request",
+    )
+    explain.add_argument("--json", action="store_true", help="print the result as JSON")
+    explain.set_defaults(func=cmd_explain)
 
     dev = sub.add_parser("dev", help="local test issuer for trying the service")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
