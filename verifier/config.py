@@ -22,6 +22,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from verifier.engine.model import Policy
+from verifier.engine.routes import RouteError, parse_routes
 from verifier.replay.redis_url import REDIS_SCHEMES, parse_redis_url
 
 DEFAULT_ALGS: tuple[str, ...] = (
@@ -118,6 +121,14 @@ class Settings:
     decision_log_sample: float = 1.0
     issuers: tuple[IssuerSettings, ...] = ()
     routes: tuple[Mapping[str, Any], ...] = ()
+    upstream_header_jkt: str = "x-dpop-jkt"
+    upstream_header_subject: str = "x-auth-subject"
+    upstream_header_client_id: str = "x-auth-client-id"
+    upstream_header_scope: str = "x-auth-scope"
+    upstream_header_issuer: str = "x-auth-issuer"
+    upstream_header_report_only: str = "x-dpop-report-only"
+    trusted_forwarded_headers: tuple[str, ...] = ()
+    public_base_urls: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -223,11 +234,18 @@ OPTIONS: tuple[Option, ...] = (
     _opt("log_format", "Service log lines: text or json (decision lines are always JSON)."),
     _opt("decision_log", "One JSON line per decision: all, deny (denials only) or none."),
     _opt("decision_log_sample", "Fraction (0-1) of allow/deny lines kept; faults always kept."),
+    _opt("upstream_header_jkt", "ext_authz: header carrying the proof key's thumbprint upstream."),
+    _opt("upstream_header_subject", "ext_authz: header carrying the token's sub upstream."),
+    _opt("upstream_header_client_id", "ext_authz: header carrying the token's client_id upstream."),
+    _opt("upstream_header_scope", "ext_authz: header carrying the token's scope upstream."),
+    _opt("upstream_header_issuer", "ext_authz: header carrying the token's iss upstream."),
+    _opt("upstream_header_report_only", "ext_authz: header naming a report-only route's denial."),
+    _opt("trusted_forwarded_headers", "ext_authz: trusted x-forwarded-proto/-host, forwarded."),
 )
 """Every option, in documentation order (CLI ``--help`` and the README table use it)."""
 
 _BY_NAME = {o.name: o for o in OPTIONS}
-_FILE_ONLY_KEYS = ("issuers", "routes")
+_FILE_ONLY_KEYS = ("issuers", "routes", "public_base_urls")
 _SECRET_SOURCES = {
     "redis_password": "redis_password_file",
     "redis_sentinel_password": "redis_sentinel_password_file",
@@ -290,6 +308,7 @@ def load_settings(
         kwargs["config_file"] = config_file
         kwargs["issuers"] = _parse_issuers(file_values.get("issuers", []), Path(config_file).parent)
         kwargs["routes"] = _parse_routes(file_values.get("routes", []))
+        kwargs["public_base_urls"] = _parse_base_urls(file_values.get("public_base_urls", {}))
         return Settings(**kwargs)
     except ConfigError as exc:
         name = exc.setting.removeprefix("DPOP_").lower()
@@ -475,6 +494,13 @@ def _lower(setting: str, value: object) -> str:
     return _text(setting, value).lower()
 
 
+def _lower_list(setting: str, value: object) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(setting, "must be a comma-separated list")
+    return tuple(i.strip().lower() for i in items if i.strip())
+
+
 _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "proof_algs": _algs,
     "nonce_required": _bool,
@@ -489,6 +515,8 @@ _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "log_format": _lower,
     "decision_log": _lower,
     "decision_log_sample": _float,
+    **{name: _lower for name in _SETTINGS_DEFAULTS if name.startswith("upstream_header_")},
+    "trusted_forwarded_headers": _lower_list,
     **{
         name: _int
         for name, default in _SETTINGS_DEFAULTS.items()
@@ -540,6 +568,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("DPOP_DECISION_LOG", f"must be one of {', '.join(DECISION_LOG_MODES)}")
     if not 0.0 <= s.decision_log_sample <= 1.0:
         raise ConfigError("DPOP_DECISION_LOG_SAMPLE", "must be between 0 and 1")
+
+    _check_routes(s)
+    _check_upstream_headers(s)
+    _check_forwarding(s)
 
     seen: set[str] = set()
     for i, issuer in enumerate(s.issuers):
@@ -701,3 +733,81 @@ def _check_issuer(where: str, issuer: IssuerSettings) -> None:
         if not uri.hostname or not (uri.scheme == "https" or (uri.scheme == "http" and loopback)):
             raise ConfigError(f"{where}.jwks_uri", "must be https:// (http only to loopback)")
     _check_algs(f"{where}.algs", issuer.algs)
+
+
+# --- routes and the ext_authz front door ---------------------------------------------------
+
+FORWARDING_HEADERS = ("x-forwarded-proto", "x-forwarded-host", "forwarded")
+# Headers an identity header must never be: the request's credentials, framing and routing.
+_RESERVED_HEADERS = frozenset(
+    {
+        "authorization", "dpop", "host", "cookie", "content-length", "content-type",
+        "transfer-encoding", "connection", "te", "upgrade", "keep-alive", "proxy-authorization",
+        "x-forwarded-for", "x-request-id", *FORWARDING_HEADERS,
+    }
+)  # fmt: skip
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_AUTHORITY_KEY = re.compile(r"(?:\*|[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def _parse_base_urls(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError("public_base_urls", 'must be a table of "host[:port]" = "https://..."')
+    return tuple((str(k).strip().lower(), v.strip().rstrip("/")) for k, v in value.items())
+
+
+def _check_routes(s: Settings) -> None:
+    try:
+        table = parse_routes(s.routes, default=Policy(nonce_required=s.nonce_required))
+    except RouteError as exc:
+        raise ConfigError(exc.key, exc.problem) from None
+    for route in table.routes:
+        if route.policy.nonce_required and not s.nonce_secret:
+            raise ConfigError(
+                f"routes ({route.name}).nonce_required", "needs DPOP_NONCE_SECRET (or _FILE)"
+            )
+
+
+def _check_upstream_headers(s: Settings) -> None:
+    seen: dict[str, str] = {}
+    for f in dataclasses.fields(s):
+        if not f.name.startswith("upstream_header_"):
+            continue
+        setting, name = "DPOP_" + f.name.upper(), getattr(s, f.name)
+        if not name:
+            continue  # not sent (a client's copy is still removed)
+        if not _HEADER_NAME.fullmatch(name) or name.startswith("x-envoy-"):
+            raise ConfigError(setting, f"{name!r} is not a plain lower-case header name")
+        if name in _RESERVED_HEADERS:
+            raise ConfigError(setting, f"{name!r} is reserved: it carries the request itself")
+        if name in seen:
+            raise ConfigError(setting, f"{name!r} is also {seen[name]}")
+        seen[name] = setting
+
+
+def _check_forwarding(s: Settings) -> None:
+    for header in s.trusted_forwarded_headers:
+        if header not in FORWARDING_HEADERS:
+            raise ConfigError(
+                "DPOP_TRUSTED_FORWARDED_HEADERS",
+                f"unknown header {header!r} (choose from {', '.join(FORWARDING_HEADERS)})",
+            )
+    keys: set[str] = set()
+    for key, url in s.public_base_urls:
+        where = f"public_base_urls.{key!r}"
+        if not _AUTHORITY_KEY.fullmatch(key):
+            raise ConfigError(where, 'the key must be "*" or a host[:port] as Envoy reports it')
+        if key in keys:
+            raise ConfigError(where, "duplicate host")
+        keys.add(key)
+        parts = urlsplit(url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.query
+            or parts.fragment
+            or "?" in url
+            or "#" in url
+        ):
+            raise ConfigError(where, f"{url!r} must be http(s)://host[:port][/path], no query")

@@ -109,7 +109,7 @@ def test_json_file_with_issuers_and_routes(tmp_path: Path) -> None:
                         "algs": ["ES256"],
                     },
                 ],
-                "routes": [{"match": "/admin", "mode": "require"}],
+                "routes": [{"path_prefix": "/admin", "mode": "require"}],
             }
         ),
     )

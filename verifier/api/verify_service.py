@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier.dpop.reasons import Reason, info
-from verifier.engine.model import Decision, Policy, RequestFacts
+from verifier.engine.model import Decision, RequestFacts
+from verifier.engine.routes import RouteTable
 from verifier.telemetry import Telemetry
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["VerifierService"].full_name
@@ -43,12 +44,12 @@ class VerifyService:
         engine: DecisionEngine,
         *,
         allow_explain: bool = False,
-        policy: Policy | None = None,
+        routes: RouteTable | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         self._engine = engine
         self._allow_explain = allow_explain
-        self._policy = policy if policy is not None else Policy()
+        self._routes = routes if routes is not None else RouteTable()
         self._telemetry = telemetry if telemetry is not None else Telemetry()
 
     async def Verify(self, request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
@@ -57,7 +58,7 @@ class VerifyService:
         with self._telemetry.decision_scope(VERIFY_METHOD, metadata=metadata or ()) as scope:
             try:
                 explain = request.explain and self._allow_explain
-                scope.facts = request_facts(request, self._policy)
+                scope.facts = request_facts(request, self._routes)
                 decision = await self._engine.verify(scope.facts, explain=explain)
             except Exception as exc:
                 # Frames only: an exception's message could quote a token or proof.
@@ -71,17 +72,21 @@ class VerifyService:
         return verify_response(decision, explain=request.explain and self._allow_explain)
 
 
-def request_facts(request: pb.VerifyRequest, policy: Policy | None = None) -> RequestFacts:
-    """The engine's view of a VerifyRequest. Field validation is the engine's job."""
+def request_facts(request: pb.VerifyRequest, routes: RouteTable | None = None) -> RequestFacts:
+    """The engine's view of a VerifyRequest, with the policy of the route its target URI
+    selects in ``routes`` (the same routes as ``Authorization/Check``; default: ``require``).
+    Field validation is the engine's job."""
+    target = target_uri(request)
+    route = (routes if routes is not None else RouteTable()).resolve(target)
     return RequestFacts(
         method=request.method,
-        target_uri=target_uri(request),
+        target_uri=target,
         authorization=tuple(request.authorization),
         dpop=tuple(request.dpop),
         proof_only=request.proof_only,
         client_address=request.client_address,
-        route=request.route,
-        policy=policy if policy is not None else Policy(),
+        route=request.route or route.name,
+        policy=route.policy,
     )
 
 

@@ -19,9 +19,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
+from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc
+from verifier.api.extauthz_service import SERVICE_NAME as EXTAUTHZ_SERVICE_NAME
+from verifier.api.extauthz_service import ExtAuthzService
+from verifier.api.options import extauthz_options, route_table
 from verifier.api.verify_service import SERVICE_NAME, DecisionEngine, VerifyService
 from verifier.config import Settings
-from verifier.engine.model import Policy
 from verifier.telemetry import Telemetry
 
 _log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ HEALTH_PROBE_INTERVAL_SECONDS = 1.0
 """How often the replay store is pinged; a ping slower than this counts as down."""
 
 _HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-_HEALTH_SERVICES = ("", SERVICE_NAME)  # "" is the server as a whole
+_HEALTH_SERVICES = ("", SERVICE_NAME, EXTAUTHZ_SERVICE_NAME)  # "" is the server as a whole
 REPLAY_STORE_HEALTH_SERVICE = "dpop.verifier.v1.ReplayStore"
 """A health "service" that always follows the replay store, even with DPOP_REPLAY_FAIL_OPEN."""
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -82,18 +85,22 @@ async def serve(
         ("grpc.so_reuseport", 0),  # a port already in use is an error, not a shared port
     ]
     server = grpc.aio.server(options=options)
+    routes = route_table(settings)
     verifier_pb2_grpc.add_VerifierServiceServicer_to_server(  # type: ignore[no-untyped-call]
         VerifyService(
             engine,
             allow_explain=settings.allow_explain,
-            policy=Policy(nonce_required=settings.nonce_required),
+            routes=routes,
             telemetry=telemetry,
         ),
         server,
     )
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(  # type: ignore[no-untyped-call]
+        ExtAuthzService(engine, extauthz_options(settings, routes)), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, _HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, EXTAUTHZ_SERVICE_NAME, _HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     main_address = _bind(server, settings.listen, _server_credentials(settings))
 

@@ -1,0 +1,193 @@
+"""The Envoy / Istio external authorizer: ``envoy.service.auth.v3.Authorization/Check``.
+
+CheckRequest -> :class:`RequestFacts` (:mod:`verifier.api.extauthz_facts`) -> engine ->
+CheckResponse. It holds no verification logic of its own.
+
+* **Allow**: ``status`` OK and an ``OkHttpResponse`` that sets the identity headers for the
+  upstream (key thumbprint, subject, client id, scope, issuer; names configurable) and removes
+  any of them the client sent itself, so they cannot be spoofed. A fresh ``DPoP-Nonce``, when the
+  engine offers one, goes back to the client.
+* **Deny**: a non-OK ``status`` (``UNAUTHENTICATED`` for 401) and a ``DeniedHttpResponse`` with the
+  decision's HTTP status, ``WWW-Authenticate``, ``DPoP-Nonce`` when challenging,
+  ``Cache-Control: no-store`` and a JSON body ``{"error", "error_description"}``. Never OK with a
+  denial, and never ``error_response`` (which Envoy's ``failure_mode_allow`` would let through).
+* **Report-only**: a would-be denial is allowed, logged, and announced to the upstream in the
+  report-only header (``x-dpop-report-only: <reason code>``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
+
+from verifier._generated.envoy.config.core.v3 import base_pb2
+from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
+from verifier._generated.envoy.type.v3 import http_status_pb2
+from verifier.api.extauthz_facts import request_facts, request_headers
+from verifier.api.target_uri import PublicUrlOptions
+from verifier.api.verify_service import DecisionEngine, internal_error_decision
+from verifier.dpop.reasons import RfcError, info
+from verifier.engine.model import Decision, RequestFacts
+from verifier.engine.routes import RouteTable
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
+"""The fully qualified service name, ``envoy.service.auth.v3.Authorization``."""
+
+_log = logging.getLogger(__name__)
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_GRPC_CODE = {
+    400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    500: code_pb2.INTERNAL,
+    503: code_pb2.UNAVAILABLE,
+}
+# The JSON body's "error" where the reason has no RFC error code (RFC 6750 §3.1: a request
+# without credentials gets none in WWW-Authenticate).
+_BODY_ERROR = {401: "unauthorized", 500: "server_error", 503: "temporarily_unavailable"}
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityHeaders:
+    """Names of the headers set for the upstream on allow (empty: not sent, still removed)."""
+
+    jkt: str = "x-dpop-jkt"
+    subject: str = "x-auth-subject"
+    client_id: str = "x-auth-client-id"
+    scope: str = "x-auth-scope"
+    issuer: str = "x-auth-issuer"
+    report_only: str = "x-dpop-report-only"
+
+    def names(self) -> tuple[str, ...]:
+        """Every configured name, lower-case."""
+        values = (self.jkt, self.subject, self.client_id, self.scope, self.issuer, self.report_only)
+        return tuple(name.lower() for name in values if name)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtAuthzOptions:
+    """Everything the Check front door needs besides the engine."""
+
+    routes: RouteTable = field(default_factory=RouteTable)
+    public_url: PublicUrlOptions = field(default_factory=PublicUrlOptions)
+    identity_headers: IdentityHeaders = field(default_factory=IdentityHeaders)
+
+
+class ExtAuthzService:
+    """The ``envoy.service.auth.v3.Authorization`` servicer."""
+
+    def __init__(self, engine: DecisionEngine, options: ExtAuthzOptions | None = None) -> None:
+        self._engine = engine
+        self._options = options if options is not None else ExtAuthzOptions()
+
+    async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
+        """Answer one CheckRequest; always returns a response (fail closed)."""
+        options = self._options
+        sent: Collection[str] = ()
+        facts: RequestFacts | None = None
+        try:
+            headers = request_headers(request.attributes.request.http)
+            sent = headers.keys()
+            facts = request_facts(
+                request, headers, routes=options.routes, public_url=options.public_url
+            )
+            decision = await self._engine.verify(facts)
+        except Exception as exc:
+            # Frames only: an exception's message could quote a token or proof.
+            _log.error(
+                "check failed with %s; denied as internal_error\n%s",
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            decision = internal_error_decision()
+        if not decision.enforced and facts is not None:
+            _log.warning(
+                "report-only: would deny %s %s with %s (route %s)",
+                facts.method,
+                facts.target_uri.partition("?")[0],
+                decision.reason.value,
+                facts.route,
+            )
+        return check_response(decision, sent, options.identity_headers)
+
+
+def check_response(
+    decision: Decision, sent: Collection[str], names: IdentityHeaders
+) -> pb.CheckResponse:
+    """The wire answer for ``decision``; ``sent`` are the header names the client sent."""
+    if not decision.allow:
+        return _denied(decision)
+    values = _upstream_headers(decision, names)
+    ok = pb.OkHttpResponse(
+        headers=[_header(name, value) for name, value in values.items()],
+        headers_to_remove=sorted(
+            name for name in names.names() if name in sent and name not in values
+        ),
+    )
+    if decision.dpop_nonce and decision.enforced:  # RFC 9449 §8.2: a fresh nonce on success
+        ok.response_headers_to_add.append(_header("dpop-nonce", decision.dpop_nonce))
+    return pb.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
+
+
+def _upstream_headers(decision: Decision, names: IdentityHeaders) -> dict[str, str]:
+    """Identity headers for an enforced allow; the report-only header for a would-be denial."""
+    if not decision.enforced:
+        return {names.report_only.lower(): decision.reason.value} if names.report_only else {}
+    claims = decision.claims
+    candidates = [(names.jkt, decision.jkt)]
+    if claims is not None:
+        candidates += [
+            (names.subject, claims.subject),
+            (names.client_id, claims.client_id),
+            (names.scope, claims.scope),
+            (names.issuer, claims.issuer),
+        ]
+    values: dict[str, str] = {}
+    for name, value in candidates:
+        if name and value and _header_safe(value):
+            values[name.lower()] = value
+        elif name and value:
+            _log.warning("not forwarding %s: the token claim holds control characters", name)
+    return values
+
+
+def _denied(decision: Decision) -> pb.CheckResponse:
+    status = decision.http_status
+    reason_info = info(decision.reason)
+    headers = [_header("cache-control", "no-store"), _header("content-type", "application/json")]
+    if decision.www_authenticate:
+        headers.append(_header("www-authenticate", decision.www_authenticate))
+    if decision.dpop_nonce:
+        headers.append(_header("dpop-nonce", decision.dpop_nonce))
+    error = decision.rfc_error.value if decision.rfc_error is not RfcError.NONE else ""
+    # The catalogue's message, never the decision's detail (which may name internal hosts).
+    body = {"error": error or _BODY_ERROR.get(status, "invalid_request"),
+            "error_description": reason_info.message}  # fmt: skip
+    return pb.CheckResponse(
+        status=status_pb2.Status(
+            code=_GRPC_CODE.get(status, code_pb2.PERMISSION_DENIED), message=decision.reason.value
+        ),
+        denied_response=pb.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=status),  # type: ignore[arg-type]
+            headers=headers,
+            body=json.dumps(body, separators=(",", ":")),
+        ),
+    )
+
+
+def _header(name: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE
+    )
+
+
+def _header_safe(value: str) -> bool:
+    """RFC 9110 §5.5 field value: no control characters (CR, LF, NUL, ...)."""
+    return all(ch == "\t" or (ch >= " " and ch != "\x7f") for ch in value)
