@@ -78,7 +78,7 @@ async def test_key_fetches_are_traced_and_refreshes_and_failures_counted() -> No
             for name in (GOOD, BROKEN)
         }
         with captured_logs(observed):
-            async with inprocess_service(settings, observed.telemetry) as (stub, _):
+            async with inprocess_service(settings, observed.telemetry) as (stub, _, _):
                 reasons = []
                 for name in (GOOD, BROKEN):
                     request = pb.VerifyRequest(

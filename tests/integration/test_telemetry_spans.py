@@ -88,7 +88,7 @@ async def test_allow_continues_the_callers_trace_with_one_child_span_per_stage(
     trace_id, parent_id, metadata = _traceparent()
     token = issuer.token(client, client_id="app-1")
     with captured_logs(observed):
-        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _):
+        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _, _):
             response = await stub.Verify(_request(client, token), metadata=metadata)
     assert response.reason_code == "ok"
 
@@ -145,7 +145,7 @@ async def test_denied_proof_ends_in_the_proof_span_with_its_reason(
     trace_id, _, metadata = _traceparent()
     request = _request(client, issuer.token(client), proof_url="https://api.test/admin")
     with captured_logs(observed):
-        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _):
+        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _, _):
             response = await stub.Verify(request, metadata=metadata)
     assert response.reason_code == "proof_htu_mismatch"
 
@@ -178,7 +178,7 @@ async def test_replay_is_marked_on_the_replay_span_and_counted(
     request = _request(client, issuer.token(client, client_id="app-2"))
     trace_id, _, metadata = _traceparent()
     with captured_logs(observed):
-        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _):
+        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _, _):
             first = await stub.Verify(request)
             second = await stub.Verify(request, metadata=metadata)
     assert (first.reason_code, second.reason_code) == ("ok", "replayed")
@@ -220,7 +220,7 @@ async def test_store_unavailable_is_an_error_span_an_error_log_and_a_counted_err
     settings = _settings(issuer, memory_replay_max_entries=1)
     trace_id, _, metadata = _traceparent()
     with captured_logs(observed):
-        async with inprocess_service(settings, observed.telemetry) as (stub, _):
+        async with inprocess_service(settings, observed.telemetry) as (stub, _, _):
             assert (await stub.Verify(_request(client, issuer.token(client)))).reason_code == "ok"
             response = await stub.Verify(_request(client, issuer.token(client)), metadata=metadata)
     assert response.reason_code == "replay_store_unavailable"
@@ -254,7 +254,7 @@ async def test_no_raw_token_proof_or_thumbprint_in_spans_metrics_or_logs(
     ]
     requests.append(requests[0])  # replay
     with captured_logs(observed):
-        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _):
+        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _, _):
             for request in requests:
                 await stub.Verify(request, metadata=_traceparent()[2])
     exported = observed.everything_exported()

@@ -100,8 +100,9 @@ def captured_logs(observed: Observed) -> Iterator[None]:
 @asynccontextmanager
 async def inprocess_service(
     settings: Settings, telemetry: Telemetry
-) -> AsyncIterator[tuple[pb_grpc.VerifierServiceStub, App]]:
-    """The real server (``runtime.serve``) with the app built by ``build_app``, on loopback."""
+) -> AsyncIterator[tuple[pb_grpc.VerifierServiceStub, App, str]]:
+    """The real server (``runtime.serve``) with the app built by ``build_app``, on loopback:
+    yields a Verify stub, the app and the address."""
     app = build_app(settings, telemetry)
     await app.start()
     stop = asyncio.Event()
@@ -122,7 +123,8 @@ async def inprocess_service(
     await asyncio.wait_for(ready.wait(), 10)
     channel = grpc.aio.insecure_channel(bound[0].main)
     try:
-        yield pb_grpc.VerifierServiceStub(channel), app  # type: ignore[no-untyped-call]
+        stub = pb_grpc.VerifierServiceStub(channel)  # type: ignore[no-untyped-call]
+        yield stub, app, bound[0].main
     finally:
         await channel.close()
         stop.set()

@@ -4,7 +4,14 @@ the ports (:mod:`verifier.telemetry.ports`) and the front doors open one
 :meth:`Telemetry.decision_scope` per call.
 """
 
-from verifier.telemetry.core import DecisionLog, DecisionScope, Telemetry, current_scope, hash_jkt
+from verifier.telemetry.core import (
+    DecisionLog,
+    DecisionScope,
+    Telemetry,
+    current_scope,
+    envoy_trace_headers,
+    hash_jkt,
+)
 from verifier.telemetry.ports import (
     EngineHooks,
     TracedKeySource,
@@ -24,6 +31,7 @@ __all__ = [
     "TracedReplayStore",
     "TracedTokenValidator",
     "current_scope",
+    "envoy_trace_headers",
     "hash_jkt",
     "telemetry_settings",
     "traced_fetcher",

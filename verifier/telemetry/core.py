@@ -230,6 +230,23 @@ def _carrier(metadata: Iterable[Any]) -> dict[str, str]:
     return carrier
 
 
+def envoy_trace_headers(http: Any) -> dict[str, str]:
+    """The trace headers of Envoy's ``AttributeContext.HttpRequest`` (``headers``, or
+    ``header_map`` with ``encode_raw_headers``), for :meth:`Telemetry.decision_scope`."""
+    wanted = ("traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
+              "x-b3-sampled", "x-b3-parentspanid", "x-b3-flags")  # fmt: skip
+    found: dict[str, str] = {}
+    for key, value in http.headers.items():
+        if key.lower() in wanted:
+            found.setdefault(key.lower(), value)
+    if not found and http.HasField("header_map"):
+        for entry in http.header_map.headers:
+            if entry.key.lower() in wanted:
+                value = entry.value or entry.raw_value.decode("utf-8", errors="replace")
+                found.setdefault(entry.key.lower(), value)
+    return found
+
+
 class Telemetry:
     """Tracer, meter, instruments and decision log of one service instance.
 
