@@ -35,9 +35,11 @@ from verifier.api.verify_service import DecisionEngine, internal_error_decision
 from verifier.dpop.reasons import RfcError, info
 from verifier.engine.model import Decision, RequestFacts
 from verifier.engine.routes import RouteTable
+from verifier.telemetry import Telemetry, envoy_trace_headers
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 """The fully qualified service name, ``envoy.service.auth.v3.Authorization``."""
+CHECK_METHOD = f"{SERVICE_NAME}/Check"
 
 _log = logging.getLogger(__name__)
 
@@ -83,30 +85,46 @@ class ExtAuthzOptions:
 class ExtAuthzService:
     """The ``envoy.service.auth.v3.Authorization`` servicer."""
 
-    def __init__(self, engine: DecisionEngine, options: ExtAuthzOptions | None = None) -> None:
+    def __init__(
+        self,
+        engine: DecisionEngine,
+        options: ExtAuthzOptions | None = None,
+        *,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self._engine = engine
         self._options = options if options is not None else ExtAuthzOptions()
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
 
     async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
         """Answer one CheckRequest; always returns a response (fail closed)."""
         options = self._options
         sent: Collection[str] = ()
         facts: RequestFacts | None = None
-        try:
-            headers = request_headers(request.attributes.request.http)
-            sent = headers.keys()
-            facts = request_facts(
-                request, headers, routes=options.routes, public_url=options.public_url
-            )
-            decision = await self._engine.verify(facts)
-        except Exception as exc:
-            # Frames only: an exception's message could quote a token or proof.
-            _log.error(
-                "check failed with %s; denied as internal_error\n%s",
-                type(exc).__name__,
-                "".join(traceback.format_tb(exc.__traceback__)),
-            )
-            decision = internal_error_decision()
+        # The trace continues from the gRPC metadata (Envoy's ext_authz call), else from the
+        # HTTP request's own trace headers inside the CheckRequest.
+        metadata = context.invocation_metadata() if context is not None else None
+        http = request.attributes.request.http
+        with self._telemetry.decision_scope(
+            CHECK_METHOD, metadata=metadata or (), headers=envoy_trace_headers(http)
+        ) as scope:
+            try:
+                headers = request_headers(http)
+                sent = headers.keys()
+                facts = request_facts(
+                    request, headers, routes=options.routes, public_url=options.public_url
+                )
+                scope.facts = facts
+                decision = await self._engine.verify(facts)
+            except Exception as exc:
+                # Frames only: an exception's message could quote a token or proof.
+                _log.error(
+                    "check failed with %s; denied as internal_error\n%s",
+                    type(exc).__name__,
+                    "".join(traceback.format_tb(exc.__traceback__)),
+                )
+                decision = internal_error_decision()
+            scope.decision = decision
         if not decision.enforced and facts is not None:
             _log.warning(
                 "report-only: would deny %s %s with %s (route %s)",

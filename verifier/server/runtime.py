@@ -96,7 +96,7 @@ async def serve(
         server,
     )
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(  # type: ignore[no-untyped-call]
-        ExtAuthzService(engine, extauthz_options(settings, routes)), server
+        ExtAuthzService(engine, extauthz_options(settings, routes), telemetry=telemetry), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
