@@ -170,7 +170,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    print_explanation(decision, sys.stdout, as_json=args.json)
+    print_explanation(decision, sys.stdout, facts=facts, as_json=args.json)
     return 0 if decision.allow else 1
 
 

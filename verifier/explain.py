@@ -14,9 +14,12 @@ import json
 import time
 from typing import Any, TextIO
 
+from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
+from verifier.api import verify_service
+from verifier.api.options import route_table
 from verifier.app import build_app
 from verifier.config import Settings
-from verifier.engine.model import Decision, Policy, RequestFacts
+from verifier.engine.model import Decision, RequestFacts
 
 REPLAY_NOTE = "replay checked against a fresh in-memory store; the configured store is untouched"
 
@@ -48,15 +51,16 @@ def request_facts(
     scheme: str = "DPoP",
     proof_only: bool = False,
 ) -> RequestFacts:
-    """The facts a gateway would send for this request (the ``Verify`` policy)."""
-    return RequestFacts(
+    """The facts the ``Verify`` front door would build for this request, with the policy of
+    the configured route the URL selects."""
+    request = pb.VerifyRequest(
         method=method,
         target_uri=url,
-        authorization=(f"{scheme} {token}",) if token else (),
-        dpop=tuple(proofs),
+        authorization=[f"{scheme} {token}"] if token else [],
+        dpop=proofs,
         proof_only=proof_only,
-        policy=Policy(nonce_required=settings.nonce_required),
     )
+    return verify_service.request_facts(request, route_table(settings))
 
 
 def as_dict(decision: Decision) -> dict[str, Any]:
@@ -71,6 +75,7 @@ def as_dict(decision: Decision) -> dict[str, Any]:
         "dpop_nonce": decision.dpop_nonce,
         "jkt": decision.jkt,
         "alg": decision.alg,
+        "enforced": decision.enforced,
         "checks": [dataclasses.asdict(check) for check in decision.checks],
         "note": REPLAY_NOTE,
     }
@@ -79,17 +84,26 @@ def as_dict(decision: Decision) -> dict[str, Any]:
     return result
 
 
-def print_explanation(decision: Decision, out: TextIO, *, as_json: bool = False) -> None:
-    """The decision, its headers and the check-by-check table."""
+def print_explanation(
+    decision: Decision, out: TextIO, *, facts: RequestFacts | None = None, as_json: bool = False
+) -> None:
+    """The decision, its headers, the route policy applied and the check-by-check table."""
     if as_json:
-        print(json.dumps(as_dict(decision), indent=2), file=out)
+        result = as_dict(decision)
+        if facts is not None:
+            result["route"] = {"name": facts.route, "mode": facts.policy.mode.value}
+        print(json.dumps(result, indent=2), file=out)
         return
     verdict = "ALLOW" if decision.allow else "DENY"
     lines = [
-        f"decision:          {verdict} ({decision.reason.value})",
+        f"decision:          {verdict} ({decision.reason.value})"
+        + ("" if decision.enforced else "  [report-only: not enforced]"),
         f"message:           {decision.message}",
         f"http status:       {decision.http_status}",
     ]
+    if facts is not None:
+        nonce = ", nonce required" if facts.policy.nonce_required else ""
+        lines.append(f"route:             {facts.route or '-'} ({facts.policy.mode.value}{nonce})")
     if decision.rfc_error.value:
         lines.append(f"error:             {decision.rfc_error.value}")
     if decision.www_authenticate:

@@ -101,3 +101,17 @@ def test_explain_with_a_bad_config_names_the_setting(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"replay_timeout_ms": 0}), encoding="utf-8")
     result = _explain(bad, "--url", URL)
     assert result.returncode == 2 and "DPOP_REPLAY_TIMEOUT_MS" in result.stderr
+
+
+def test_explain_applies_the_configured_route_policy(tmp_path: Path) -> None:
+    issuer = TestIssuer(tmp_path)
+    config = _config(tmp_path, issuer, routes=[
+        {"path_prefix": "/public", "mode": "allow-bearer", "name": "public"}])  # fmt: skip
+    bearer = issuer.token(None)  # not DPoP-bound
+    public = _explain(config, "--scheme", "Bearer", "--token", bearer, "--url",
+                      "https://api.test/public/items")  # fmt: skip
+    assert public.returncode == 0, public.stdout
+    assert "route:             public (allow-bearer)" in public.stdout
+    private = _explain(config, "--scheme", "Bearer", "--token", bearer, "--url", URL)
+    assert private.returncode == 1
+    assert private.stdout.startswith("decision:          DENY (bearer_not_allowed)")
