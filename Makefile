@@ -18,6 +18,7 @@ help:
 	@echo "                        (extra pytest arguments: make test PYTEST_ARGS='-k redis')"
 	@echo "make lint               ruff check, ruff format --check, mypy"
 	@echo "make install-test-deps  redis-server (apt) and the dev virtualenv"
+	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +55,7 @@ install-redis:
 		exit $$status; \
 	fi
 
-install-test-deps: install-redis install-dev
+install-test-deps: install-redis install-dev install-client-deps
 
 test: install-test-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -63,3 +64,6 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy verifier
+	$(BIN)/mypy clients/python/src
+
+include clients/clients.mk
