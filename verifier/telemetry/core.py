@@ -119,8 +119,14 @@ class Instruments:
             description="Time to decide one request, from the call's arrival to its answer",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
         )
-        self.in_flight = meter.create_up_down_counter(
-            METRIC_IN_FLIGHT, unit="{request}", description="Calls being decided right now"
+        self.in_flight: dict[str, int] = {}
+        """Calls being decided right now, by RPC method; read by an observable instrument at
+        collection time, so counting costs two dict updates per call."""
+        meter.create_observable_up_down_counter(
+            METRIC_IN_FLIGHT,
+            callbacks=[self._observe_in_flight],
+            unit="{request}",
+            description="Calls being decided right now",
         )
         self.replay_duration = meter.create_histogram(
             METRIC_REPLAY_DURATION,
@@ -143,6 +149,10 @@ class Instruments:
             unit="{failure}",
             description="Key-source failures: failed fetches and requests that found no keys",
         )
+
+    def _observe_in_flight(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        for method, count in list(self.in_flight.items()):
+            yield metrics.Observation(count, {ATTR_RPC_METHOD: method})
 
 
 class DecisionLog:
@@ -313,8 +323,8 @@ class Telemetry:
         if headers and not trace.get_current_span(parent).get_span_context().is_valid:
             parent = propagate.extract({k.lower(): v for k, v in headers.items()})
         scope = DecisionScope(rpc_method=method, facts=facts)
-        in_flight_attrs = {ATTR_RPC_METHOD: method}
-        self.instruments.in_flight.add(1, in_flight_attrs)
+        in_flight = self.instruments.in_flight
+        in_flight[method] = in_flight.get(method, 0) + 1
         scope_token = _current_scope.set(scope)
         span: trace.Span = trace.INVALID_SPAN
         context_token = None
@@ -342,7 +352,7 @@ class Telemetry:
                 _log.exception("recording a decision failed")
             finally:
                 _current_scope.reset(scope_token)
-                self.instruments.in_flight.add(-1, in_flight_attrs)
+                in_flight[method] -= 1
 
     def _finish(self, scope: DecisionScope, span: trace.Span, parent: Any, seconds: float) -> None:
         decision = scope.decision if scope.decision is not None else _internal_error()
@@ -384,7 +394,10 @@ class Telemetry:
     ) -> Iterator[trace.Span]:
         """A child span of the current one. Exceptions are never recorded with their message
         (it could quote client input); callers mark outcomes themselves."""
-        if not self.tracing:
+        parent = trace.get_current_span()
+        if not self.tracing or (
+            parent.get_span_context().is_valid and not parent.is_recording()
+        ):  # no tracing, or the call is not sampled: its stages are not either
             yield trace.INVALID_SPAN
             return
         with self.tracer.start_as_current_span(
