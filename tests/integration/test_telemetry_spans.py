@@ -310,3 +310,19 @@ def test_json_log_lines_carry_no_exception_message() -> None:
             logging.getLogger("verifier.test").exception("failed")
     (line,) = observed.log_lines()
     assert line["exception_type"] == "ValueError" and client_input not in json.dumps(line)
+
+
+async def test_an_unsampled_call_records_no_spans_but_logs_the_callers_trace_id(
+    issuer: TestIssuer, client: KeyPair, observed: Observed
+) -> None:
+    trace_id, span_id = secrets.randbits(128) | 1, secrets.randbits(64) | 1
+    metadata = (("traceparent", f"00-{trace_id:032x}-{span_id:016x}-00"),)  # not sampled
+    with captured_logs(observed):
+        async with inprocess_service(_settings(issuer), observed.telemetry) as (stub, _, _):
+            response = await stub.Verify(_request(client, issuer.token(client)), metadata=metadata)
+    assert response.reason_code == "ok"
+    assert observed.finished() == []
+    (line,) = observed.decision_lines()
+    assert line["trace_id"] == f"{trace_id:032x}" and line["span_id"] == ""
+    (count,) = observed.metric_points("dpop_verifier.decisions")
+    assert count.value == 1
