@@ -17,6 +17,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from tests.support.redis_server import RedisServer
 from tests.support.service import AUDIENCE, ISSUER, TestIssuer
 from tests.support.telemetry import Observed, captured_logs, inprocess_service, observed_telemetry
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
@@ -326,3 +327,26 @@ async def test_an_unsampled_call_records_no_spans_but_logs_the_callers_trace_id(
     assert line["trace_id"] == f"{trace_id:032x}" and line["span_id"] == ""
     (count,) = observed.metric_points("dpop_verifier.decisions")
     assert count.value == 1
+
+
+async def test_redis_outage_is_an_error_on_the_replay_span_with_the_error_type(
+    issuer: TestIssuer, client: KeyPair, observed: Observed, redis_server: RedisServer
+) -> None:
+    settings = _settings(issuer, replay_url=redis_server.url)
+    trace_id, _, metadata = _traceparent()
+    with captured_logs(observed):
+        async with inprocess_service(settings, observed.telemetry) as (stub, _, _):
+            assert (await stub.Verify(_request(client, issuer.token(client)))).reason_code == "ok"
+            redis_server.kill()
+            response = await stub.Verify(_request(client, issuer.token(client)), metadata=metadata)
+    assert response.reason_code == "replay_store_unavailable"
+    tree = _tree(observed.finished(), trace_id)
+    replay_span = tree["dpop.replay.first_use"][0]
+    assert replay_span.attributes["dpop.replay.store"] == "redis"
+    assert replay_span.attributes["dpop.replay.outcome"] == "unavailable"
+    assert replay_span.attributes["error.type"]  # the Redis client's exception class
+    assert replay_span.status.status_code is StatusCode.ERROR
+    assert tree[VERIFY_SPAN][0].status.status_code is StatusCode.ERROR
+    errors = observed.metric_points("dpop_verifier.replay_store.errors")
+    assert [p.attributes["dpop.replay.store"] for p in errors] == ["redis"]
+    assert observed.decision_lines()[-1]["level"] == "ERROR"

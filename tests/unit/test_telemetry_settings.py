@@ -135,3 +135,19 @@ def test_decision_line_fields() -> None:
     for key in ("timestamp", "route", "issuer", "subject", "client_id", "latency_ms", "rpc"):
         assert key in line
     assert "some-jkt" not in json.dumps(line)
+
+
+def test_metrics_endpoint_on_a_taken_port_names_the_setting() -> None:
+    import socket
+
+    from verifier.config import Settings
+    from verifier.telemetry.setup import build_telemetry, start_metrics_endpoint
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        telemetry = build_telemetry(Settings(metrics_listen=address), telemetry_settings({}))
+        with pytest.raises(RuntimeError, match="DPOP_METRICS_LISTEN"):
+            start_metrics_endpoint(telemetry, address)
+    telemetry.shutdown()
