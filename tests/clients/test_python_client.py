@@ -142,7 +142,7 @@ def test_retries_reach_a_verifier_that_comes_up_during_the_call(
             except VerifierError as exc:  # reported by the assertion below
                 outcome.append(exc)
 
-    caller = threading.Thread(target=call)
+    caller = threading.Thread(target=call, daemon=True)
     caller.start()  # the first attempts find nothing listening
     with running_service(tmp_path, issuer, env={"DPOP_LISTEN": address}):
         caller.join(timeout=40)
