@@ -26,6 +26,9 @@ CLIENT_APT_PACKAGES := \
 
 GO_IMPORT_ROOT := github.com/dpop-verifier/dpop-verifier
 GO_SYSTEM_PATH := /usr/share/gocode
+# go needs a build cache directory; CI environments may lack HOME.
+GO_ENV := GO111MODULE=off GOPROXY=off GOFLAGS= GOPATH=$(CLIENT_OUT)/gopath:$(GO_SYSTEM_PATH) \
+	GOCACHE=$${GOCACHE:-$${HOME:-/tmp}/.cache/go-build}
 
 JAVA_LIB := /usr/share/java
 JAVA_COMPILE_JARS := grpc-api grpc-stub grpc-protobuf grpc-protobuf-lite grpc-core grpc-context \
@@ -69,10 +72,10 @@ clients-go:
 	rm -rf $(CLIENT_OUT)/gopath $(CLIENT_OUT)/go
 	mkdir -p $(CLIENT_OUT)/gopath/src/$(GO_IMPORT_ROOT)/clients $(CLIENT_OUT)/go
 	ln -s $(CURDIR)/clients/go $(CLIENT_OUT)/gopath/src/$(GO_IMPORT_ROOT)/clients/go
-	GO111MODULE=off GOPROXY=off GOFLAGS= GOPATH=$(CLIENT_OUT)/gopath:$(GO_SYSTEM_PATH) \
-		go vet $(GO_IMPORT_ROOT)/clients/go/dpopverifierv1 $(GO_IMPORT_ROOT)/clients/go/cmd/verify-example
-	GO111MODULE=off GOPROXY=off GOFLAGS= GOPATH=$(CLIENT_OUT)/gopath:$(GO_SYSTEM_PATH) \
-		go build -o $(CLIENT_OUT)/go/verify-example $(GO_IMPORT_ROOT)/clients/go/cmd/verify-example
+	$(GO_ENV) go vet $(GO_IMPORT_ROOT)/clients/go/dpopverifierv1 \
+		$(GO_IMPORT_ROOT)/clients/go/cmd/verify-example
+	$(GO_ENV) go build -o $(CLIENT_OUT)/go/verify-example \
+		$(GO_IMPORT_ROOT)/clients/go/cmd/verify-example
 
 clients-java:
 	rm -rf $(CLIENT_OUT)/java
