@@ -6,13 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.config import IssuerSettings, Settings
 from verifier.dpop.nonce import NonceKeys
 from verifier.dpop.proof import ProofLimits
 from verifier.engine.verifier import AccessTokenValidator, EngineSettings, Verifier
+from verifier.issuers import IssuerParts, build_issuer
 from verifier.replay import ReplayStore, open_replay_store
 from verifier.replay.policy_log import log_replay_policy
 from verifier.telemetry import (
@@ -23,8 +24,9 @@ from verifier.telemetry import (
     TracedTokenValidator,
     traced_fetcher,
 )
-from verifier.tokens.sources import KeySource, RemoteKeySource, StaticKeySource, fetch_json
-from verifier.tokens.validator import TokenValidator, TrustedIssuer
+from verifier.tokens.discovery import Fetcher
+from verifier.tokens.sources import KeySource
+from verifier.tokens.validator import TokenValidator
 
 log = logging.getLogger(__name__)
 
@@ -54,30 +56,22 @@ def engine_settings(settings: Settings) -> EngineSettings:
     )
 
 
-JWKS_FETCH_TIMEOUT_S = 5.0
+def issuer_parts(
+    issuer: IssuerSettings, telemetry: Telemetry | None = None, *, leeway: float = 30.0
+) -> IssuerParts:
+    """The token sources configured for one issuer (key fetches, key lookups and discovery
+    traced when ``telemetry`` records anything)."""
+    if telemetry is None or not telemetry.enabled:
+        return build_issuer(issuer, leeway=leeway)
+    traced = telemetry
 
+    def wrap_fetcher(fetch: Fetcher, name: str) -> Fetcher:
+        return traced_fetcher(fetch, name, traced)
 
-async def _fetch_jwks(url: str) -> Any:
-    return await asyncio.to_thread(fetch_json, url, JWKS_FETCH_TIMEOUT_S)
+    def wrap_source(source: KeySource, name: str) -> KeySource:
+        return TracedKeySource(source, name, traced)
 
-
-def key_source(issuer: IssuerSettings, telemetry: Telemetry | None = None) -> KeySource:
-    """The key source configured for one issuer (its lookups and fetches traced when
-    ``telemetry`` records anything)."""
-    traced = telemetry is not None and telemetry.enabled
-    source: KeySource
-    if issuer.jwks_file:
-        source = StaticKeySource.from_file(issuer.jwks_file)
-    elif traced:
-        assert telemetry is not None
-        fetcher = traced_fetcher(_fetch_jwks, issuer.issuer, telemetry)
-        source = RemoteKeySource(issuer.jwks_uri, fetcher=fetcher)
-    else:
-        source = RemoteKeySource(issuer.jwks_uri)
-    if traced:
-        assert telemetry is not None
-        source = TracedKeySource(source, issuer.issuer, telemetry)
-    return source
+    return build_issuer(issuer, leeway=leeway, wrap_fetcher=wrap_fetcher, wrap_source=wrap_source)
 
 
 @dataclass
@@ -88,16 +82,21 @@ class App:
     engine: Verifier
     replay: ReplayStore
     key_sources: tuple[KeySource, ...]
+    issuers: tuple[IssuerParts, ...] = field(default=())
 
     async def start(self) -> None:
-        """Load remote keys (a failure is logged; the source retries in the background)."""
-        for source in self.key_sources:
-            await source.start()
+        """Load metadata and remote keys, all issuers at once (a failure is logged; the
+        sources retry in the background)."""
+        await asyncio.gather(*(issuer.start() for issuer in self.issuers))
 
     async def close(self) -> None:
-        for source in self.key_sources:
-            await source.close()
+        for issuer in self.issuers:
+            await issuer.close()
         await self.replay.close()
+
+    def issuer_status(self) -> list[dict[str, Any]]:
+        """Health detail per issuer: key-set state, last fetch/discovery/introspection error."""
+        return [issuer.status() for issuer in self.issuers]
 
 
 def build_app(
@@ -109,16 +108,10 @@ def build_app(
     """Wire the engine, the token validator and the replay store from ``settings``; with
     ``telemetry``, the ports are wrapped in its traced and metered decorators. ``clock`` is
     the engine's (``dpop-verifier explain --at`` replays a past moment)."""
-    sources = tuple(key_source(issuer, telemetry) for issuer in settings.issuers)
-    issuers = [
-        TrustedIssuer(
-            issuer=issuer.issuer,
-            source=source,
-            audience=issuer.audience,
-            algs=frozenset(issuer.algs),
-        )
-        for issuer, source in zip(settings.issuers, sources, strict=True)
-    ]
+    leeway = float(settings.token_leeway_seconds)
+    parts = tuple(issuer_parts(i, telemetry, leeway=leeway) for i in settings.issuers)
+    issuers = [part.trusted for part in parts]
+    sources = tuple(part.source for part in parts if part.source is not None)
     if not issuers:
         log.warning("no trusted issuers configured: only proof-only requests can be allowed")
     replay = open_replay_store(
@@ -154,4 +147,4 @@ def build_app(
         instrumentation=hooks,
         clock=clock,
     )
-    return App(settings=settings, engine=engine, replay=replay, key_sources=sources)
+    return App(settings=settings, engine=engine, replay=replay, key_sources=sources, issuers=parts)

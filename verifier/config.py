@@ -46,6 +46,7 @@ LOG_FORMATS = ("text", "json")
 DECISION_LOG_MODES = ("all", "deny", "none")
 MIN_NONCE_SECRET_BYTES = 32
 REPLAY_URL_SCHEMES = ("memory", *REDIS_SCHEMES)
+INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
 
 class ConfigError(Exception):
@@ -61,8 +62,10 @@ class ConfigError(Exception):
 class IssuerSettings:
     """One trusted access-token issuer (config file ``issuers`` entry).
 
-    Exactly one of ``jwks_file`` and ``jwks_uri`` is set. ``audience`` None: ``aud`` is not
-    checked. ``algs`` is never empty (it defaults to :data:`DEFAULT_ALGS`).
+    Keys come from at most one of ``jwks_file``, ``jwks_uri`` and ``discovery`` (metadata at
+    ``metadata_url`` or the well-known URLs); an issuer without keys must introspect
+    (``introspection_client_id``). ``audience`` None: ``aud`` is not checked. ``algs`` is never
+    empty (it defaults to :data:`DEFAULT_ALGS`). See docs/token-sources.md.
     """
 
     issuer: str
@@ -70,6 +73,39 @@ class IssuerSettings:
     jwks_file: str = ""
     jwks_uri: str = ""
     algs: tuple[str, ...] = DEFAULT_ALGS
+    discovery: bool = False
+    metadata_url: str = ""
+    ca_file: str = ""
+    jwks_refresh_seconds: int = 300
+    jwks_min_refresh_seconds: int = 60
+    jwks_max_refresh_seconds: int = 3600
+    jwks_max_stale_seconds: int = 21600
+    unknown_kid_cooldown_seconds: int = 30
+    introspection_endpoint: str = ""
+    introspection_client_id: str = ""
+    introspection_auth: str = "client_secret_basic"
+    introspection_secret_file: str = ""
+    introspection_secret_env: str = ""
+    introspection_secret: str = field(default="", repr=False)
+    """Read from ``introspection_secret_file`` or the variable ``introspection_secret_env``."""
+    introspection_key_file: str = ""
+    introspection_key_alg: str = ""
+    introspection_assertion_audience: str = ""
+    introspection_timeout_ms: int = 2000
+    introspection_cache_seconds: int = 300
+    introspection_negative_cache_seconds: int = 10
+    opaque_tokens: bool = False
+    introspect_jwts: bool = False
+
+    @property
+    def introspects(self) -> bool:
+        """True when the issuer has an introspection client configured."""
+        return bool(self.introspection_client_id)
+
+    @property
+    def discovers(self) -> bool:
+        """True when the issuer's metadata is read (``discovery`` or ``metadata_url``)."""
+        return self.discovery or bool(self.metadata_url)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -306,7 +342,9 @@ def load_settings(
     try:
         kwargs = _parse(raw)
         kwargs["config_file"] = config_file
-        kwargs["issuers"] = _parse_issuers(file_values.get("issuers", []), Path(config_file).parent)
+        kwargs["issuers"] = _parse_issuers(
+            file_values.get("issuers", []), Path(config_file).parent, env
+        )
         kwargs["routes"] = _parse_routes(file_values.get("routes", []))
         kwargs["public_base_urls"] = _parse_base_urls(file_values.get("public_base_urls", {}))
         return Settings(**kwargs)
@@ -395,11 +433,47 @@ def _read_secret_file(setting: str, value: object) -> bytes:
     return secret
 
 
-def _parse_issuers(value: object, base: Path) -> tuple[IssuerSettings, ...]:
+_ISSUER_PATHS = ("jwks_file", "ca_file", "introspection_secret_file", "introspection_key_file")
+
+
+def _issuer_parser(key: str) -> Callable[[str, object], Any]:
+    default = _ISSUER_DEFAULTS.get(key)
+    if key == "algs":
+        return _algs
+    if isinstance(default, bool):
+        return _bool
+    return _int if isinstance(default, int) else _text
+
+
+_ISSUER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(IssuerSettings)}
+
+
+def _issuer_secret(where: str, kwargs: dict[str, Any], env: Mapping[str, str]) -> str:
+    """The introspection client secret from its file or environment variable (never inline)."""
+    path, variable = kwargs.get("introspection_secret_file"), kwargs.get("introspection_secret_env")
+    if path and variable:
+        raise ConfigError(
+            f"{where}.introspection_secret_file", "set either it or introspection_secret_env"
+        )
+    if path:
+        return _read_secret_file(f"{where}.introspection_secret_file", path).decode("utf-8")
+    if variable:
+        secret = env.get(variable, "").strip()
+        if not secret:
+            raise ConfigError(f"{where}.introspection_secret_env", f"{variable} is not set")
+        return secret
+    return ""
+
+
+def _parse_issuers(
+    value: object, base: Path, env: Mapping[str, str] | None = None
+) -> tuple[IssuerSettings, ...]:
     if not isinstance(value, list):
         raise ConfigError("issuers", "must be a list of tables")
     issuers = []
-    allowed = [f.name for f in dataclasses.fields(IssuerSettings)]
+    allowed = [
+        f.name for f in dataclasses.fields(IssuerSettings) if f.name != "introspection_secret"
+    ]
     for i, entry in enumerate(value):
         where = f"issuers[{i}]"
         if not isinstance(entry, dict):
@@ -409,11 +483,13 @@ def _parse_issuers(value: object, base: Path) -> tuple[IssuerSettings, ...]:
                 raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(allowed)})")
         if "issuer" not in entry:
             raise ConfigError(f"{where}.issuer", "is required")
-        kwargs: dict[str, Any] = {
-            k: (_algs if k == "algs" else _text)(f"{where}.{k}", v) for k, v in entry.items()
-        }
-        if kwargs.get("jwks_file"):
-            kwargs["jwks_file"] = str(base / kwargs["jwks_file"])
+        kwargs: dict[str, Any] = {k: _issuer_parser(k)(f"{where}.{k}", v) for k, v in entry.items()}
+        for key in _ISSUER_PATHS:
+            if kwargs.get(key):
+                kwargs[key] = str(base / kwargs[key])
+        kwargs["introspection_secret"] = _issuer_secret(
+            where, kwargs, os.environ if env is None else env
+        )
         issuers.append(IssuerSettings(**kwargs))
     return tuple(issuers)
 
@@ -579,6 +655,12 @@ def _validate(s: Settings) -> None:
         if issuer.issuer in seen:
             raise ConfigError(f"issuers[{i}].issuer", f"duplicate issuer {issuer.issuer!r}")
         seen.add(issuer.issuer)
+    opaque = [i for i, issuer in enumerate(s.issuers) if issuer.opaque_tokens]
+    if len(opaque) > 1:
+        raise ConfigError(
+            f"issuers[{opaque[1]}].opaque_tokens",
+            "only one issuer may resolve opaque tokens (they name no issuer)",
+        )
 
 
 def _check_min(setting: str, value: float, minimum: int) -> None:
@@ -723,16 +805,68 @@ def _check_issuer(where: str, issuer: IssuerSettings) -> None:
         raise ConfigError(f"{where}.issuer", "must not be empty")
     if issuer.audience is not None and not issuer.audience:
         raise ConfigError(f"{where}.audience", "must not be empty (omit it to skip the check)")
-    if bool(issuer.jwks_file) == bool(issuer.jwks_uri):
-        raise ConfigError(f"{where}.jwks_uri", "set exactly one of jwks_file and jwks_uri")
-    if issuer.jwks_file and not Path(issuer.jwks_file).is_file():
-        raise ConfigError(f"{where}.jwks_file", f"no such file: {issuer.jwks_file}")
-    if issuer.jwks_uri:
-        uri = urlsplit(issuer.jwks_uri)
+    key_sources = sum(map(bool, (issuer.jwks_file, issuer.jwks_uri, issuer.discovers)))
+    if key_sources > 1:
+        raise ConfigError(f"{where}.jwks_uri", "set at most one of jwks_file, jwks_uri, discovery")
+    if key_sources == 0 and not issuer.introspects:
+        raise ConfigError(
+            f"{where}.jwks_uri",
+            "set one of jwks_file, jwks_uri, discovery (or introspection_client_id)",
+        )
+    for key in ("jwks_file", "ca_file", "introspection_key_file"):
+        path = getattr(issuer, key)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{where}.{key}", f"no such file: {path}")
+    for key in ("jwks_uri", "metadata_url", "introspection_endpoint"):
+        uri = urlsplit(getattr(issuer, key))
         loopback = uri.hostname in ("localhost", "127.0.0.1", "::1")
-        if not uri.hostname or not (uri.scheme == "https" or (uri.scheme == "http" and loopback)):
-            raise ConfigError(f"{where}.jwks_uri", "must be https:// (http only to loopback)")
+        if getattr(issuer, key) and (
+            not uri.hostname or not (uri.scheme == "https" or (uri.scheme == "http" and loopback))
+        ):
+            raise ConfigError(f"{where}.{key}", "must be https:// (http only to loopback)")
     _check_algs(f"{where}.algs", issuer.algs)
+    _check_min(f"{where}.jwks_min_refresh_seconds", issuer.jwks_min_refresh_seconds, 1)
+    _check_min(f"{where}.jwks_max_refresh_seconds", issuer.jwks_max_refresh_seconds, 1)
+    if issuer.jwks_max_refresh_seconds < issuer.jwks_min_refresh_seconds:
+        raise ConfigError(f"{where}.jwks_max_refresh_seconds", "must be >= the min")
+    for key in ("jwks_refresh_seconds", "introspection_timeout_ms"):
+        _check_min(f"{where}.{key}", getattr(issuer, key), 1)
+    for key in (
+        "jwks_max_stale_seconds",
+        "unknown_kid_cooldown_seconds",
+        "introspection_cache_seconds",
+        "introspection_negative_cache_seconds",
+    ):
+        _check_min(f"{where}.{key}", getattr(issuer, key), 0)
+    _check_introspection(where, issuer)
+
+
+def _check_introspection(where: str, issuer: IssuerSettings) -> None:
+    """An introspection client is complete, and only introspecting issuers use its options."""
+    if not issuer.introspects:
+        for key in ("opaque_tokens", "introspect_jwts", "introspection_endpoint"):
+            if getattr(issuer, key):
+                raise ConfigError(f"{where}.{key}", "needs introspection_client_id")
+        return
+    if not issuer.introspection_endpoint and not issuer.discovers:
+        raise ConfigError(
+            f"{where}.introspection_endpoint", "set it, or discovery = true to read it"
+        )
+    method = issuer.introspection_auth
+    if method not in INTROSPECTION_AUTH_METHODS:
+        raise ConfigError(
+            f"{where}.introspection_auth", f"one of {', '.join(INTROSPECTION_AUTH_METHODS)}"
+        )
+    if method == "private_key_jwt":
+        if not issuer.introspection_key_file:
+            raise ConfigError(f"{where}.introspection_key_file", "private_key_jwt needs a key")
+        if issuer.introspection_key_alg:
+            _check_algs(f"{where}.introspection_key_alg", (issuer.introspection_key_alg,))
+    elif not issuer.introspection_secret:
+        raise ConfigError(
+            f"{where}.introspection_secret_file",
+            f"{method} needs introspection_secret_file or introspection_secret_env",
+        )
 
 
 # --- routes and the ext_authz front door ---------------------------------------------------

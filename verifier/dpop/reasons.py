@@ -111,7 +111,8 @@ class Reason(enum.StrEnum):
     TOKEN_AUDIENCE_INVALID = "token_audience_invalid"
     """``aud`` does not contain the issuer's configured audience."""
     TOKEN_CLAIMS_INVALID = "token_claims_invalid"
-    """A token claim has the wrong type (for example ``cnf`` not an object)."""
+    """A token claim has the wrong type (for example ``cnf`` not an object), or an introspection
+    answer contradicts itself (``token_type`` ``DPoP`` without ``cnf.jkt``, or the reverse)."""
     TOKEN_NOT_BOUND = "token_not_bound"
     """The token presented with the ``DPoP`` scheme has no ``cnf.jkt``."""
     JKT_MISMATCH = "jkt_mismatch"
@@ -126,6 +127,12 @@ class Reason(enum.StrEnum):
     """An unexpected fault: denied rather than allowed."""
     REQUEST_INVALID = "request_invalid"
     """The caller sent unusable request facts (empty or invalid method or target URI)."""
+
+    # --- Opaque tokens (RFC 7662, RFC 9449 §6.2); appended to keep the wire numbers stable ---
+    TOKEN_INACTIVE = "token_inactive"
+    """The issuer's introspection endpoint says the token is not active (RFC 7662 §2.2)."""
+    INTROSPECTION_UNAVAILABLE = "introspection_unavailable"
+    """The issuer's introspection endpoint gave no usable answer: the token cannot be checked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +202,10 @@ CATALOGUE: dict[Reason, ReasonInfo] = {
     Reason.INTERNAL_ERROR: ReasonInfo(RfcError.NONE, 500, "Internal error"),
     Reason.REQUEST_INVALID: ReasonInfo(
         RfcError.NONE, 500, "Invalid request metadata from the caller"
+    ),
+    Reason.TOKEN_INACTIVE: ReasonInfo(_TOKEN, 401, "Access token is not active"),
+    Reason.INTROSPECTION_UNAVAILABLE: ReasonInfo(
+        RfcError.NONE, 503, "Token introspection unavailable"
     ),
 }
 

@@ -63,6 +63,9 @@ class TokenClaims:
     expires_at: int = 0
     jkt: str = ""
     """The token's ``cnf.jkt`` (empty for an unbound Bearer token)."""
+    dpop_algs: tuple[str, ...] = ()
+    """Proof algorithms the token's issuer supports (its metadata's
+    ``dpop_signing_alg_values_supported``, RFC 9449 §5.1); empty: no narrowing."""
 
 
 @dataclass(frozen=True, slots=True)

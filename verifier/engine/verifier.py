@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 _FAULTS = frozenset(
     {
         Reason.KEY_SOURCE_UNAVAILABLE,
+        Reason.INTROSPECTION_UNAVAILABLE,
         Reason.REPLAY_STORE_UNAVAILABLE,
         Reason.INTERNAL_ERROR,
         Reason.REQUEST_INVALID,
@@ -193,6 +194,8 @@ class Verifier:
         if not claims.jkt:
             raise Denial(Reason.TOKEN_NOT_BOUND)
         proofs.check_binding(claims.jkt, proof.jkt)
+        if claims.dpop_algs and proof.alg not in claims.dpop_algs:  # the issuer's RFC 9449 §5.1
+            raise Denial(Reason.PROOF_ALG_NOT_ALLOWED, "not supported by the token's issuer")
         trail.passed()
         await self._record(proof, trail)
         return _Outcome(proof, claims)

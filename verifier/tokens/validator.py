@@ -1,17 +1,33 @@
-"""Validation of JWT access tokens from trusted issuers (RFC 9068), with a verified-token cache."""
+"""Access tokens of trusted issuers: JWTs verified locally (RFC 9068) with a verified-token
+cache, opaque tokens (and, per issuer, JWTs too) resolved by introspection (RFC 7662).
+
+Routing: a token that parses as a compact JWS is a JWT and goes to the issuer its ``iss`` names
+(an unknown ``iss`` is ``token_issuer_unknown``); anything else is opaque and goes to the one
+issuer configured for opaque tokens (``token_malformed`` when there is none).
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from verifier.dpop.jose import ALGORITHMS, MalformedJws, PublicKey, parse_compact, verify_signature
+from verifier.dpop.jose import (
+    ALGORITHMS,
+    CompactJws,
+    MalformedJws,
+    PublicKey,
+    parse_compact,
+    verify_signature,
+)
 from verifier.dpop.jwk import InvalidJwk, canonical_json, public_key_for_alg
 from verifier.dpop.reasons import Denial, Reason
 from verifier.engine.model import TokenClaims
 from verifier.tokens.claims import check_token_claims
+from verifier.tokens.discovery import IssuerMetadataSource
+from verifier.tokens.introspection import Introspector
 from verifier.tokens.jwks import IssuerKey
 from verifier.tokens.sources import KeySource, KeySourceUnavailable
 
@@ -20,12 +36,28 @@ DEFAULT_TOKEN_ALGS = frozenset(alg for alg in ALGORITHMS if alg != "Ed448")
 
 @dataclass(frozen=True, slots=True)
 class TrustedIssuer:
-    """An issuer whose access tokens are accepted."""
+    """An issuer whose access tokens are accepted.
+
+    ``source``: its JWT signing keys (None: its JWTs are introspected). ``introspector``: its
+    introspection endpoint, used for opaque tokens when ``opaque_tokens`` is set and for its
+    JWTs when ``introspect_jwts`` is set (or when it has no ``source``). ``metadata``: its
+    discovered metadata, whose ``dpop_signing_alg_values_supported`` narrows the proof
+    algorithms accepted with its tokens.
+    """
 
     issuer: str
-    source: KeySource
+    source: KeySource | None = None
     audience: str | None = None
     algs: frozenset[str] = field(default=DEFAULT_TOKEN_ALGS)
+    introspector: Introspector | None = None
+    opaque_tokens: bool = False
+    introspect_jwts: bool = False
+    metadata: IssuerMetadataSource | None = None
+
+    def dpop_algs(self) -> tuple[str, ...]:
+        """The proof algorithms its metadata advertises (empty: not advertised or unknown)."""
+        metadata = self.metadata.metadata if self.metadata is not None else None
+        return (metadata.dpop_algs or ()) if metadata is not None else ()
 
 
 class TokenCache:
@@ -69,6 +101,10 @@ class TokenValidator:
         cache: TokenCache | None = None,
     ) -> None:
         self._issuers = {issuer.issuer: issuer for issuer in issuers}
+        opaque = [i for i in self._issuers.values() if i.opaque_tokens]
+        if len(opaque) > 1 or any(i.introspector is None for i in opaque):
+            raise ValueError("at most one issuer resolves opaque tokens, and it must introspect")
+        self._opaque_issuer = opaque[0] if opaque else None
         self._leeway = leeway
         self._cache = cache if cache is not None else TokenCache()
         self._imported: dict[tuple[str, str], PublicKey] = {}
@@ -99,7 +135,9 @@ class TokenValidator:
         try:
             jws = parse_compact(token)
         except MalformedJws as exc:
-            raise Denial(Reason.TOKEN_MALFORMED, str(exc)) from exc
+            if self._opaque_issuer is None:
+                raise Denial(Reason.TOKEN_MALFORMED, str(exc)) from exc
+            return await self._introspect(self._opaque_issuer, token, digest, now)
         header, payload = jws.header, jws.payload
         if header.get("typ") == "dpop+jwt" or "crit" in header:
             raise Denial(Reason.TOKEN_MALFORMED, "not an access token")
@@ -107,6 +145,31 @@ class TokenValidator:
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise Denial(Reason.TOKEN_ISSUER_UNKNOWN)
+        if issuer.source is None or issuer.introspect_jwts:
+            # ``iss`` only routes here: the issuer's answer decides (RFC 7662 §2.2).
+            return await self._introspect(issuer, token, digest, now)
+        claims = await self._verify_jwt(issuer, jws, payload, now)
+        self._cache.put(digest, claims)
+        return claims
+
+    async def _introspect(
+        self, issuer: TrustedIssuer, token: str, digest: bytes, now: float
+    ) -> TokenClaims:
+        if issuer.introspector is None:
+            raise Denial(Reason.KEY_SOURCE_UNAVAILABLE, "no key source nor introspection")
+        claims = await issuer.introspector.introspect(token, digest, now)
+        return self._narrowed(issuer, claims)
+
+    @staticmethod
+    def _narrowed(issuer: TrustedIssuer, claims: TokenClaims) -> TokenClaims:
+        dpop_algs = issuer.dpop_algs()
+        return replace(claims, dpop_algs=dpop_algs) if dpop_algs else claims
+
+    async def _verify_jwt(
+        self, issuer: TrustedIssuer, jws: CompactJws, payload: dict[str, Any], now: float
+    ) -> TokenClaims:
+        assert issuer.source is not None
+        header = jws.header
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in issuer.algs or alg not in ALGORITHMS:
             raise Denial(Reason.TOKEN_ALG_NOT_ALLOWED)
@@ -127,5 +190,4 @@ class TokenValidator:
         else:
             raise Denial(Reason.TOKEN_SIGNATURE_INVALID)
         claims = check_token_claims(payload, audience=issuer.audience, now=now, leeway=self._leeway)
-        self._cache.put(digest, claims)
-        return claims
+        return self._narrowed(issuer, claims)

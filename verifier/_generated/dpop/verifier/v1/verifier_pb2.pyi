@@ -63,6 +63,8 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_REPLAY_STORE_UNAVAILABLE: _ClassVar[Reason]
     REASON_INTERNAL_ERROR: _ClassVar[Reason]
     REASON_REQUEST_INVALID: _ClassVar[Reason]
+    REASON_TOKEN_INACTIVE: _ClassVar[Reason]
+    REASON_INTROSPECTION_UNAVAILABLE: _ClassVar[Reason]
 DECISION_UNSPECIFIED: Decision
 DECISION_ALLOW: Decision
 DECISION_DENY: Decision
@@ -114,6 +116,8 @@ REASON_KEY_SOURCE_UNAVAILABLE: Reason
 REASON_REPLAY_STORE_UNAVAILABLE: Reason
 REASON_INTERNAL_ERROR: Reason
 REASON_REQUEST_INVALID: Reason
+REASON_TOKEN_INACTIVE: Reason
+REASON_INTROSPECTION_UNAVAILABLE: Reason
 
 class VerifyRequest(_message.Message):
     __slots__ = ("method", "target_uri", "scheme", "authority", "path", "authorization", "dpop", "proof_only", "client_address", "route", "explain")

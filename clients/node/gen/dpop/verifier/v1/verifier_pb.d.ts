@@ -637,7 +637,8 @@ export enum Reason {
   TOKEN_AUDIENCE_INVALID = 40,
 
   /**
-   * A token claim has the wrong type (for example cnf not an object).
+   * A token claim has the wrong type (for example cnf not an object), or an introspection
+   * answer contradicts itself (token_type DPoP without cnf.jkt, or the reverse).
    *
    * @generated from enum value: REASON_TOKEN_CLAIMS_INVALID = 41;
    */
@@ -685,6 +686,20 @@ export enum Reason {
    * @generated from enum value: REASON_REQUEST_INVALID = 47;
    */
   REQUEST_INVALID = 47,
+
+  /**
+   * The issuer's introspection endpoint says the (opaque) token is not active (RFC 7662 §2.2).
+   *
+   * @generated from enum value: REASON_TOKEN_INACTIVE = 48;
+   */
+  TOKEN_INACTIVE = 48,
+
+  /**
+   * The issuer's introspection endpoint gave no usable answer: the token cannot be checked.
+   *
+   * @generated from enum value: REASON_INTROSPECTION_UNAVAILABLE = 49;
+   */
+  INTROSPECTION_UNAVAILABLE = 49,
 }
 
 /**

@@ -345,7 +345,8 @@ public enum Reason
   REASON_TOKEN_AUDIENCE_INVALID(40),
   /**
    * <pre>
-   * A token claim has the wrong type (for example cnf not an object).
+   * A token claim has the wrong type (for example cnf not an object), or an introspection
+   * answer contradicts itself (token_type DPoP without cnf.jkt, or the reverse).
    * </pre>
    *
    * <code>REASON_TOKEN_CLAIMS_INVALID = 41;</code>
@@ -400,6 +401,22 @@ public enum Reason
    * <code>REASON_REQUEST_INVALID = 47;</code>
    */
   REASON_REQUEST_INVALID(47),
+  /**
+   * <pre>
+   * The issuer's introspection endpoint says the (opaque) token is not active (RFC 7662 §2.2).
+   * </pre>
+   *
+   * <code>REASON_TOKEN_INACTIVE = 48;</code>
+   */
+  REASON_TOKEN_INACTIVE(48),
+  /**
+   * <pre>
+   * The issuer's introspection endpoint gave no usable answer: the token cannot be checked.
+   * </pre>
+   *
+   * <code>REASON_INTROSPECTION_UNAVAILABLE = 49;</code>
+   */
+  REASON_INTROSPECTION_UNAVAILABLE(49),
   UNRECOGNIZED(-1),
   ;
 
@@ -733,7 +750,8 @@ public enum Reason
   public static final int REASON_TOKEN_AUDIENCE_INVALID_VALUE = 40;
   /**
    * <pre>
-   * A token claim has the wrong type (for example cnf not an object).
+   * A token claim has the wrong type (for example cnf not an object), or an introspection
+   * answer contradicts itself (token_type DPoP without cnf.jkt, or the reverse).
    * </pre>
    *
    * <code>REASON_TOKEN_CLAIMS_INVALID = 41;</code>
@@ -788,6 +806,22 @@ public enum Reason
    * <code>REASON_REQUEST_INVALID = 47;</code>
    */
   public static final int REASON_REQUEST_INVALID_VALUE = 47;
+  /**
+   * <pre>
+   * The issuer's introspection endpoint says the (opaque) token is not active (RFC 7662 §2.2).
+   * </pre>
+   *
+   * <code>REASON_TOKEN_INACTIVE = 48;</code>
+   */
+  public static final int REASON_TOKEN_INACTIVE_VALUE = 48;
+  /**
+   * <pre>
+   * The issuer's introspection endpoint gave no usable answer: the token cannot be checked.
+   * </pre>
+   *
+   * <code>REASON_INTROSPECTION_UNAVAILABLE = 49;</code>
+   */
+  public static final int REASON_INTROSPECTION_UNAVAILABLE_VALUE = 49;
 
 
   public final int getNumber() {
@@ -862,6 +896,8 @@ public enum Reason
       case 45: return REASON_REPLAY_STORE_UNAVAILABLE;
       case 46: return REASON_INTERNAL_ERROR;
       case 47: return REASON_REQUEST_INVALID;
+      case 48: return REASON_TOKEN_INACTIVE;
+      case 49: return REASON_INTROSPECTION_UNAVAILABLE;
       default: return null;
     }
   }

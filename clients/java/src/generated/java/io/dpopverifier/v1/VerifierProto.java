@@ -64,7 +64,7 @@ public final class VerifierProto {
       " \001(\t\022\013\n\003exp\030\005 \001(\003\"9\n\013CheckResult\022\014\n\004name" +
       "\030\001 \001(\t\022\016\n\006passed\030\002 \001(\010\022\014\n\004note\030\003 \001(\t*K\n\010" +
       "Decision\022\030\n\024DECISION_UNSPECIFIED\020\000\022\022\n\016DE" +
-      "CISION_ALLOW\020\001\022\021\n\rDECISION_DENY\020\002*\302\013\n\006Re" +
+      "CISION_ALLOW\020\001\022\021\n\rDECISION_DENY\020\002*\203\014\n\006Re" +
       "ason\022\026\n\022REASON_UNSPECIFIED\020\000\022\r\n\tREASON_O" +
       "K\020\001\022 \n\034REASON_AUTHORIZATION_MISSING\020\002\022!\n" +
       "\035REASON_AUTHORIZATION_MULTIPLE\020\003\022\"\n\036REAS" +
@@ -101,13 +101,14 @@ public final class VerifierProto {
       "\n\023REASON_JKT_MISMATCH\020+\022!\n\035REASON_KEY_SO" +
       "URCE_UNAVAILABLE\020,\022#\n\037REASON_REPLAY_STOR" +
       "E_UNAVAILABLE\020-\022\031\n\025REASON_INTERNAL_ERROR" +
-      "\020.\022\032\n\026REASON_REQUEST_INVALID\020/2^\n\017Verifi" +
-      "erService\022K\n\006Verify\022\037.dpop.verifier.v1.V" +
-      "erifyRequest\032 .dpop.verifier.v1.VerifyRe" +
-      "sponseBv\n\022io.dpopverifier.v1B\rVerifierPr" +
-      "otoP\001ZOgithub.com/dpop-verifier/dpop-ver" +
-      "ifier/clients/go/dpopverifierv1;dpopveri" +
-      "fierv1b\006proto3"
+      "\020.\022\032\n\026REASON_REQUEST_INVALID\020/\022\031\n\025REASON" +
+      "_TOKEN_INACTIVE\0200\022$\n REASON_INTROSPECTIO" +
+      "N_UNAVAILABLE\02012^\n\017VerifierService\022K\n\006Ve" +
+      "rify\022\037.dpop.verifier.v1.VerifyRequest\032 ." +
+      "dpop.verifier.v1.VerifyResponseBv\n\022io.dp" +
+      "opverifier.v1B\rVerifierProtoP\001ZOgithub.c" +
+      "om/dpop-verifier/dpop-verifier/clients/g" +
+      "o/dpopverifierv1;dpopverifierv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,

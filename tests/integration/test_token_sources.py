@@ -1,0 +1,458 @@
+"""Token sources against a real authorization-server stand-in on loopback (issue 8).
+
+Every test builds the service from settings (``build_app``, the real wiring) and decides real
+requests through ``Verifier.verify`` with proofs and tokens from :mod:`verifier.mint`: discovery,
+key rotation, unknown ``kid`` refetches, the issuer going down, opaque tokens by introspection,
+client authentication and multi-issuer routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.auth_server import CLIENT_ID, CLIENT_SECRET, AuthServer, auth_server
+from verifier import mint
+from verifier.app import App, build_app
+from verifier.config import IssuerSettings, Settings, load_settings
+from verifier.dpop.reasons import Reason
+from verifier.engine.model import Decision, Mode, Policy, RequestFacts
+from verifier.tokens.sources import RemoteKeySource
+
+URL = "https://api.example.com/orders"
+AUDIENCE = "https://api.example.com"
+CLIENT = mint.generate_key("ES256")
+OTHER_CLIENT = mint.generate_key("ES256")
+
+
+@pytest.fixture
+def server() -> Iterator[AuthServer]:
+    with auth_server() as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_app(*issuers: IssuerSettings) -> AsyncIterator[App]:
+    app = build_app(Settings(issuers=issuers))
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.close()
+
+
+def discovered(server: AuthServer, **options: Any) -> IssuerSettings:
+    return IssuerSettings(issuer=server.issuer, audience=AUDIENCE, discovery=True, **options)
+
+
+def introspecting(server: AuthServer, **options: Any) -> IssuerSettings:
+    fields: dict[str, Any] = {
+        "issuer": server.issuer,
+        "audience": AUDIENCE,
+        "introspection_endpoint": server.introspection_endpoint,
+        "introspection_client_id": CLIENT_ID,
+        "introspection_secret": CLIENT_SECRET,
+        "opaque_tokens": True,
+    }
+    fields.update(options)
+    return IssuerSettings(**fields)
+
+
+def facts(
+    token: str, *, key: mint.KeyPair = CLIENT, scheme: str = "DPoP", mode: Mode = Mode.REQUIRE
+) -> RequestFacts:
+    proof = mint.make_proof(key, "GET", URL, access_token=token)
+    return RequestFacts(
+        method="GET",
+        target_uri=URL,
+        authorization=(f"{scheme} {token}",),
+        dpop=(proof,) if scheme == "DPoP" else (),
+        policy=Policy(mode=mode),
+    )
+
+
+async def decide(app: App, token: str, **options: Any) -> Decision:
+    return await app.engine.verify(facts(token, **options))
+
+
+def remote(app: App, index: int = 0) -> RemoteKeySource:
+    source = app.issuers[index].remote
+    assert source is not None
+    return source
+
+
+def active(jkt: str | None = CLIENT.jkt, **answer: Any) -> dict[str, Any]:
+    """An introspection answer for an active DPoP-bound token."""
+    document: dict[str, Any] = {
+        "active": True,
+        "token_type": "DPoP",
+        "sub": "alice",
+        "client_id": "client-1",
+        "scope": "orders:read",
+        "aud": AUDIENCE,
+        "exp": int(time.time()) + 300,
+    }
+    if jkt is not None:
+        document["cnf"] = {"jkt": jkt}
+    document.update(answer)
+    return document
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+
+async def test_discovery_by_rfc8414_metadata(server: AuthServer) -> None:
+    async with running_app(discovered(server)) as app:
+        decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+    assert decision.reason is Reason.OK
+    assert server.count("/.well-known/oauth-authorization-server") == 1
+    assert server.count("/.well-known/openid-configuration") == 0
+    assert server.count("/jwks") == 1
+
+
+async def test_discovery_falls_back_to_openid_configuration_for_an_issuer_with_a_path() -> None:
+    with auth_server("/realms/demo") as keycloak_like:
+        keycloak_like.serve_rfc8414 = False
+        async with running_app(discovered(keycloak_like)) as app:
+            token = keycloak_like.token(jkt=CLIENT.jkt, audience=AUDIENCE)
+            assert (await decide(app, token)).reason is Reason.OK
+        assert keycloak_like.count("/.well-known/oauth-authorization-server/realms/demo") == 1
+        assert keycloak_like.count("/realms/demo/.well-known/openid-configuration") == 1
+
+
+async def test_metadata_naming_another_issuer_is_refused(
+    server: AuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.metadata_issuer = "https://impostor.example"
+    with caplog.at_level(logging.ERROR, logger="verifier.tokens.discovery"):
+        async with running_app(discovered(server)) as app:
+            decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+            (status,) = app.issuer_status()
+    assert decision.reason is Reason.KEY_SOURCE_UNAVAILABLE
+    assert server.count("/jwks") == 0  # the refused document's jwks_uri was never followed
+    assert status["metadata_error"] == "IssuerMismatch" and status["usable"] is False
+    assert any("names another issuer" in r.getMessage() for r in caplog.records)
+
+
+async def test_dpop_signing_algs_of_the_issuer_narrow_the_proof_algs(server: AuthServer) -> None:
+    server.dpop_algs = ["ES256"]
+    es384_client = mint.generate_key("ES384")
+    async with running_app(discovered(server)) as app:
+        allowed = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+        token = server.token(jkt=es384_client.jkt, audience=AUDIENCE)
+        refused = await decide(app, token, key=es384_client)
+    assert allowed.reason is Reason.OK
+    assert refused.reason is Reason.PROOF_ALG_NOT_ALLOWED
+
+
+# --- key rotation ------------------------------------------------------------------------------
+
+
+async def test_rotation_is_picked_up_by_the_background_refresh_with_no_failed_request(
+    server: AuthServer,
+) -> None:
+    server.cache_control = "max-age=1"  # refreshed after 0.8 s (min bound lowered to 1 s)
+    old_key, new_key = server.signing_key, mint.generate_key("ES256")
+    signing = {"key": old_key, "kid": "key-1"}
+    decisions: list[Decision] = []
+    async with running_app(discovered(server, jwks_min_refresh_seconds=1)) as app:
+        source = remote(app)
+
+        async def traffic(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                token = server.token(
+                    jkt=CLIENT.jkt, audience=AUDIENCE, key=signing["key"], kid=signing["kid"]
+                )
+                decisions.append(await decide(app, token))
+                await asyncio.sleep(0.02)
+
+        async def fetches_after(count: int) -> None:
+            while source.counters.fetches <= count:  # noqa: ASYNC110 - polling a plain counter
+                await asyncio.sleep(0.02)
+
+        stop = asyncio.Event()
+        running = asyncio.create_task(traffic(stop))
+        # 1. The issuer publishes the next key next to the current one ...
+        server.jwks = {"keys": [*server.jwks["keys"], *mint.jwks_for(new_key, "key-2")["keys"]]}
+        await asyncio.wait_for(fetches_after(source.counters.fetches), 5)
+        # 2. ... starts signing with it once the refresh has run, 3. retires the old key.
+        signing.update(key=new_key, kid="key-2")
+        server.jwks = mint.jwks_for(new_key, "key-2")
+        await asyncio.wait_for(fetches_after(source.counters.fetches), 5)
+        stop.set()
+        await running
+    assert len(decisions) > 10
+    assert {d.reason for d in decisions} == {Reason.OK}
+    assert source.counters.unknown_kid_refetches == 0  # the background refresh did it all
+    assert source.counters.fetch_failures == 0
+
+
+async def test_unknown_kid_refetches_once_per_cooldown_under_100_concurrent_requests(
+    server: AuthServer,
+) -> None:
+    rotated = mint.generate_key("ES256")
+    async with running_app(discovered(server, unknown_kid_cooldown_seconds=1)) as app:
+        assert server.count("/jwks") == 1
+
+        async def hundred(key: mint.KeyPair, kid: str) -> set[Reason]:
+            tokens = [
+                server.token(jkt=CLIENT.jkt, audience=AUDIENCE, key=key, kid=kid)
+                for _ in range(100)
+            ]
+            decisions = await asyncio.gather(*(decide(app, token) for token in tokens))
+            return {d.reason for d in decisions}
+
+        await asyncio.sleep(1.05)  # past the cool-down of the start-up fetch
+        assert await hundred(mint.generate_key("ES256"), "nobody") == {Reason.TOKEN_KEY_UNKNOWN}
+        assert server.count("/jwks") == 2
+        assert await hundred(mint.generate_key("ES256"), "nobody") == {Reason.TOKEN_KEY_UNKNOWN}
+        assert server.count("/jwks") == 2  # inside the cool-down: no fetch at all
+
+        # An unannounced rotation: the first token with the new kid fetches once, all pass.
+        server.jwks = mint.jwks_for(rotated, "key-2")
+        await asyncio.sleep(1.05)
+        assert await hundred(rotated, "key-2") == {Reason.OK}
+        assert server.count("/jwks") == 3
+        assert remote(app).counters.unknown_kid_refetches == 2
+
+
+async def test_issuer_down_keeps_verification_working_on_cached_keys(server: AuthServer) -> None:
+    async with running_app(discovered(server)) as app:
+        source = remote(app)
+        assert (await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))).allow
+        server.stop()
+        await source.refresh()  # a refresh fails: the last good keys stay
+        for _ in range(3):  # fresh tokens each time: not served by the verified-token cache
+            decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+            assert decision.reason is Reason.OK
+        (status,) = app.issuer_status()
+    assert status["usable"] is True and status["consecutive_failures"] == 1
+    assert status["last_error"] == "ConnectError"
+    assert source.counters.fetch_failures == 1
+
+
+async def test_stale_keys_are_bounded_then_the_source_recovers(server: AuthServer) -> None:
+    server.cache_control = "max-age=1"
+    options = {"jwks_min_refresh_seconds": 1, "jwks_max_stale_seconds": 0}
+    async with running_app(discovered(server, **options)) as app:
+        source = remote(app)
+        assert (await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))).allow
+        server.stop()
+        await asyncio.sleep(1.1)  # past the key set's lifetime, with no staleness allowed
+        decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+        assert decision.reason is Reason.KEY_SOURCE_UNAVAILABLE
+        assert source.status().state == "expired"
+        server.restart()
+        await source.refresh()
+        decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+        assert decision.reason is Reason.OK
+        assert source.status().state == "fresh"
+
+
+# --- opaque tokens: introspection --------------------------------------------------------------
+
+
+async def test_opaque_dpop_token_with_matching_proof_is_allowed(server: AuthServer) -> None:
+    token = server.opaque("opaque-1", **active())
+    async with running_app(introspecting(server)) as app:
+        decision = await decide(app, token)
+    assert decision.reason is Reason.OK
+    assert decision.claims is not None
+    assert (decision.claims.issuer, decision.claims.subject) == (server.issuer, "alice")
+    assert decision.claims.jkt == CLIENT.jkt
+
+
+async def test_opaque_token_refusals(server: AuthServer) -> None:
+    tokens = {
+        "mismatched proof": (server.opaque("t-1", **active()), {"key": OTHER_CLIENT}),
+        "sent as Bearer": (server.opaque("t-2", **active()), {"scheme": "Bearer"}),
+        "inactive": (server.opaque("t-3", active=False), {}),
+        "never issued": ("t-unknown", {}),
+        "token_type Bearer, bound": (server.opaque("t-4", **active(token_type="Bearer")), {}),
+        "token_type Bearer, unbound": (
+            server.opaque("t-5", **active(jkt=None, token_type="Bearer")),
+            {},
+        ),
+        "DPoP type without cnf": (server.opaque("t-6", **active(jkt=None)), {}),
+        "expired": (server.opaque("t-7", **active(exp=int(time.time()) - 120)), {}),
+        "other audience": (server.opaque("t-8", **active(aud="https://elsewhere")), {}),
+        "other issuer": (server.opaque("t-9", **active(iss="https://other.example")), {}),
+    }
+    expected = {
+        "mismatched proof": Reason.JKT_MISMATCH,
+        "sent as Bearer": Reason.TOKEN_BOUND_SENT_AS_BEARER,
+        "inactive": Reason.TOKEN_INACTIVE,
+        "never issued": Reason.TOKEN_INACTIVE,
+        "token_type Bearer, bound": Reason.TOKEN_CLAIMS_INVALID,
+        "token_type Bearer, unbound": Reason.TOKEN_NOT_BOUND,
+        "DPoP type without cnf": Reason.TOKEN_CLAIMS_INVALID,
+        "expired": Reason.TOKEN_EXPIRED,
+        "other audience": Reason.TOKEN_AUDIENCE_INVALID,
+        "other issuer": Reason.TOKEN_ISSUER_UNKNOWN,
+    }
+    async with running_app(introspecting(server)) as app:
+        got = {
+            why: (await decide(app, token, **options)).reason
+            for why, (token, options) in tokens.items()
+        }
+    assert got == expected
+
+
+async def test_unbound_opaque_bearer_token_passes_where_the_route_allows_bearer(
+    server: AuthServer,
+) -> None:
+    token = server.opaque("bearer-1", **active(jkt=None, token_type="Bearer"))
+    async with running_app(introspecting(server)) as app:
+        decision = await decide(app, token, scheme="Bearer", mode=Mode.ALLOW_BEARER)
+    assert decision.reason is Reason.OK
+
+
+async def test_100_concurrent_requests_with_one_opaque_token_cause_one_introspection(
+    server: AuthServer,
+) -> None:
+    token = server.opaque("popular", **active())
+    server.introspection_delay = 0.2  # all 100 arrive while the first call is out
+    async with running_app(introspecting(server)) as app:
+        decisions = await asyncio.gather(*(decide(app, token) for _ in range(100)))
+        assert {d.reason for d in decisions} == {Reason.OK}
+        assert server.count("/introspect") == 1
+        assert (await decide(app, token)).reason is Reason.OK  # and later ones hit the cache
+        assert server.count("/introspect") == 1
+        counters = app.issuers[0].trusted.introspector.counters  # type: ignore[union-attr]
+    assert (counters.calls, counters.collapsed, counters.cache_hits) == (1, 99, 1)
+
+
+async def test_refusals_are_cached_briefly_and_answers_no_longer_than_configured(
+    server: AuthServer,
+) -> None:
+    inactive = server.opaque("gone", active=False)
+    valid = server.opaque("valid", **active())
+    options = {"introspection_negative_cache_seconds": 1, "introspection_cache_seconds": 1}
+    async with running_app(introspecting(server, **options)) as app:
+        for _ in range(3):
+            assert (await decide(app, inactive)).reason is Reason.TOKEN_INACTIVE
+            assert (await decide(app, valid)).reason is Reason.OK
+        assert server.count("/introspect") == 2
+        await asyncio.sleep(1.05)
+        assert (await decide(app, inactive)).reason is Reason.TOKEN_INACTIVE
+        server.opaque("valid", active=False)  # revoked at the issuer
+        assert (await decide(app, valid)).reason is Reason.TOKEN_INACTIVE
+        assert server.count("/introspect") == 4
+
+
+async def test_introspection_endpoint_down_fails_closed_and_is_not_cached(
+    server: AuthServer,
+) -> None:
+    token = server.opaque("opaque-1", **active())
+    async with running_app(introspecting(server)) as app:
+        server.stop()
+        decision = await decide(app, token)
+        assert decision.reason is Reason.INTROSPECTION_UNAVAILABLE
+        assert (decision.http_status, decision.www_authenticate) == (503, "")
+        assert app.issuer_status()[0]["introspection_error"] == "ConnectError"
+        server.restart()
+        assert (await decide(app, token)).reason is Reason.OK
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "private_key_jwt"])
+async def test_client_authentication_methods(
+    server: AuthServer, method: str, tmp_path: Path
+) -> None:
+    server.client_auth = method
+    options: dict[str, Any] = {"introspection_auth": method}
+    if method == "private_key_jwt":
+        client_key = mint.generate_key("ES256")
+        server.client_public_jwk = client_key.public_jwk
+        key_file = tmp_path / "introspection.jwk"
+        key_file.write_text(json.dumps({**client_key.private_jwk(), "kid": "c1"}))
+        options.update(introspection_key_file=str(key_file), introspection_secret="")
+    token = server.opaque("opaque-1", **active())
+    async with running_app(introspecting(server, **options)) as app:
+        assert (await decide(app, token)).reason is Reason.OK
+    if method == "private_key_jwt":
+        (assertion,) = server.assertions
+        assert assertion["aud"] == server.issuer and assertion["iss"] == CLIENT_ID
+
+
+async def test_wrong_client_secret_is_a_fault_not_a_token_problem(server: AuthServer) -> None:
+    token = server.opaque("opaque-1", **active())
+    async with running_app(introspecting(server, introspection_secret="wrong")) as app:
+        assert (await decide(app, token)).reason is Reason.INTROSPECTION_UNAVAILABLE
+
+
+async def test_config_file_with_discovery_and_a_secret_from_the_environment(
+    server: AuthServer, tmp_path: Path
+) -> None:
+    """The whole path from a TOML file: discovery finds the introspection endpoint."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[[issuers]]
+issuer = "{server.issuer}"
+audience = "{AUDIENCE}"
+discovery = true
+introspection_client_id = "{CLIENT_ID}"
+introspection_auth = "client_secret_post"
+introspection_secret_env = "AS_INTROSPECTION_SECRET"
+opaque_tokens = true
+"""
+    )
+    server.client_auth = "client_secret_post"
+    settings = load_settings(
+        {"config_file": str(config)}, environ={"AS_INTROSPECTION_SECRET": CLIENT_SECRET}
+    )
+    assert CLIENT_SECRET not in repr(settings)
+    token = server.opaque("opaque-1", **active())
+    app = build_app(settings)
+    await app.start()
+    try:
+        opaque = await decide(app, token)
+        jwt = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+    finally:
+        await app.close()
+    assert (opaque.reason, jwt.reason) == (Reason.OK, Reason.OK)
+    assert server.count("/introspect") == 1  # the JWT was verified locally
+
+
+# --- multi-issuer routing ----------------------------------------------------------------------
+
+
+async def test_tokens_are_routed_to_their_issuer_and_unknown_issuers_denied() -> None:
+    with auth_server("/a") as first, auth_server("/b") as second, auth_server("/c") as unknown:
+        jwt_b = second.token(jkt=CLIENT.jkt, audience=AUDIENCE)
+        opaque = first.opaque("opaque-1", **active())
+        async with running_app(
+            introspecting(first, discovery=True), discovered(second, introspect_jwts=False)
+        ) as app:
+            reasons = [
+                (await decide(app, first.token(jkt=CLIENT.jkt, audience=AUDIENCE))).reason,
+                (await decide(app, jwt_b)).reason,
+                (await decide(app, opaque)).reason,
+                (await decide(app, unknown.token(jkt=CLIENT.jkt, audience=AUDIENCE))).reason,
+            ]
+        assert reasons == [Reason.OK, Reason.OK, Reason.OK, Reason.TOKEN_ISSUER_UNKNOWN]
+        assert (first.count("/jwks"), second.count("/jwks"), unknown.count("/jwks")) == (1, 1, 0)
+        assert (first.count("/introspect"), second.count("/introspect")) == (1, 0)
+
+
+async def test_introspect_jwts_sends_the_issuers_jwts_to_introspection(server: AuthServer) -> None:
+    token = server.token(jkt=CLIENT.jkt, audience=AUDIENCE)
+    server.opaque(token, **active())
+    settings = introspecting(server, discovery=True, introspect_jwts=True, opaque_tokens=False)
+    async with running_app(settings) as app:
+        assert (await decide(app, token)).reason is Reason.OK
+        assert server.count("/jwks") == 1  # discovered, but not used for this issuer's JWTs
+    assert server.count("/introspect") == 1
+
+
+async def test_opaque_token_without_an_opaque_issuer_is_malformed(server: AuthServer) -> None:
+    async with running_app(discovered(server)) as app:
+        assert (await decide(app, "opaque-1")).reason is Reason.TOKEN_MALFORMED

@@ -1,0 +1,195 @@
+"""Opaque access tokens resolved through the issuer's introspection endpoint (RFC 7662).
+
+The answer is checked like a JWT's claims (RFC 7662 §2.2, RFC 9449 §6.2): ``active`` must be
+true, ``token_type`` must be ``DPoP`` for a bound token, ``cnf.jkt`` carries the binding, ``exp``
+is required, ``aud`` must hold the configured audience and ``iss``, when present, must be the
+issuer asked. Answers are cached by SHA-256 of the token: a valid one until the earlier of its
+``exp`` and ``cache_max`` seconds, a refusal for ``negative_ttl`` seconds; an unreachable
+endpoint is never cached. Concurrent requests for one token share one introspection call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from verifier.dpop.reasons import Denial, Reason
+from verifier.engine.model import TokenClaims
+from verifier.tokens.claims import check_token_claims
+from verifier.tokens.client_auth import ClientAuth
+from verifier.tokens.discovery import IssuerMetadataSource
+from verifier.tokens.http import HTTPError, IssuerHttp
+
+log = logging.getLogger(__name__)
+
+Outcome = TokenClaims | Denial
+
+
+def check_introspection(
+    response: dict[str, Any], *, issuer: str, audience: str | None, now: float, leeway: float
+) -> TokenClaims:
+    """The claims of an introspection answer, or a :class:`Denial` naming the failed check."""
+    if response.get("active") is not True:  # RFC 7662 §2.2: anything but true is inactive
+        raise Denial(Reason.TOKEN_INACTIVE)
+    iss = response.get("iss")
+    if iss is not None and iss != issuer:
+        raise Denial(Reason.TOKEN_ISSUER_UNKNOWN, "the introspection answer names another issuer")
+    token_type = response.get("token_type")
+    if token_type is not None and (not isinstance(token_type, str) or len(token_type) > 64):
+        raise Denial(Reason.TOKEN_CLAIMS_INVALID, "token_type must be a string")
+    claims = check_token_claims(response, audience=audience, now=now, leeway=leeway)
+    if token_type is not None:
+        is_dpop = token_type.lower() == "dpop"  # RFC 6749 §7.1: token types are case-insensitive
+        if is_dpop and not claims.jkt:  # RFC 9449 §6.2
+            raise Denial(Reason.TOKEN_CLAIMS_INVALID, "token_type DPoP without cnf.jkt")
+        if not is_dpop and claims.jkt:
+            raise Denial(Reason.TOKEN_CLAIMS_INVALID, "cnf.jkt on a token whose type is not DPoP")
+    return replace(claims, issuer=issuer)
+
+
+@dataclass(slots=True)
+class IntrospectionCounters:
+    """Running totals of one introspector, for metrics (read them; never reset)."""
+
+    calls: int = 0
+    """Requests sent to the introspection endpoint."""
+    failures: int = 0
+    """Calls without a usable answer (network, HTTP status, malformed answer)."""
+    cache_hits: int = 0
+    """Answers served from the cache (valid or refused)."""
+    collapsed: int = 0
+    """Callers that waited for another caller's identical call instead of sending their own."""
+
+
+class IntrospectionCache:
+    """Introspection outcomes by token digest, each with its own expiry; LRU-bounded.
+
+    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: OrderedDict[bytes, tuple[float, Outcome]] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, digest: bytes, now: float) -> Outcome | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return entry[1]
+
+    def put(self, digest: bytes, outcome: Outcome, until: float) -> None:
+        self._entries[digest] = (until, outcome)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Introspector:
+    """Resolves tokens at one issuer's introspection endpoint (RFC 7662 §2).
+
+    ``endpoint``: the URL; when empty, the ``introspection_endpoint`` of ``metadata``.
+    ``cache_max``: the longest a valid answer is reused (default 300 s; never past ``exp``).
+    ``negative_ttl``: how long a refusal is reused (default 10 s). ``leeway``: clock leeway for
+    ``exp``/``nbf``/``iat``.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        auth: ClientAuth,
+        http: IssuerHttp,
+        endpoint: str = "",
+        metadata: IssuerMetadataSource | None = None,
+        audience: str | None = None,
+        leeway: float = 30.0,
+        cache_max: float = 300.0,
+        negative_ttl: float = 10.0,
+        cache: IntrospectionCache | None = None,
+    ) -> None:
+        if not endpoint and metadata is None:
+            raise ValueError(f"{issuer}: an introspection endpoint or discovery is needed")
+        self.issuer = issuer
+        self._auth = auth
+        self._http = http
+        self._endpoint = endpoint
+        self._metadata = metadata
+        self._audience = audience
+        self._leeway = leeway
+        self._cache_max = cache_max
+        self._negative_ttl = negative_ttl
+        self._cache = cache if cache is not None else IntrospectionCache()
+        self._inflight: dict[bytes, asyncio.Future[Outcome]] = {}
+        self.counters = IntrospectionCounters()
+        self.last_error = ""
+
+    async def introspect(self, token: str, digest: bytes, now: float) -> TokenClaims:
+        """The token's claims per its issuer, or raise a :class:`Denial`."""
+        outcome = self._cache.get(digest, now)
+        if outcome is not None:
+            self.counters.cache_hits += 1
+        else:
+            call = self._inflight.get(digest)
+            if call is None:
+                call = asyncio.ensure_future(self._resolve(token, digest, now))
+                self._inflight[digest] = call
+                call.add_done_callback(lambda _: self._inflight.pop(digest, None))
+            else:
+                self.counters.collapsed += 1
+            outcome = await asyncio.shield(call)
+        if isinstance(outcome, Denial):
+            raise Denial(outcome.reason, outcome.detail)
+        return outcome
+
+    async def _endpoint_url(self) -> str:
+        if self._endpoint:
+            return self._endpoint
+        assert self._metadata is not None
+        endpoint = (await self._metadata.current()).introspection_endpoint
+        if not endpoint:
+            raise ValueError("the issuer's metadata has no introspection_endpoint")
+        return endpoint
+
+    async def _resolve(self, token: str, digest: bytes, now: float) -> Outcome:
+        self.counters.calls += 1
+        try:
+            url = await self._endpoint_url()
+            form = {"token": token, "token_type_hint": "access_token"}
+            basic = self._auth.credentials(form, now)
+            answer = (await self._http.post_form(url, form, basic_auth=basic)).document
+            if not isinstance(answer.get("active"), bool):  # RFC 7662 §2.2: REQUIRED boolean
+                raise ValueError("the answer has no boolean 'active'")
+        except Exception as exc:  # any failure: fail closed, do not cache
+            self.counters.failures += 1
+            self.last_error = type(exc).__name__
+            level = (
+                logging.ERROR
+                if isinstance(exc, HTTPError) and exc.status in (400, 401)
+                else (logging.WARNING)
+            )
+            log.log(
+                level,
+                "token introspection failed",
+                extra={"issuer": self.issuer, "error": self.last_error, "detail": str(exc)[:200]},
+            )
+            return Denial(Reason.INTROSPECTION_UNAVAILABLE, self.last_error)
+        self.last_error = ""
+        try:
+            claims = check_introspection(
+                answer, issuer=self.issuer, audience=self._audience, now=now, leeway=self._leeway
+            )
+        except Denial as denial:
+            self._cache.put(digest, denial, now + self._negative_ttl)
+            return denial
+        self._cache.put(digest, claims, min(float(claims.expires_at), now + self._cache_max))
+        return claims
