@@ -42,7 +42,9 @@ class SentinelMonitor:
     master_port: int
     name: str = "mymaster"
     quorum: int = 2
-    down_after_ms: int = 400
+    down_after_ms: int = 1000
+    """Not lower: on a busy machine a healthy, just-promoted master can miss a few hundred ms of
+    PINGs, and the sentinels then fail over a second time."""
     failover_timeout_ms: int = 4000
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from tests.support.net import free_port
 from tests.support.redis_server import RedisServer, SentinelMonitor
 
 MASTER_NAME = "mymaster"
@@ -140,16 +141,21 @@ _CLUSTER_OPTIONS = {
 }
 
 
+def _cluster_node() -> RedisServer:
+    # An explicit bus port: the default (port + 10000) fails for ports above 55535.
+    return RedisServer(options={**_CLUSTER_OPTIONS, "cluster-port": str(free_port())})
+
+
 @contextlib.contextmanager
 def cluster_setup(masters: int = 3, replica_of_first: bool = False) -> Iterator[ClusterSetup]:
     """``redis-cli --cluster create`` over ``masters`` fresh nodes; optionally one replica for
     the first master (added with ``--cluster add-node --cluster-slave``)."""
     with contextlib.ExitStack() as stack:
-        nodes = [stack.enter_context(RedisServer(options=_CLUSTER_OPTIONS)) for _ in range(masters)]
+        nodes = [stack.enter_context(_cluster_node()) for _ in range(masters)]
         _redis_cli("--cluster", "create", *(n.address for n in nodes), "--cluster-yes")
         setup = ClusterSetup(nodes)
         if replica_of_first:
-            replica = stack.enter_context(RedisServer(options=_CLUSTER_OPTIONS))
+            replica = stack.enter_context(_cluster_node())
             first_id = nodes[0].cli("CLUSTER", "MYID")
             _redis_cli(
                 "--cluster", "add-node", replica.address, nodes[0].address,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 
 import pytest
 
@@ -121,3 +122,30 @@ def test_factory_error_does_not_echo_a_password() -> None:
     with pytest.raises(ValueError) as excinfo:
         open_replay_store("http://user:s3cret@cache:6379")
     assert "s3cret" not in str(excinfo.value)
+
+
+async def test_a_flood_of_unique_jtis_stays_within_the_bound(clock: FakeClock) -> None:
+    cap = 20_000
+    store = MemoryReplayStore(max_entries=cap, clock=clock)
+    for i in range(cap):
+        assert await store.first_use(b"live-%d" % i, 60)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        refused = 0
+        for i in range(100_000):  # five times the bound, all inside the window
+            try:
+                await store.first_use(b"flood-%d" % i, 60)
+            except ReplayStoreUnavailable:
+                refused += 1
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert refused == 100_000
+    assert len(store) == cap
+    assert grown < 64 * 1024  # nothing was kept for the refused keys
+    # No live key was evicted to make room: every earlier proof is still a replay.
+    assert not any([await store.first_use(b"live-%d" % i, 60) for i in range(0, cap, 97)])
+    clock.now += 60
+    assert await store.first_use(b"after-the-window", 60)
+    assert len(store) == 1

@@ -148,12 +148,15 @@ class ClusterBackend:
 
     def __init__(self, cluster: RedisCluster) -> None:
         self._cluster = cluster
+        self._loaded = False
         self._topology_stale = False
+        self._topology_lock = asyncio.Lock()
 
     async def set_nx(
         self, key: bytes, value: bytes, ttl_ms: int, wait: WaitPolicy | None
     ) -> tuple[bool, int | None]:
         if wait is None:
+            await self._refresh_topology()
             return bool(await self._cluster.set(key, value, nx=True, px=ttl_ms)), None
         was_set, acks = await self._pipeline(
             key,
@@ -211,9 +214,17 @@ class ClusterBackend:
         return results
 
     async def _refresh_topology(self) -> None:
-        await self._cluster.initialize()
-        if self._topology_stale:
-            await self._cluster.nodes_manager.initialize()
+        # One refresh at a time, before commands are sent: redis-py's lazy first load, run
+        # by many concurrent first commands, can disconnect a connection another command is
+        # still setting up (seen with redis-py 8.1).
+        if self._loaded and not self._topology_stale:
+            return
+        async with self._topology_lock:
+            if not self._loaded:
+                await self._cluster.initialize()
+                self._loaded = True
+            elif self._topology_stale:
+                await self._cluster.nodes_manager.initialize()
             self._topology_stale = False
 
 

@@ -108,7 +108,7 @@ class RedisReplayStore:
         key_prefix: bytes = DEFAULT_KEY_PREFIX,
         retries: int = DEFAULT_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
+        queue_timeout_s: float | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> RedisReplayStore:
         """A store for a ``redis://``, ``rediss://``, ``redis+sentinel://`` or
@@ -123,7 +123,9 @@ class RedisReplayStore:
         ``timeout_s`` (default 50 ms) is the budget of one :meth:`first_use`, retries
         included; ``connect_timeout_s`` (default: ``timeout_s``) bounds opening a connection.
         ``wait_replicas`` > 0 adds ``WAIT wait_replicas wait_timeout_s`` to every write (and
-        its timeout to the budget). Raises ValueError naming ``DPOP_REPLAY_URL`` for a bad URL.
+        its timeout to the budget). A call waits at most ``queue_timeout_s`` for a free
+        connection (default: 250 ms or the budget, whichever is longer). Raises ValueError
+        naming ``DPOP_REPLAY_URL`` for a bad URL.
         """
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -154,7 +156,7 @@ class RedisReplayStore:
             wait=wait,
             breaker=breaker,
             max_in_flight=max_connections,
-            queue_timeout_s=queue_timeout_s,
+            queue_timeout_s=queue_timeout_s or max(DEFAULT_QUEUE_TIMEOUT_S, deadline_s),
         )
 
     async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
