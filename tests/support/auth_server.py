@@ -52,6 +52,8 @@ class AuthServer:
         self.serve_rfc8414 = True
         self.dpop_algs: list[str] | None = None
         self.introspection: dict[str, dict[str, Any]] = {}
+        self.introspection_default: dict[str, Any] = {"active": False}
+        """The answer for tokens not in :attr:`introspection`."""
         self.introspection_delay = 0.0
         self.client_auth = "client_secret_basic"
         self.client_public_jwk: dict[str, Any] | None = None  # for private_key_jwt
@@ -173,7 +175,7 @@ class AuthServer:
         if self.introspection_delay:
             time.sleep(self.introspection_delay)
         with self._lock:
-            answer = self.introspection.get(form.get("token", ""), {"active": False})
+            answer = self.introspection.get(form.get("token", ""), self.introspection_default)
         return 200, answer
 
 
@@ -210,6 +212,13 @@ class _Server(ThreadingHTTPServer):
 def _handler(server: AuthServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+        wbufsize = -1  # the whole answer in one segment (see setup)
+
+        def setup(self) -> None:
+            super().setup()
+            # As real servers do: without it, Nagle's algorithm and the client's delayed ACK
+            # add ~40 ms to every keep-alive exchange.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _count(self) -> None:
             with server._lock:
@@ -224,6 +233,7 @@ def _handler(server: AuthServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
 
         def do_GET(self) -> None:
             self._count()
