@@ -1,0 +1,374 @@
+"""Pure parts of the token sources: Cache-Control, endpoint URLs, metadata, introspection answers,
+client authentication, key-set lifetimes on a settable clock, and the issuer settings."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from verifier import mint
+from verifier.config import ConfigError, load_settings
+from verifier.dpop.reasons import Denial, Reason
+from verifier.tokens.client_auth import (
+    ASSERTION_TYPE,
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    load_private_key,
+)
+from verifier.tokens.discovery import (
+    IssuerMismatch,
+    MetadataInvalid,
+    metadata_urls,
+    parse_metadata,
+)
+from verifier.tokens.http import Fetched, cache_max_age, endpoint_url_problem
+from verifier.tokens.introspection import check_introspection
+from verifier.tokens.sources import KeySourceUnavailable, RemoteKeySource
+
+NOW = 1_700_000_000.0
+ISSUER = "https://as.example.com"
+AUDIENCE = "https://api.example.com"
+JKT = mint.generate_key("ES256").jkt
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "age", "expected"),
+    [
+        ("", "", None),
+        ("public, max-age=600", "", 600.0),
+        ("max-age=600", "100", 500.0),
+        ("max-age=60", "100", 0.0),
+        ('max-age="30"', "", 30.0),
+        ("no-cache", "", 0.0),
+        ("max-age=600, no-store", "", 0.0),
+        ("max-age=soon", "", 0.0),
+        ("must-revalidate", "", None),
+    ],
+)
+def test_cache_max_age(cache_control: str, age: str, expected: float | None) -> None:
+    assert cache_max_age(cache_control, age) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://as.example/jwks", True),
+        ("http://127.0.0.1:8080/jwks", True),
+        ("http://localhost/jwks", True),
+        ("http://as.example/jwks", False),
+        ("ftp://as.example/jwks", False),
+        ("/relative/jwks", False),
+        ("https:///no-host", False),
+    ],
+)
+def test_endpoint_urls(url: str, ok: bool) -> None:
+    assert (endpoint_url_problem(url) == "") is ok
+
+
+def test_metadata_urls_insert_rfc8414_and_append_oidc() -> None:
+    assert metadata_urls("https://as.example") == (
+        "https://as.example/.well-known/oauth-authorization-server",
+        "https://as.example/.well-known/openid-configuration",
+    )
+    assert metadata_urls("https://kc.example/realms/demo/") == (
+        "https://kc.example/.well-known/oauth-authorization-server/realms/demo",
+        "https://kc.example/realms/demo/.well-known/openid-configuration",
+    )
+
+
+def test_metadata_issuer_must_match_exactly() -> None:
+    document = {"issuer": ISSUER + "/", "jwks_uri": ISSUER + "/jwks"}
+    with pytest.raises(IssuerMismatch):
+        parse_metadata(document, issuer=ISSUER, url="u")
+    metadata = parse_metadata({**document, "issuer": ISSUER}, issuer=ISSUER, url="u")
+    assert (metadata.jwks_uri, metadata.dpop_algs) == (ISSUER + "/jwks", None)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"jwks_uri": "http://as.example.com/jwks"},
+        {"jwks_uri": 7},
+        {"introspection_endpoint": "http://as.example.com/introspect"},
+        {"dpop_signing_alg_values_supported": "ES256"},
+        {"dpop_signing_alg_values_supported": ["ES256", 1]},
+    ],
+)
+def test_unusable_metadata_is_refused(document: dict[str, Any]) -> None:
+    with pytest.raises(MetadataInvalid):
+        parse_metadata({"issuer": ISSUER, **document}, issuer=ISSUER, url="u")
+
+
+# --- introspection answers -----------------------------------------------------------------
+
+
+def answer(**members: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "active": True,
+        "token_type": "DPoP",
+        "cnf": {"jkt": JKT},
+        "aud": AUDIENCE,
+        "exp": NOW + 60,
+        "sub": "alice",
+    }
+    for name, value in members.items():
+        if value is None:
+            document.pop(name, None)
+        else:
+            document[name] = value
+    return document
+
+
+INTROSPECTION = [
+    ("inactive", answer(active=False), Reason.TOKEN_INACTIVE),
+    ("active as a string", answer(active="true"), Reason.TOKEN_INACTIVE),
+    ("another issuer", answer(iss="https://other.example"), Reason.TOKEN_ISSUER_UNKNOWN),
+    ("token_type not a string", answer(token_type=1), Reason.TOKEN_CLAIMS_INVALID),
+    ("DPoP without cnf", answer(cnf=None), Reason.TOKEN_CLAIMS_INVALID),
+    ("Bearer with cnf", answer(token_type="Bearer"), Reason.TOKEN_CLAIMS_INVALID),
+    ("no exp", answer(exp=None), Reason.TOKEN_EXPIRED),
+    ("expired", answer(exp=NOW - 60), Reason.TOKEN_EXPIRED),
+    ("not yet valid", answer(nbf=NOW + 60), Reason.TOKEN_NOT_YET_VALID),
+    ("other audience", answer(aud=["https://else"]), Reason.TOKEN_AUDIENCE_INVALID),
+    ("cnf not an object", answer(cnf="x"), Reason.TOKEN_CLAIMS_INVALID),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "document", "reason"), INTROSPECTION, ids=[w for w, *_ in INTROSPECTION]
+)
+def test_introspection_answer_refused(why: str, document: dict[str, Any], reason: Reason) -> None:
+    with pytest.raises(Denial) as caught:
+        check_introspection(document, issuer=ISSUER, audience=AUDIENCE, now=NOW, leeway=0)
+    assert caught.value.reason is reason
+
+
+@pytest.mark.parametrize(
+    "document",
+    [answer(), answer(token_type="dpop", iss=ISSUER), answer(token_type=None)],
+    ids=["DPoP", "lower-case type with iss", "no token_type"],
+)
+def test_introspection_answer_accepted(document: dict[str, Any]) -> None:
+    claims = check_introspection(document, issuer=ISSUER, audience=AUDIENCE, now=NOW, leeway=0)
+    assert (claims.issuer, claims.subject, claims.jkt) == (ISSUER, "alice", JKT)
+
+
+def test_unbound_bearer_answer_has_no_binding() -> None:
+    document = answer(token_type="Bearer", cnf=None)
+    claims = check_introspection(document, issuer=ISSUER, audience=None, now=NOW, leeway=0)
+    assert claims.jkt == ""
+
+
+# --- client authentication -----------------------------------------------------------------
+
+
+def test_client_secrets_never_show_in_repr() -> None:
+    for auth in (ClientSecretBasic("c", "hunter2"), ClientSecretPost("c", "hunter2")):
+        assert "hunter2" not in repr(auth)
+    form: dict[str, str] = {}
+    assert ClientSecretBasic("c", "s").credentials(form, NOW) == ("c", "s") and form == {}
+    assert ClientSecretPost("c", "s").credentials(form, NOW) is None
+    assert form == {"client_id": "c", "client_secret": "s"}
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
+def test_private_key_jwt_assertion(tmp_path: Path, alg: str) -> None:
+    key = mint.generate_key(alg)
+    path = tmp_path / "key.jwk"
+    path.write_text(json.dumps({**key.private_jwk(), "kid": "k1"}))
+    loaded, loaded_alg, kid = load_private_key(str(path))
+    assert (loaded_alg, kid) == (alg, "k1")
+    form: dict[str, str] = {}
+    PrivateKeyJwt("client", loaded, loaded_alg, ISSUER, kid).credentials(form, time.time())
+    assert form["client_assertion_type"] == ASSERTION_TYPE
+    assert jwt.get_unverified_header(form["client_assertion"])["kid"] == "k1"
+    claims = jwt.decode(
+        form["client_assertion"],
+        jwt.PyJWK(key.public_jwk, algorithm=alg).key,
+        algorithms=[alg],
+        audience=ISSUER,
+    )
+    assert claims["iss"] == claims["sub"] == "client" and claims["exp"] - claims["iat"] == 60
+
+
+def test_private_key_from_pem_and_refusals(tmp_path: Path) -> None:
+    key = mint.generate_key("ES384")
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(
+        key.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    assert load_private_key(str(pem))[1:] == ("ES384", "")
+    public = tmp_path / "public.jwk"
+    public.write_text(json.dumps(key.public_jwk))
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a key")
+    for path in (public, garbage):
+        with pytest.raises(ValueError, match=path.name):
+            load_private_key(str(path))
+
+
+# --- key-set lifetime on a settable clock --------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Documents:
+    """An in-memory JWKS endpoint: answers with ``jwks`` and ``max_age``, or raises ``error``."""
+
+    def __init__(self) -> None:
+        self.jwks = mint.jwks_for(mint.generate_key("ES256"), kid="k1")
+        self.max_age: float | None = None
+        self.error: Exception | None = None
+        self.calls = 0
+
+    async def __call__(self, url: str) -> Fetched:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return Fetched(self.jwks, self.max_age)
+
+
+@pytest.mark.parametrize(
+    ("max_age", "lifetime"), [(None, 300.0), (10.0, 60.0), (900.0, 900.0), (10**6, 3600.0)]
+)
+async def test_key_set_lifetime_follows_max_age_within_bounds(
+    max_age: float | None, lifetime: float
+) -> None:
+    clock, documents = Clock(), Documents()
+    documents.max_age = max_age
+    source = RemoteKeySource("https://as/jwks", fetcher=documents, clock=clock)
+    await source.refresh()
+    assert source.status().state == "fresh"
+    clock.now += lifetime + 1
+    assert source.status().state == "stale"  # past its lifetime, within max_stale
+
+
+async def test_stale_keys_are_served_until_max_stale_then_refused() -> None:
+    clock, documents = Clock(), Documents()
+    source = RemoteKeySource(
+        "https://as/jwks", fetcher=documents, clock=clock, max_stale=100, retry_min=5
+    )
+    assert [k.kid for k in await source.keys("k1")] == ["k1"]
+    documents.error = OSError("down")
+    clock.now += 300 + 100  # lifetime 300 s + max_stale 100 s: still served
+    assert [k.kid for k in await source.keys("k1")] == ["k1"]
+    assert source.counters.stale_lookups == 1 and documents.calls == 1
+    clock.now += 1
+    with pytest.raises(KeySourceUnavailable):
+        await source.keys("k1")
+    assert source.status().state == "expired" and source.counters.expired_lookups == 1
+    with pytest.raises(KeySourceUnavailable):  # retried at most every retry_min seconds
+        await source.keys("k1")
+    assert documents.calls == 2
+    documents.error = None
+    clock.now += 5
+    assert [k.kid for k in await source.keys("k1")] == ["k1"]
+    assert source.status().state == "fresh" and documents.calls == 3
+
+
+async def test_failed_refreshes_back_off() -> None:
+    clock, documents = Clock(), Documents()
+    source = RemoteKeySource("https://as/jwks", fetcher=documents, clock=clock, retry_min=5)
+    await source.refresh()
+    assert source._until_next_refresh() == pytest.approx(240)  # 80% of 300 s
+    documents.error = OSError("down")
+    delays = []
+    for _ in range(8):
+        await source.refresh()
+        delays.append(source._until_next_refresh())
+    assert delays == [5, 10, 20, 40, 80, 160, 300, 300]
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def settings_from(tmp_path: Path, toml: str, environ: dict[str, str] | None = None) -> Any:
+    config = tmp_path / "config.toml"
+    config.write_text(toml)
+    return load_settings({"config_file": str(config)}, environ=environ or {})
+
+
+def test_introspecting_issuer_settings(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s3cret\n")
+    settings = settings_from(
+        tmp_path,
+        """
+[[issuers]]
+issuer = "https://as.example"
+discovery = true
+introspection_client_id = "rs"
+introspection_secret_file = "secret"
+opaque_tokens = true
+introspection_cache_seconds = 60
+""",
+    )
+    (issuer,) = settings.issuers
+    assert issuer.introspection_secret == "s3cret" and issuer.introspection_cache_seconds == 60
+    assert issuer.discovers and issuer.introspects and issuer.opaque_tokens
+    assert "s3cret" not in repr(settings)
+
+
+ISSUER_ERRORS = [
+    ("jwks_uri = 'https://as/j'\ndiscovery = true", "issuers[0].jwks_uri"),
+    ("opaque_tokens = true\ndiscovery = true", "issuers[0].opaque_tokens"),
+    (
+        "introspection_client_id = 'rs'\nintrospection_secret_env = 'X'",
+        "issuers[0].introspection_secret_env",
+    ),
+    (
+        "introspection_client_id = 'rs'\nintrospection_endpoint = 'https://as/i'",
+        "issuers[0].introspection_secret_file",
+    ),
+    (
+        "introspection_client_id = 'rs'\nintrospection_secret_env = 'S'",
+        "issuers[0].introspection_endpoint",
+    ),
+    (
+        "discovery = true\nintrospection_client_id = 'rs'\nintrospection_auth = 'private_key_jwt'",
+        "issuers[0].introspection_key_file",
+    ),
+    (
+        "discovery = true\nintrospection_client_id = 'rs'\nintrospection_auth = 'tls_client_auth'\n"
+        "introspection_secret_env = 'S'",
+        "issuers[0].introspection_auth",
+    ),
+    ("metadata_url = 'http://as.example/meta'", "issuers[0].metadata_url"),
+    ("discovery = 'maybe'", "issuers[0].discovery"),
+    ("discovery = true\njwks_max_refresh_seconds = 10", "issuers[0].jwks_max_refresh_seconds"),
+]
+
+
+@pytest.mark.parametrize(("body", "setting"), ISSUER_ERRORS, ids=[s for _, s in ISSUER_ERRORS])
+def test_bad_issuer_settings_name_the_key(tmp_path: Path, body: str, setting: str) -> None:
+    toml = f"[[issuers]]\nissuer = 'https://as.example'\n{body}\n"
+    with pytest.raises(ConfigError) as caught:
+        settings_from(tmp_path, toml, environ={"S": "secret"})
+    assert caught.value.setting == setting
+
+
+def test_only_one_issuer_resolves_opaque_tokens(tmp_path: Path) -> None:
+    entry = (
+        "[[issuers]]\nissuer = '{}'\ndiscovery = true\nintrospection_client_id = 'rs'\n"
+        "introspection_secret_env = 'S'\nopaque_tokens = true\n"
+    )
+    toml = entry.format("https://a.example") + entry.format("https://b.example")
+    with pytest.raises(ConfigError) as caught:
+        settings_from(tmp_path, toml, environ={"S": "secret"})
+    assert caught.value.setting == "issuers[1].opaque_tokens"
