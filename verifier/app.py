@@ -94,6 +94,10 @@ class App:
             await issuer.close()
         await self.replay.close()
 
+    def issuer_health(self) -> dict[str, bool]:
+        """Per issuer: can its tokens be checked now (published as gRPC health services)."""
+        return {issuer.trusted.issuer: issuer.healthy() for issuer in self.issuers}
+
     def issuer_status(self) -> list[dict[str, Any]]:
         """Health detail per issuer: key-set state, last fetch/discovery/introspection error."""
         return [issuer.status() for issuer in self.issuers]

@@ -58,6 +58,13 @@ class IssuerParts:
         for client in self.clients:
             await client.close()
 
+    def healthy(self) -> bool:
+        """Its tokens can be checked: keys usable (if remote), last introspection answered."""
+        if self.remote is not None and not self.remote.status().usable:
+            return False
+        introspector = self.trusted.introspector
+        return introspector is None or not introspector.last_error
+
     def status(self) -> dict[str, Any]:
         """Health detail: the key source's state and the last discovery/introspection error."""
         detail: dict[str, Any] = {"issuer": self.trusted.issuer}

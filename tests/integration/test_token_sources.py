@@ -17,7 +17,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.auth_server import CLIENT_ID, CLIENT_SECRET, AuthServer, auth_server
 from verifier import mint
@@ -25,6 +27,7 @@ from verifier.app import App, build_app
 from verifier.config import IssuerSettings, Settings, load_settings
 from verifier.dpop.reasons import Reason
 from verifier.engine.model import Decision, Mode, Policy, RequestFacts
+from verifier.server.runtime import ISSUER_HEALTH_SERVICE_PREFIX, ListeningAddresses, serve
 from verifier.tokens.sources import RemoteKeySource
 
 URL = "https://api.example.com/orders"
@@ -456,3 +459,57 @@ async def test_introspect_jwts_sends_the_issuers_jwts_to_introspection(server: A
 async def test_opaque_token_without_an_opaque_issuer_is_malformed(server: AuthServer) -> None:
     async with running_app(discovered(server)) as app:
         assert (await decide(app, "opaque-1")).reason is Reason.TOKEN_MALFORMED
+
+
+# --- health --------------------------------------------------------------------------------------
+
+
+async def test_issuer_health_is_published_per_issuer(server: AuthServer) -> None:
+    """grpc.health.v1 service ``dpop.verifier.v1.Issuer/<issuer>`` follows the issuer's keys."""
+    issuer = discovered(server, jwks_min_refresh_seconds=1, jwks_max_stale_seconds=0)
+    server.cache_control = "max-age=1"
+    settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=0, issuers=(issuer,))
+    app = build_app(settings)
+    await app.start()
+    addresses: list[ListeningAddresses] = []
+    ready, stop = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(
+        serve(
+            settings,
+            app.engine,
+            app.replay,
+            on_listening=addresses.append,
+            ready_event=ready,
+            stop_event=stop,
+            handle_signals=False,
+            health_probe_interval=0.05,
+            issuer_health=app.issuer_health,
+        )
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    channel = grpc.aio.insecure_channel(addresses[0].main)
+    health = health_pb2_grpc.HealthStub(channel)
+    service = ISSUER_HEALTH_SERVICE_PREFIX + server.issuer
+
+    async def status_becomes(expected: int) -> None:
+        while True:
+            request = health_pb2.HealthCheckRequest(service=service)
+            if (await health.Check(request)).status == expected:
+                return
+            await asyncio.sleep(0.05)
+
+    try:
+        await asyncio.wait_for(status_becomes(health_pb2.HealthCheckResponse.SERVING), 5)
+        server.stop()  # keys expire after 1 s with no staleness allowed
+        await asyncio.wait_for(status_becomes(health_pb2.HealthCheckResponse.NOT_SERVING), 5)
+        overall = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert overall.status == health_pb2.HealthCheckResponse.SERVING  # the server is fine
+        server.restart()
+        source = remote(app)
+        await source.refresh()
+        await asyncio.wait_for(status_becomes(health_pb2.HealthCheckResponse.SERVING), 5)
+    finally:
+        await channel.close()
+        stop.set()
+        await serving
+        await app.close()

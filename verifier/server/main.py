@@ -26,7 +26,12 @@ async def _serve(app: App, telemetry: Telemetry) -> None:
     await app.start()
     try:
         await serve(
-            app.settings, app.engine, app.replay, on_listening=_announce, telemetry=telemetry
+            app.settings,
+            app.engine,
+            app.replay,
+            on_listening=_announce,
+            telemetry=telemetry,
+            issuer_health=app.issuer_health,
         )
     finally:
         await app.close()

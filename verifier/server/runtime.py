@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,6 +66,7 @@ async def serve(
     handle_signals: bool = True,
     health_probe_interval: float = HEALTH_PROBE_INTERVAL_SECONDS,
     telemetry: Telemetry | None = None,
+    issuer_health: Callable[[], Mapping[str, bool]] | None = None,
 ) -> None:
     """Serve until SIGTERM / SIGINT (or ``stop_event``), then shut down gracefully.
 
@@ -130,6 +131,11 @@ async def serve(
                     health_servicer, replay_store, serving, health_probe_interval, fail_open
                 )
             )
+            issuers = None
+            if issuer_health is not None:
+                issuers = asyncio.create_task(
+                    _monitor_issuers(health_servicer, issuer_health, health_probe_interval)
+                )
             try:
                 if on_listening is not None:
                     on_listening(ListeningAddresses(main_address, health_address))
@@ -137,9 +143,11 @@ async def serve(
                     ready_event.set()
                 await stop.wait()
             finally:
-                monitor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await monitor
+                for task in (monitor, issuers):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
     finally:
         grace = settings.shutdown_grace_seconds
         _log.info("shutting down: draining in-flight calls for up to %ss", grace)
@@ -185,6 +193,31 @@ def _transport(settings: Settings) -> str:
     if settings.tls_client_ca_file:
         return "mutual TLS"
     return "TLS" if settings.tls_enabled else "plaintext"
+
+
+ISSUER_HEALTH_SERVICE_PREFIX = "dpop.verifier.v1.Issuer/"
+"""Health "services" ``dpop.verifier.v1.Issuer/<issuer>``: SERVING while the issuer's tokens can
+be checked (keys fresh or within their staleness bound, last introspection call answered). They
+never change the server's overall status: other issuers may be fine."""
+
+
+async def _monitor_issuers(
+    health_servicer: Any, issuer_health: Callable[[], Mapping[str, bool]], interval: float
+) -> None:
+    published: dict[str, bool] = {}
+    while True:
+        for issuer, up in issuer_health().items():
+            if published.get(issuer) is not up:
+                await health_servicer.set(
+                    ISSUER_HEALTH_SERVICE_PREFIX + issuer, _SERVING if up else _NOT_SERVING
+                )
+                if issuer in published or not up:
+                    level = logging.INFO if up else logging.WARNING
+                    _log.log(
+                        level, "issuer %s: health %s", issuer, "SERVING" if up else "NOT_SERVING"
+                    )
+                published[issuer] = up
+        await asyncio.sleep(interval)
 
 
 async def _monitor_replay_store(
