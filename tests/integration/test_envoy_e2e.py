@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ class Reply:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    trace_id: str
+    """Sent in ``traceparent``; the service logs it with the decision."""
 
     def header(self, name: str) -> str:
         values = [v for k, v in self.headers if k.lower() == name]
@@ -60,16 +63,21 @@ def send(
     *,
     method: str = "GET",
 ) -> Reply:
-    """One HTTP/1.1 request through Envoy; repeated header names are sent as separate lines."""
+    """One HTTP/1.1 request through Envoy; repeated header names are sent as separate lines.
+
+    A fresh W3C ``traceparent`` marks the request, so that its decision line can be found.
+    """
+    trace_id = secrets.token_hex(16)
     connection = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=10)
     try:
         connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         connection.putheader("host", HOST)
+        connection.putheader("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01")
         for name, value in headers:
             connection.putheader(name, value)
         connection.endheaders()
         response = connection.getresponse()
-        return Reply(response.status, response.getheaders(), response.read())
+        return Reply(response.status, response.getheaders(), response.read(), trace_id)
     finally:
         connection.close()
 
@@ -91,15 +99,16 @@ def decisions(service: ServiceProcess) -> list[dict[str, Any]]:
     return found
 
 
-def last_decision(service: ServiceProcess, seen: int) -> dict[str, Any]:
-    """The decision logged after the first ``seen`` ones (stderr is read by a thread)."""
+def decision_of(reply: Reply, *services: ServiceProcess) -> dict[str, Any]:
+    """The decision the service(s) logged for ``reply``'s request (stderr is read by a thread)."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        logged = decisions(service)
-        if len(logged) > seen:
-            return logged[-1]
+        for service in services:
+            for entry in decisions(service):
+                if entry.get("trace_id") == reply.trace_id:
+                    return entry
         time.sleep(0.02)
-    raise AssertionError("the service logged no decision")
+    raise AssertionError("no decision was logged for the request")
 
 
 def assert_denied(reply: Reply, status: int, error: str) -> None:
@@ -161,7 +170,7 @@ def test_valid_request_reaches_the_upstream_with_identity_headers(
     assert received["x-auth-scope"] == "read write"
     assert received["x-auth-issuer"] == "https://issuer.test"
     assert "x-dpop-report-only" not in received
-    logged = decisions(service)[-1]
+    logged = decision_of(reply, service)
     assert (logged["reason"], logged["route"]) == ("ok", "default")
 
 
@@ -171,10 +180,10 @@ def test_replayed_proof_is_denied(
 ) -> None:  # fmt: skip
     headers = dpop_headers(client, issuer.token(client), "POST", "/orders")
     assert send(envoy, "/orders", headers, method="POST").status == 200
-    reached, seen = len(upstream.received), len(decisions(service))
+    reached = len(upstream.received)
     reply = send(envoy, "/orders", headers, method="POST")
     assert_denied(reply, 401, "invalid_dpop_proof")
-    assert last_decision(service, seen)["reason"] == "replayed"
+    assert decision_of(reply, service)["reason"] == "replayed"
     assert len(upstream.received) == reached  # never reached the upstream
 
 
@@ -206,45 +215,42 @@ def test_bad_requests_are_denied_with_the_right_challenge(
     envoy: EnvoyProcess, service: ServiceProcess, upstream: EchoUpstream, issuer: TestIssuer,
     client: KeyPair, make_headers: Any, status: int, error: str, reason: str,
 ) -> None:  # fmt: skip
-    reached, seen = len(upstream.received), len(decisions(service))
+    reached = len(upstream.received)
     reply = send(envoy, "/orders", make_headers(client, issuer.token(client)))
     assert_denied(reply, status, error)
-    assert last_decision(service, seen)["reason"] == reason
+    assert decision_of(reply, service)["reason"] == reason
     assert len(upstream.received) == reached
 
 
 def test_no_credentials_get_a_bare_challenge(envoy: EnvoyProcess, service: ServiceProcess) -> None:
-    seen = len(decisions(service))
     reply = send(envoy, "/orders")
     assert reply.status == 401
     assert reply.header("www-authenticate").startswith('DPoP algs="')
     assert reply.json()["error"] == "unauthorized"
-    assert last_decision(service, seen)["reason"] == "authorization_missing"
+    assert decision_of(reply, service)["reason"] == "authorization_missing"
 
 
 def test_two_authorization_headers_are_a_bad_request(
     envoy: EnvoyProcess, service: ServiceProcess, issuer: TestIssuer, client: KeyPair
 ) -> None:
     token = issuer.token(client)
-    seen = len(decisions(service))
     headers = [*dpop_headers(client, token, "GET", "/orders"), ("authorization", f"DPoP {token}")]
     reply = send(envoy, "/orders", headers)
     assert reply.status == 400 and reply.json()["error"] == "invalid_request"
-    assert last_decision(service, seen)["reason"] == "authorization_multiple"
+    assert decision_of(reply, service)["reason"] == "authorization_multiple"
 
 
 def test_nonce_challenge_then_retry_with_the_nonce(
     envoy: EnvoyProcess, service: ServiceProcess, issuer: TestIssuer, client: KeyPair
 ) -> None:
     token = issuer.token(client, subject="bob")
-    seen = len(decisions(service))
     first = send(
         envoy, "/nonce/pay", dpop_headers(client, token, "POST", "/nonce/pay"), method="POST"
     )
     assert_denied(first, 401, "use_dpop_nonce")
     nonce = first.header("dpop-nonce")
     assert nonce
-    assert last_decision(service, seen)["reason"] == "nonce_required"
+    assert decision_of(first, service)["reason"] == "nonce_required"
 
     retry = send(
         envoy, "/nonce/pay", dpop_headers(client, token, "POST", "/nonce/pay", nonce=nonce),
@@ -295,23 +301,21 @@ def test_plain_bearer_passes_only_where_the_route_allows_it(
 ) -> None:
     bearer = issuer.token(None, subject="legacy-user")
     assert send(envoy, "/legacy/x", [("authorization", f"Bearer {bearer}")]).status == 200
-    seen = len(decisions(service))
     reply = send(envoy, "/orders", [("authorization", f"Bearer {bearer}")])
     assert_denied(reply, 401, "invalid_token")
-    assert last_decision(service, seen)["reason"] == "bearer_not_allowed"
+    assert decision_of(reply, service)["reason"] == "bearer_not_allowed"
 
 
 def test_report_only_lets_a_bad_request_through_and_records_it(
     envoy: EnvoyProcess, service: ServiceProcess, issuer: TestIssuer, client: KeyPair
 ) -> None:
     token = issuer.token(client, subject="alice")
-    seen = len(decisions(service))
     headers = [*dpop_headers(client, token, "GET", "/elsewhere"), ("x-dpop-report-only", "none")]
     reply = send(envoy, "/report/orders", headers)
     assert reply.status == 200, reply
     identity = _identity_received(reply)
     assert identity == [("x-dpop-report-only", "proof_htu_mismatch")]  # no identity vouched
-    logged = last_decision(service, seen)
+    logged = decision_of(reply, service)
     assert (logged["decision"], logged["reason"], logged["enforced"]) == (
         "allow", "proof_htu_mismatch", False,
     )  # fmt: skip
@@ -325,6 +329,13 @@ def test_report_only_lets_a_bad_request_through_and_records_it(
     assert "x-dpop-report-only" not in dict(good.upstream_headers())
 
 
+def _answered_by(reply: Reply, replicas: list[ServiceProcess]) -> tuple[int, str]:
+    """Which replica decided ``reply``'s request, and its reason code."""
+    decision = decision_of(reply, *replicas)
+    index = next(i for i, s in enumerate(replicas) if decision in decisions(s))
+    return index, decision["reason"]
+
+
 def test_two_replicas_behind_envoy_share_replay_state(
     tmp_path: Path, issuer: TestIssuer, upstream: EchoUpstream, redis_server: RedisServer
 ) -> None:
@@ -332,21 +343,45 @@ def test_two_replicas_behind_envoy_share_replay_state(
         running_service(tmp_path, issuer, replay_url=redis_server.url) as first,
         running_service(tmp_path, issuer, replay_url=redis_server.url) as second,
     ):
-        replicas = [
-            (s.address.rsplit(":")[0], int(s.address.rsplit(":")[1])) for s in (first, second)
-        ]
-        with EnvoyProcess(render_envoy_config(replicas, upstream.address)) as proxy:
+        replicas = [first, second]
+        endpoints = [(s.address.rsplit(":")[0], int(s.address.rsplit(":")[1])) for s in replicas]
+        with EnvoyProcess(render_envoy_config(endpoints, upstream.address)) as proxy:
             client = generate_key("ES256")
             headers = dpop_headers(client, issuer.token(client), "GET", "/orders")
-            assert send(proxy, "/orders", headers).status == 200
-            # Envoy balances round-robin: the replays reach both replicas, so at least one
-            # of them reaches the replica that did not see the original.
+            original = send(proxy, "/orders", headers)
+            assert original.status == 200
+            accepted_by, reason = _answered_by(original, replicas)
+            assert reason == "ok"
+            # Envoy balances round-robin, so the replays reach both replicas.
+            answers = []
             for _ in range(3):
-                assert_denied(send(proxy, "/orders", headers), 401, "invalid_dpop_proof")
+                replay = send(proxy, "/orders", headers)
+                assert_denied(replay, 401, "invalid_dpop_proof")
+                answers.append(_answered_by(replay, replicas))
+            assert all(reason == "replayed" for _, reason in answers), answers
+            other = 1 - accepted_by
+            assert (other, "replayed") in answers, (
+                answers
+            )  # denied by the replica that never saw it
             served = proxy.upstream_requests("dpop_verifier")
-            assert len(served) == 2 and all(count >= 1 for count in served.values()), served
-            replays = [
-                d for s in (first, second) for d in decisions(s) if d["reason"] == "replayed"
-            ]
-            assert len(replays) == 3
-            assert all(decisions(s) for s in (first, second))  # both replicas answered
+            assert sorted(served.values()) == [2, 2], served
+
+
+def test_verify_front_door_uses_the_same_routes(
+    service: ServiceProcess, issuer: TestIssuer, client: KeyPair
+) -> None:
+    bearer = issuer.token(None, subject="legacy-user")
+    legacy = service.verify(
+        method="GET", target_uri=f"http://{HOST}/legacy/x", authorization=[f"Bearer {bearer}"]
+    )
+    assert (legacy.reason_code, legacy.http_status) == ("ok", 200)
+    strict = service.verify(
+        method="GET", target_uri=f"http://{HOST}/orders", authorization=[f"Bearer {bearer}"]
+    )
+    assert strict.reason_code == "bearer_not_allowed"
+    report = service.verify(method="GET", target_uri=f"http://{HOST}/report/x")
+    assert (report.reason_code, report.enforced) == ("authorization_missing", False)
+
+
+def test_health_reports_the_check_service(service: ServiceProcess) -> None:
+    assert service.health_status("envoy.service.auth.v3.Authorization") == "SERVING"

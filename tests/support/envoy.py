@@ -9,10 +9,9 @@ listener on port 0 and reads the real ports back from the admin API.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.metadata
 import json
-import signal
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -27,7 +26,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "examples" / "envoy" / "envoy.yaml"
-_PR_SET_PDEATHSIG = 1
 
 
 def envoy_binary() -> Path:
@@ -84,9 +82,15 @@ def render_envoy_config(
     return text
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent() -> list[str]:
+    """A command prefix that kills Envoy when the test process dies (no orphans).
+
+    ``setpriv`` (util-linux) sets the parent-death signal and execs. Not ``preexec_fn``: that
+    forks the test process, whose gRPC library then runs its fork handlers in the child, and
+    Envoy has been seen to abort there (``epoll_wait error: Bad file descriptor``).
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 class EnvoyProcess:
@@ -126,6 +130,7 @@ class EnvoyProcess:
         with self._stderr_file.open("wb") as stderr:  # early start-up errors land here
             self.process = subprocess.Popen(
                 [
+                    *_die_with_parent(),
                     str(envoy_binary()),
                     "-c", str(self.base / "envoy.yaml"),
                     "--concurrency", "1",
@@ -137,7 +142,6 @@ class EnvoyProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
-                preexec_fn=_die_with_parent,
             )  # fmt: skip
 
     def __enter__(self) -> EnvoyProcess:
