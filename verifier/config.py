@@ -892,14 +892,12 @@ def _parse_base_urls(value: object) -> tuple[tuple[str, str], ...]:
 
 def _check_routes(s: Settings) -> None:
     try:
-        table = parse_routes(s.routes, default=Policy(nonce_required=s.nonce_required))
+        parse_routes(s.routes, default=Policy(nonce_required=s.nonce_required))
     except RouteError as exc:
         raise ConfigError(exc.key, exc.problem) from None
-    for route in table.routes:
-        if route.policy.nonce_required and not s.nonce_secret:
-            raise ConfigError(
-                f"routes ({route.name}).nonce_required", "needs DPOP_NONCE_SECRET (or _FILE)"
-            )
+    for i, entry in enumerate(s.routes):
+        if entry.get("nonce_required") is True and not s.nonce_secret:
+            raise ConfigError(f"routes[{i}].nonce_required", "needs DPOP_NONCE_SECRET (or _FILE)")
 
 
 def _check_upstream_headers(s: Settings) -> None:

@@ -75,7 +75,7 @@ def test_environment_sets_the_simple_ones() -> None:
     [
         ('routes = [{ mode = "strict" }]', {}, "routes[0].mode"),
         ('routes = [{ path_prefix = "/a", mode = "off", nonce_required = true }]', {},
-         "routes (*/a).nonce_required"),  # a nonce needs the secret
+         "routes[0].nonce_required"),  # a nonce needs the secret
         ('upstream_header_jkt = "authorization"', {}, "DPOP_UPSTREAM_HEADER_JKT"),
         ('upstream_header_scope = "x auth"', {}, "DPOP_UPSTREAM_HEADER_SCOPE"),
         ('upstream_header_scope = "x-envoy-scope"', {}, "DPOP_UPSTREAM_HEADER_SCOPE"),
