@@ -294,8 +294,9 @@ class RemoteKeySource:
         self._task = asyncio.create_task(self._refresh_loop())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        for task in (self._task, self._inflight):
+            if task is not None and not task.done():
+                task.cancel()
+        self._task = None
         if self._http is not None:
             await self._http.close()
