@@ -113,11 +113,17 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json_object(data: bytes) -> dict[str, Any]:
-    """Parse UTF-8 JSON that must be an object with unique member names (RFC 7515 §5.2)."""
+    """Parse UTF-8 JSON that must be an object with unique member names (RFC 7515 §5.2).
+
+    Strings must be valid Unicode (RFC 7493 §2.1): an escaped lone surrogate such as
+    ``"\\ud800"`` is refused here, so that every string of a parsed JWS can be encoded again.
+    """
     try:
         text = data.decode("utf-8")
         value = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if "\\u" in text:  # only a \u escape can write a lone surrogate into valid UTF-8
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError) as exc:
         raise MalformedJws("not a JSON object") from exc
     if not isinstance(value, dict):
         raise MalformedJws("not a JSON object")

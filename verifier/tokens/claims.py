@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from verifier.dpop.reasons import Denial, Reason
@@ -25,7 +26,13 @@ def _numeric(payload: dict[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Denial(Reason.TOKEN_CLAIMS_INVALID, f"{name} must be a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf
+    if not math.isfinite(number):  # JSON 1e400 parses as inf
+        raise Denial(Reason.TOKEN_CLAIMS_INVALID, f"{name} must be a finite number")
+    return number
 
 
 def _scope(payload: dict[str, Any]) -> str:

@@ -1,0 +1,471 @@
+"""JWT access-token validation: claims, JWK Sets, the validator and its key sources.
+
+The remote key source is exercised against a real ``http.server`` on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.helpers import (
+    AUDIENCE,
+    DROP,
+    ISSUER,
+    ISSUER_KID,
+    NOW,
+    FakeClock,
+    flip_signature_bit,
+    issuer_key,
+    key,
+    make_proof,
+    make_token,
+    proof_key,
+    trusted_issuer,
+)
+from verifier import mint
+from verifier.dpop.reasons import Denial, Reason
+from verifier.engine.model import TokenClaims
+from verifier.tokens.claims import check_audience, check_token_claims, confirmation_jkt
+from verifier.tokens.jwks import MAX_KEYS, InvalidJwks, IssuerKey, parse_jwks
+from verifier.tokens.sources import KeySourceUnavailable, RemoteKeySource, StaticKeySource
+from verifier.tokens.validator import TokenCache, TokenValidator, TrustedIssuer
+
+LEEWAY = 30.0
+
+
+def _claims(**members: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "exp": NOW + 300, "iat": NOW}
+    for name, value in members.items():
+        if value is DROP:
+            payload.pop(name, None)
+        else:
+            payload[name] = value
+    return payload
+
+
+def _claims_reason(payload: dict[str, Any], audience: str | None = AUDIENCE) -> Reason:
+    with pytest.raises(Denial) as caught:
+        check_token_claims(payload, audience=audience, now=NOW, leeway=LEEWAY)
+    return caught.value.reason
+
+
+# --- pure claim checks --------------------------------------------------------------------
+
+
+def test_valid_claims_are_returned() -> None:
+    payload = _claims(sub="alice", client_id="c1", scope="a b", cnf={"jkt": "abc"})
+    claims = check_token_claims(payload, audience=AUDIENCE, now=NOW, leeway=LEEWAY)
+    assert claims == TokenClaims(
+        issuer=ISSUER, subject="alice", client_id="c1", scope="a b", expires_at=NOW + 300, jkt="abc"
+    )
+
+
+CLAIMS = [
+    ("exp missing", _claims(exp=DROP), Reason.TOKEN_EXPIRED),
+    ("exp past the leeway", _claims(exp=NOW - LEEWAY), Reason.TOKEN_EXPIRED),
+    ("exp long ago", _claims(exp=0), Reason.TOKEN_EXPIRED),
+    ("exp a string", _claims(exp=str(NOW + 300)), Reason.TOKEN_CLAIMS_INVALID),
+    ("exp true", _claims(exp=True), Reason.TOKEN_CLAIMS_INVALID),
+    ("exp beyond the float range", _claims(exp=10**400), Reason.TOKEN_CLAIMS_INVALID),
+    ("exp infinite", _claims(exp=float("inf")), Reason.TOKEN_CLAIMS_INVALID),
+    ("nbf in the future", _claims(nbf=NOW + LEEWAY + 1), Reason.TOKEN_NOT_YET_VALID),
+    ("iat in the future", _claims(iat=NOW + LEEWAY + 1), Reason.TOKEN_NOT_YET_VALID),
+    ("nbf a string", _claims(nbf="now"), Reason.TOKEN_CLAIMS_INVALID),
+    ("audience wrong", _claims(aud="https://other.example.com"), Reason.TOKEN_AUDIENCE_INVALID),
+    ("audience missing", _claims(aud=DROP), Reason.TOKEN_AUDIENCE_INVALID),
+    ("audience not in list", _claims(aud=["a", "b"]), Reason.TOKEN_AUDIENCE_INVALID),
+    ("audience an object", _claims(aud={AUDIENCE: True}), Reason.TOKEN_AUDIENCE_INVALID),
+    ("audience prefix", _claims(aud=AUDIENCE + "/x"), Reason.TOKEN_AUDIENCE_INVALID),
+    ("cnf a string", _claims(cnf="jkt"), Reason.TOKEN_CLAIMS_INVALID),
+    ("cnf an array", _claims(cnf=[{"jkt": "abc"}]), Reason.TOKEN_CLAIMS_INVALID),
+    ("cnf.jkt a number", _claims(cnf={"jkt": 1}), Reason.TOKEN_CLAIMS_INVALID),
+    ("cnf.jkt empty", _claims(cnf={"jkt": ""}), Reason.TOKEN_CLAIMS_INVALID),
+    ("cnf.jkt too long", _claims(cnf={"jkt": "j" * 129}), Reason.TOKEN_CLAIMS_INVALID),
+    ("sub a number", _claims(sub=42), Reason.TOKEN_CLAIMS_INVALID),
+    ("scope a number", _claims(scope=1), Reason.TOKEN_CLAIMS_INVALID),
+    ("scope a mixed list", _claims(scope=["a", 1]), Reason.TOKEN_CLAIMS_INVALID),
+]
+
+
+@pytest.mark.parametrize(("why", "payload", "expected"), CLAIMS, ids=[w for w, _, _ in CLAIMS])
+def test_token_claims_refused(why: str, payload: dict[str, Any], expected: Reason) -> None:
+    assert _claims_reason(payload) is expected
+
+
+def test_time_edges_use_the_leeway() -> None:
+    check_token_claims(_claims(exp=NOW - LEEWAY + 1), audience=None, now=NOW, leeway=LEEWAY)
+    check_token_claims(_claims(nbf=NOW + LEEWAY), audience=None, now=NOW, leeway=LEEWAY)
+    assert _claims_reason(_claims(nbf=NOW + LEEWAY + 0.5)) is Reason.TOKEN_NOT_YET_VALID
+
+
+def test_audience() -> None:
+    check_audience({"aud": AUDIENCE}, AUDIENCE)
+    check_audience({"aud": ["x", AUDIENCE]}, AUDIENCE)
+    check_audience({}, None)  # no audience configured: not checked
+    check_token_claims(_claims(aud=DROP), audience=None, now=NOW, leeway=LEEWAY)
+
+
+def test_binding_claim() -> None:
+    assert confirmation_jkt({}) == ""
+    assert confirmation_jkt({"cnf": {}}) == ""
+    assert confirmation_jkt({"cnf": {"x5t#S256": "abc"}}) == ""
+    assert confirmation_jkt({"cnf": {"jkt": "abc"}}) == "abc"
+
+
+def test_scope_may_be_a_list_or_scp() -> None:
+    assert (
+        check_token_claims(_claims(scope=["a", "b"]), audience=None, now=NOW, leeway=0).scope
+        == "a b"
+    )
+    assert check_token_claims(_claims(scp="a b"), audience=None, now=NOW, leeway=0).scope == "a b"
+
+
+# --- JWK Sets ---------------------------------------------------------------------------------
+
+
+def test_parse_jwks() -> None:
+    document = mint.jwks_for(issuer_key(), kid="k1")
+    document["keys"] += [
+        {"kty": "oct"},  # unknown type: skipped
+        "not a key",  # skipped
+        {**key("RS256").public_jwk, "kid": 7},  # non-string kid ignored
+    ]
+    keys = parse_jwks(document)
+    assert [(k.kid, k.alg) for k in keys] == [("k1", "ES256"), (None, None)]
+    assert keys[0].usable_for("ES256")
+    assert not keys[0].usable_for("ES384")  # declared alg differs
+    assert not keys[0].usable_for("RS256")
+    assert keys[1].usable_for("PS256") and not keys[1].usable_for("ES256")
+    enc = IssuerKey(jwk={**issuer_key().public_jwk, "use": "enc"}, kid=None, alg=None)
+    assert not enc.usable_for("ES256")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        [],
+        {"keys": {}},
+        {"key": []},
+        {"keys": [issuer_key().private_jwk()]},
+        {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}] * (MAX_KEYS + 1)},
+    ],
+)
+def test_unusable_jwks_is_refused(document: Any) -> None:
+    with pytest.raises(InvalidJwks):
+        parse_jwks(document)
+
+
+def test_static_source_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(mint.jwks_for(issuer_key(), kid="k1")))
+    source = StaticKeySource.from_file(path)
+    assert asyncio.run(source.keys("k1"))[0].kid == "k1"
+    assert asyncio.run(source.keys("k2")) == ()
+    path.write_text("{not json")
+    with pytest.raises(InvalidJwks, match=r"jwks\.json"):
+        StaticKeySource.from_file(path)
+
+
+# --- the validator ----------------------------------------------------------------------------
+
+
+class CountingSource:
+    """Test double: serves fixed keys and counts lookups."""
+
+    def __init__(self, keys: tuple[IssuerKey, ...]) -> None:
+        self._keys, self.calls = keys, 0
+
+    async def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
+        self.calls += 1
+        return tuple(k for k in self._keys if kid is None or k.kid == kid)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def _validator(**issuer: Any) -> TokenValidator:
+    return TokenValidator([trusted_issuer(**issuer)], leeway=LEEWAY)
+
+
+async def _reason(token: str, validator: TokenValidator | None = None) -> Reason:
+    with pytest.raises(Denial) as caught:
+        await (validator or _validator()).validate(token, NOW)
+    return caught.value.reason
+
+
+async def test_valid_token() -> None:
+    claims = await _validator().validate(make_token(), NOW)
+    assert (claims.issuer, claims.subject, claims.client_id) == (ISSUER, "alice", "client-1")
+    assert claims.jkt == proof_key().jkt
+    assert claims.expires_at == NOW + 300
+
+
+@pytest.mark.parametrize("alg", ["ES384", "RS256", "PS512", "EdDSA", "Ed25519"])
+async def test_each_issuer_alg(alg: str) -> None:
+    signer = key(alg, 1)
+    source = StaticKeySource(parse_jwks(mint.jwks_for(signer, kid=ISSUER_KID)))
+    claims = await _validator(source=source).validate(make_token(signer=signer), NOW)
+    assert claims.issuer == ISSUER
+
+
+async def test_verified_tokens_are_cached_until_exp() -> None:
+    source = CountingSource(parse_jwks(mint.jwks_for(issuer_key(), kid=ISSUER_KID)))
+    cache = TokenCache(max_entries=2)
+    validator = TokenValidator([trusted_issuer(source=source)], leeway=0, cache=cache)
+    token = make_token()
+    await validator.validate(token, NOW)
+    await validator.validate(token, NOW + 299)
+    assert source.calls == 1 and len(cache) == 1
+    with pytest.raises(Denial) as caught:
+        await validator.validate(token, NOW + 300)
+    assert caught.value.reason is Reason.TOKEN_EXPIRED
+    for _ in range(3):
+        await validator.validate(make_token(), NOW)
+    assert len(cache) == 2
+
+
+TOKENS = [
+    ("not a JWT", lambda: "opaque-token", Reason.TOKEN_MALFORMED),
+    ("two parts", lambda: make_token().rsplit(".", 1)[0], Reason.TOKEN_MALFORMED),
+    ("payload not JSON", lambda: "e30.bm90anNvbg.c2ln", Reason.TOKEN_MALFORMED),
+    ("a DPoP proof", lambda: make_proof(claims={"iss": ISSUER}), Reason.TOKEN_MALFORMED),
+    ("crit", lambda: make_token(header={"crit": ["x"]}), Reason.TOKEN_MALFORMED),
+    ("iss missing", lambda: make_token(claims={"iss": DROP}), Reason.TOKEN_ISSUER_UNKNOWN),
+    (
+        "iss unknown",
+        lambda: make_token(claims={"iss": "https://evil.example"}),
+        Reason.TOKEN_ISSUER_UNKNOWN,
+    ),
+    ("iss not a string", lambda: make_token(claims={"iss": [ISSUER]}), Reason.TOKEN_ISSUER_UNKNOWN),
+    (
+        "iss trailing slash",
+        lambda: make_token(claims={"iss": ISSUER + "/"}),
+        Reason.TOKEN_ISSUER_UNKNOWN,
+    ),
+    ("alg none", lambda: make_token(header={"alg": "none"}), Reason.TOKEN_ALG_NOT_ALLOWED),
+    ("alg HS256", lambda: make_token(header={"alg": "HS256"}), Reason.TOKEN_ALG_NOT_ALLOWED),
+    ("alg missing", lambda: make_token(header={"alg": DROP}), Reason.TOKEN_ALG_NOT_ALLOWED),
+    ("kid unknown", lambda: make_token(header={"kid": "other"}), Reason.TOKEN_KEY_UNKNOWN),
+    (
+        "alg of another key type",
+        lambda: make_token(signer=key("RS256", 1)),
+        Reason.TOKEN_KEY_UNKNOWN,
+    ),
+    (
+        "signed by another key",
+        lambda: make_token(signer=key("ES256", 2)),
+        Reason.TOKEN_SIGNATURE_INVALID,
+    ),
+    (
+        "signature bit flipped",
+        lambda: flip_signature_bit(make_token(), 100),
+        Reason.TOKEN_SIGNATURE_INVALID,
+    ),
+    ("expired", lambda: make_token(now=NOW - 400), Reason.TOKEN_EXPIRED),
+    ("nbf in the future", lambda: make_token(claims={"nbf": NOW + 60}), Reason.TOKEN_NOT_YET_VALID),
+    (
+        "audience wrong",
+        lambda: make_token(claims={"aud": "https://other.example"}),
+        Reason.TOKEN_AUDIENCE_INVALID,
+    ),
+    ("cnf not an object", lambda: make_token(claims={"cnf": "x"}), Reason.TOKEN_CLAIMS_INVALID),
+]
+
+
+@pytest.mark.parametrize(("why", "build", "expected"), TOKENS, ids=[w for w, _, _ in TOKENS])
+async def test_token_refused(why: str, build: Any, expected: Reason) -> None:
+    assert await _reason(build()) is expected
+
+
+async def test_alg_outside_the_issuers_algs_is_refused() -> None:
+    validator = _validator(algs=frozenset({"RS256"}))
+    assert await _reason(make_token(), validator) is Reason.TOKEN_ALG_NOT_ALLOWED
+
+
+async def test_token_without_kid_tries_the_issuers_keys() -> None:
+    claims = await _validator().validate(make_token(header={"kid": DROP}), NOW)
+    assert claims.issuer == ISSUER
+
+
+async def test_unavailable_key_source() -> None:
+    async def down(url: str) -> Any:
+        raise OSError("connection refused")
+
+    source = RemoteKeySource("https://as.example.com/jwks", fetcher=down)
+    assert await _reason(make_token(), _validator(source=source)) is Reason.KEY_SOURCE_UNAVAILABLE
+    with pytest.raises(KeySourceUnavailable):
+        await source.keys(None)
+    assert source.last_error == "OSError"
+
+
+def test_remote_source_needs_an_http_url() -> None:
+    with pytest.raises(ValueError, match="jwks_uri"):
+        RemoteKeySource("file:///etc/jwks.json")
+
+
+# --- the remote source against a real HTTP server --------------------------------------------
+
+
+class JwksServer:
+    """A JWKS endpoint on 127.0.0.1 that counts requests; ``jwks`` may be replaced at any time."""
+
+    def __init__(self, jwks: dict[str, Any]) -> None:
+        self.jwks = jwks
+        self.requests = 0
+        self._lock = threading.Lock()
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with served._lock:
+                    served.requests += 1
+                    body = json.dumps(served.jwks).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/jwks"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[JwksServer]:
+    server = JwksServer(mint.jwks_for(issuer_key(), kid=ISSUER_KID))
+    yield server
+    server.stop()
+
+
+COOLDOWN = 30.0
+
+
+def _remote(server: JwksServer, clock: FakeClock) -> tuple[RemoteKeySource, TokenValidator]:
+    source = RemoteKeySource(server.url, unknown_kid_cooldown=COOLDOWN, timeout=2.0, clock=clock)
+    return source, TokenValidator([TrustedIssuer(ISSUER, source, audience=AUDIENCE)])
+
+
+async def test_remote_keys_load_on_first_use(jwks_server: JwksServer) -> None:
+    _, validator = _remote(jwks_server, FakeClock())
+    assert (await validator.validate(make_token(), NOW)).issuer == ISSUER
+    assert jwks_server.requests == 1
+
+
+async def test_start_fetches_once_and_close_stops_the_refresh(jwks_server: JwksServer) -> None:
+    source, _ = _remote(jwks_server, FakeClock())
+    await source.start()
+    await source.close()
+    assert jwks_server.requests == 1
+    assert [k.kid for k in await source.keys(ISSUER_KID)] == [ISSUER_KID]
+
+
+async def test_unknown_kid_refetches_once_per_cooldown_even_when_concurrent(
+    jwks_server: JwksServer,
+) -> None:
+    clock = FakeClock()
+    _, validator = _remote(jwks_server, clock)
+    await validator.validate(make_token(), NOW)
+    assert jwks_server.requests == 1
+
+    async def hundred_unknown() -> list[BaseException | TokenClaims]:
+        tokens = [make_token(header={"kid": "unknown"}) for _ in range(100)]
+        return await asyncio.gather(
+            *(validator.validate(token, NOW) for token in tokens), return_exceptions=True
+        )
+
+    # Inside the cool-down after the initial load: no refetch at all.
+    results = await hundred_unknown()
+    assert {r.reason for r in results if isinstance(r, Denial)} == {Reason.TOKEN_KEY_UNKNOWN}
+    assert len(results) == 100 and jwks_server.requests == 1
+
+    clock.now += COOLDOWN
+    results = await hundred_unknown()
+    assert all(isinstance(r, Denial) and r.reason is Reason.TOKEN_KEY_UNKNOWN for r in results)
+    assert jwks_server.requests == 2
+
+    clock.now += COOLDOWN / 2
+    await hundred_unknown()
+    assert jwks_server.requests == 2
+    clock.now += COOLDOWN / 2
+    await hundred_unknown()
+    assert jwks_server.requests == 3
+    # Known kids never trigger a fetch.
+    await validator.validate(make_token(), NOW)
+    assert jwks_server.requests == 3
+
+
+async def test_key_rotation_is_picked_up_through_the_unknown_kid_path(
+    jwks_server: JwksServer,
+) -> None:
+    clock = FakeClock()
+    _, validator = _remote(jwks_server, clock)
+    await validator.validate(make_token(), NOW)
+
+    new_key = key("ES256", 3)
+    jwks_server.jwks = mint.jwks_for(new_key, kid="as-key-2")
+    rotated = [make_token(signer=new_key, header={"kid": "as-key-2"}) for _ in range(100)]
+    clock.now += COOLDOWN
+    results = await asyncio.gather(*(validator.validate(token, NOW) for token in rotated))
+    assert {claims.issuer for claims in results} == {ISSUER}
+    assert jwks_server.requests == 2
+    # The retired key is gone from the served set and so from the cache.
+    with pytest.raises(Denial) as caught:
+        await validator.validate(make_token(), NOW)
+    assert caught.value.reason is Reason.TOKEN_KEY_UNKNOWN
+
+
+async def test_server_down_keeps_cached_keys_working(jwks_server: JwksServer) -> None:
+    clock = FakeClock()
+    source, validator = _remote(jwks_server, clock)
+    await validator.validate(make_token(), NOW)
+    jwks_server.stop()
+
+    clock.now += COOLDOWN
+    await source.refresh()  # a background refresh fails ...
+    assert source.last_error
+    assert (await validator.validate(make_token(), NOW)).issuer == ISSUER  # ... keys stay
+
+    with pytest.raises(Denial) as caught:  # an unknown kid tries once, fails, keeps the keys
+        await validator.validate(make_token(header={"kid": "unknown"}), NOW)
+    assert caught.value.reason is Reason.TOKEN_KEY_UNKNOWN
+    assert (await validator.validate(make_token(), NOW)).issuer == ISSUER
+
+
+async def test_server_down_before_the_first_load_is_unavailable(jwks_server: JwksServer) -> None:
+    jwks_server.stop()
+    _, validator = _remote(jwks_server, FakeClock())
+    assert await _reason(make_token(), validator) is Reason.KEY_SOURCE_UNAVAILABLE
+
+
+async def test_bad_document_keeps_the_last_good_keys(jwks_server: JwksServer) -> None:
+    clock = FakeClock()
+    source, validator = _remote(jwks_server, clock)
+    await validator.validate(make_token(), NOW)
+    jwks_server.jwks = {"keys": "not a list"}
+    await source.refresh()
+    assert source.last_error == "InvalidJwks"
+    assert (await validator.validate(make_token(), NOW)).issuer == ISSUER
