@@ -391,9 +391,11 @@ class Telemetry:
         name: str,
         attributes: Mapping[str, Any] | None = None,
         kind: SpanKind = SpanKind.INTERNAL,
+        start_time: int | None = None,
     ) -> Iterator[trace.Span]:
         """A child span of the current one. Exceptions are never recorded with their message
-        (it could quote client input); callers mark outcomes themselves."""
+        (it could quote client input); callers mark outcomes themselves. ``start_time``
+        (ns since the epoch) backdates the span's start."""
         parent = trace.get_current_span()
         if not self.tracing or (
             parent.get_span_context().is_valid and not parent.is_recording()
@@ -404,6 +406,7 @@ class Telemetry:
             name,
             kind=kind,
             attributes=attributes,
+            start_time=start_time,
             record_exception=False,
             set_status_on_exception=False,
         ) as span:

@@ -52,6 +52,7 @@ ATTR_REPLAY_OUTCOME = "dpop.replay.outcome"
 ATTR_OUTCOME = "outcome"
 ATTR_FAILURE = "failure"
 ATTR_ERROR_TYPE = "error.type"
+ATTR_CACHE_HIT = "dpop.token.cache_hit"
 
 
 def _deny_on(span: trace.Span, denial: Denial) -> None:
@@ -76,8 +77,12 @@ class TracedReplayStore:
         self._telemetry = telemetry
         self._kind = _store_kind(store)
 
+    @property
+    def blocking_supported(self) -> bool:
+        """Whether the wrapped store offers a thread-safe :meth:`first_use_blocking`."""
+        return bool(getattr(self._store, "blocking_supported", False))
+
     async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
-        instruments = self._telemetry.instruments
         started = time.perf_counter()
         outcome = "error"
         with self._telemetry.child_span(SPAN_REPLAY, {ATTR_REPLAY_STORE: self._kind}) as span:
@@ -86,22 +91,45 @@ class TracedReplayStore:
                 outcome = "first_use" if first else "replayed"
                 return first
             except Exception as exc:
-                outcome = "unavailable" if isinstance(exc, ReplayStoreUnavailable) else "error"
-                cause = exc.__cause__ or exc
-                instruments.replay_errors.add(
-                    1, {ATTR_REPLAY_STORE: self._kind, ATTR_ERROR_TYPE: type(cause).__name__}
-                )
-                if span.is_recording():
-                    span.set_attribute(ATTR_ERROR_TYPE, type(cause).__name__)
-                    span.set_status(Status(StatusCode.ERROR, f"replay store {outcome}"))
+                outcome = self._failed(span, exc)
                 raise
             finally:
-                if span.is_recording():
-                    span.set_attribute(ATTR_REPLAY_OUTCOME, outcome)
-                instruments.replay_duration.record(
-                    time.perf_counter() - started,
-                    {ATTR_REPLAY_STORE: self._kind, ATTR_REPLAY_OUTCOME: outcome},
-                )
+                self._done(span, outcome, started)
+
+    def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:
+        """:meth:`first_use` for a pool thread: the wrapped store's ``first_use_blocking``,
+        with the same span, metrics and exceptions."""
+        started = time.perf_counter()
+        outcome = "error"
+        with self._telemetry.child_span(SPAN_REPLAY, {ATTR_REPLAY_STORE: self._kind}) as span:
+            try:
+                first: bool = self._store.first_use_blocking(key, ttl_seconds)  # type: ignore[attr-defined]
+                outcome = "first_use" if first else "replayed"
+                return first
+            except Exception as exc:
+                outcome = self._failed(span, exc)
+                raise
+            finally:
+                self._done(span, outcome, started)
+
+    def _failed(self, span: trace.Span, exc: Exception) -> str:
+        outcome = "unavailable" if isinstance(exc, ReplayStoreUnavailable) else "error"
+        cause = exc.__cause__ or exc
+        self._telemetry.instruments.replay_errors.add(
+            1, {ATTR_REPLAY_STORE: self._kind, ATTR_ERROR_TYPE: type(cause).__name__}
+        )
+        if span.is_recording():
+            span.set_attribute(ATTR_ERROR_TYPE, type(cause).__name__)
+            span.set_status(Status(StatusCode.ERROR, f"replay store {outcome}"))
+        return outcome
+
+    def _done(self, span: trace.Span, outcome: str, started: float) -> None:
+        if span.is_recording():
+            span.set_attribute(ATTR_REPLAY_OUTCOME, outcome)
+        self._telemetry.instruments.replay_duration.record(
+            time.perf_counter() - started,
+            {ATTR_REPLAY_STORE: self._kind, ATTR_REPLAY_OUTCOME: outcome},
+        )
 
     async def ping(self) -> bool:
         return await self._store.ping()
@@ -127,18 +155,42 @@ class TracedTokenValidator:
             except Denial as denial:
                 _deny_on(span, denial)
                 raise
-            scope = current_scope()
-            if scope is not None:
-                scope.claims = claims
-            if span.is_recording():
-                if claims.issuer:
-                    span.set_attribute(ATTR_ISSUER, claims.issuer)
-                if claims.client_id:
-                    span.set_attribute(ATTR_CLIENT_ID, claims.client_id)
+            _note_claims(span, claims)
             return claims
+
+    def validate_now(self, token: str, now: float) -> TokenClaims | None:
+        """The wrapped validator's sync fast path (its verified-token cache), when it has one.
+
+        Claims found are recorded like :meth:`validate` (span ``dpop.token.validate`` with
+        ``dpop.token.cache_hit=true``); ``None`` (the async path must run, and traces itself)
+        records nothing.
+        """
+        fast = getattr(self._validator, "validate_now", None)
+        if fast is None:
+            return None
+        started = time.time_ns()
+        claims: TokenClaims | None = fast(token, now)
+        if claims is None:
+            return None
+        with self._telemetry.child_span(
+            SPAN_TOKEN, {ATTR_CACHE_HIT: True}, start_time=started
+        ) as span:
+            _note_claims(span, claims)
+        return claims
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._validator, name)
+
+
+def _note_claims(span: trace.Span, claims: TokenClaims) -> None:
+    scope = current_scope()
+    if scope is not None:
+        scope.claims = claims
+    if span.is_recording():
+        if claims.issuer:
+            span.set_attribute(ATTR_ISSUER, claims.issuer)
+        if claims.client_id:
+            span.set_attribute(ATTR_CLIENT_ID, claims.client_id)
 
 
 class TracedKeySource:
