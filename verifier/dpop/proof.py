@@ -17,8 +17,6 @@ from verifier.dpop.jose import ALGORITHMS, CompactJws, MalformedJws, b64url_enco
 from verifier.dpop.jwk import has_private_members
 from verifier.dpop.reasons import Denial, Reason
 
-FORBIDDEN_KEY_HINTS = ("kid", "jku", "x5u", "x5c")
-"""Header members that are never used to find the proof key: the key is the ``jwk`` alone."""
 MAX_HTM_CHARS = 32
 MAX_ATH_CHARS = 128
 MAX_NONCE_CHARS = 512
@@ -85,7 +83,12 @@ def parse_proof(proof: str) -> CompactJws:
 
 
 def check_header(header: dict[str, Any], allowed_algs: frozenset[str]) -> ProofHeader:
-    """RFC 9449 §4.3 (4)-(7): ``typ``, ``alg``, ``crit`` and the public ``jwk``."""
+    """RFC 9449 §4.3 (4)-(7): ``typ``, ``alg``, ``crit`` and the public ``jwk``.
+
+    The proof key is the ``jwk`` alone. Other key hints (``kid``, ``jku``, ``x5u``, ``x5c``)
+    are ignored, never used to find a key: RFC 9449 does not forbid them, so they are not
+    refused either.
+    """
     if header.get("typ") != "dpop+jwt":  # §4.3 (4)
         raise Denial(Reason.PROOF_TYP_INVALID)
     alg = header.get("alg")
