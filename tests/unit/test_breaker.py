@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
 
 from verifier.replay.breaker import BreakerState, CircuitBreaker
@@ -112,3 +115,34 @@ def test_a_lost_probe_is_replaced_after_a_cooldown(clock: FakeClock) -> None:
 def test_rejects_nonsensical_settings(threshold: int, cooldown_s: float) -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(failure_threshold=threshold, cooldown_s=cooldown_s)
+
+
+def test_threads_racing_after_the_cool_down_let_exactly_one_probe_through(
+    clock: FakeClock,
+) -> None:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            breaker = opened(clock)
+            clock.now += 1.0
+            assert race_allow(breaker, 100).count(True) == 1
+            assert breaker.state is BreakerState.HALF_OPEN
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def race_allow(breaker: CircuitBreaker, threads: int) -> list[bool]:
+    barrier = threading.Barrier(threads)
+    allowed: list[bool] = []
+
+    def probe() -> None:
+        barrier.wait()
+        allowed.append(breaker.allow())
+
+    started = [threading.Thread(target=probe) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    return allowed

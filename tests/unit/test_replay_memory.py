@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 import tracemalloc
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -149,3 +152,112 @@ async def test_a_flood_of_unique_jtis_stays_within_the_bound(clock: FakeClock) -
     clock.now += 60
     assert await store.first_use(b"after-the-window", 60)
     assert len(store) == 1
+
+
+# --- Worker threads (the synchronous server's path) ---------------------------------------------
+
+
+def race_in_threads(calls: list[Callable[[], bool]]) -> list[bool | BaseException]:
+    """Run each call on a thread of its own, all released at once; results in call order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[bool | BaseException] = [False] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = calls[i]()
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.fixture
+def fast_thread_switching() -> Iterator[None]:
+    """Switch threads as often as CPython allows, so that races show up if there are any."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def test_blocking_is_supported() -> None:
+    assert MemoryReplayStore().blocking_supported
+
+
+def test_first_use_blocking_then_replay_then_expiry(clock: FakeClock) -> None:
+    store = MemoryReplayStore(clock=clock)
+    assert store.first_use_blocking(b"k", 10)
+    assert not store.first_use_blocking(b"k", 10)
+    clock.now += 10
+    assert store.first_use_blocking(b"k", 10)
+    with pytest.raises(ValueError):
+        store.first_use_blocking(b"k", 0)
+
+
+@pytest.mark.usefixtures("fast_thread_switching")
+def test_many_threads_racing_on_one_key_see_one_true() -> None:
+    store = MemoryReplayStore()
+    for round_ in range(5):
+        key = b"same-%d" % round_
+        results = race_in_threads([lambda k=key: store.first_use_blocking(k, 60)] * 200)
+        assert results.count(True) == 1
+        assert results.count(False) == 199
+
+
+@pytest.mark.usefixtures("fast_thread_switching")
+def test_threads_and_an_event_loop_share_the_store() -> None:
+    store = MemoryReplayStore()
+    loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=loop.run_forever)
+    loop_thread.start()
+    try:
+
+        def on_loop(key: bytes) -> bool:
+            return asyncio.run_coroutine_threadsafe(store.first_use(key, 60), loop).result()
+
+        for round_ in range(5):
+            key = b"mixed-%d" % round_
+            calls = [lambda k=key: store.first_use_blocking(k, 60), lambda k=key: on_loop(k)] * 100
+            results = race_in_threads(calls)
+            assert results.count(True) == 1
+            assert results.count(False) == 199
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join()
+        loop.close()
+
+
+@pytest.mark.usefixtures("fast_thread_switching")
+def test_threads_filling_a_bounded_store_never_exceed_the_bound(clock: FakeClock) -> None:
+    # 16 threads x 500 unique keys into room for 5,000, while short-lived keys expire.
+    store = MemoryReplayStore(max_entries=5_000, clock=clock)
+    long_lived: list[list[bytes]] = [[] for _ in range(16)]
+
+    def fill(thread: int) -> bool:
+        for i in range(500):
+            if i == 250 and thread == 0:
+                clock.now += 1  # the 1 s keys written so far expire
+            key = b"%d-%d" % (thread, i)
+            try:
+                if store.first_use_blocking(key, 1 if i < 100 else 60) and i >= 100:
+                    long_lived[thread].append(key)
+            except ReplayStoreUnavailable:
+                pass
+            assert len(store) <= 5_000
+        return True
+
+    results = race_in_threads([lambda t=t: fill(t) for t in range(16)])
+    assert results == [True] * 16
+    accepted = [key for keys in long_lived for key in keys]
+    assert 4_000 <= len(accepted) <= 5_000
+    # No live key was lost under contention: each is still a replay, seen from any thread.
+    checks = [lambda k=k: store.first_use_blocking(k, 60) for k in accepted[::40]]
+    assert not any(race_in_threads(checks))

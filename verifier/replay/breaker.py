@@ -6,6 +6,7 @@ Pure bookkeeping over an injectable clock; it performs no I/O and never sleeps.
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from collections.abc import Callable
 
@@ -41,8 +42,8 @@ class CircuitBreaker:
     that never reports (its task was cancelled) is given up on after ``cooldown_s`` and
     another probe is let through, so the breaker cannot stay stuck.
 
-    Not thread-safe: meant for one asyncio event loop, where ``allow`` and ``record_*`` never
-    interleave.
+    Thread-safe: one breaker may be shared by an asyncio event loop and worker threads (the
+    Redis store's async and blocking paths); each method holds a lock for its few lines.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class CircuitBreaker:
         self._failures = 0
         self._not_before = 0.0
         """OPEN: when the next probe may go. HALF_OPEN: when the probe in flight is given up on."""
+        self._lock = threading.Lock()
 
     @property
     def state(self) -> BreakerState:
@@ -70,6 +72,12 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """True when a call may be attempted now."""
+        if self._state is BreakerState.CLOSED:  # the common case, read without the lock
+            return True
+        with self._lock:
+            return self._allow_locked()
+
+    def _allow_locked(self) -> bool:
         if self._state is BreakerState.CLOSED:
             return True
         now = self._clock()
@@ -81,12 +89,16 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """The call went through: close the breaker and forget past failures."""
-        self._state = BreakerState.CLOSED
-        self._failures = 0
+        if self._state is BreakerState.CLOSED and not self._failures:
+            return  # the common case: nothing to change
+        with self._lock:
+            self._state = BreakerState.CLOSED
+            self._failures = 0
 
     def record_failure(self) -> None:
         """The call failed: count it, and open the breaker when the threshold is reached."""
-        self._failures += 1
-        if self._state is BreakerState.HALF_OPEN or self._failures >= self._threshold:
-            self._state = BreakerState.OPEN
-            self._not_before = self._clock() + self._cooldown_s
+        with self._lock:
+            self._failures += 1
+            if self._state is BreakerState.HALF_OPEN or self._failures >= self._threshold:
+                self._state = BreakerState.OPEN
+                self._not_before = self._clock() + self._cooldown_s

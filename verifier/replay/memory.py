@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import threading
 import time
 from collections.abc import Callable
 
@@ -24,9 +25,14 @@ class MemoryReplayStore:
     makes requests fail closed until keys expire; size ``max_entries`` above the peak rate
     of accepted proofs times the TTL.
 
-    Atomic within one asyncio event loop (there is no ``await`` between the check and the
-    write); not thread-safe. ``clock`` returns seconds and must be monotonic.
+    Thread-safe: :meth:`first_use` (for an asyncio event loop) and :meth:`first_use_blocking`
+    (for worker threads) share one lock around purge, check and write, so both may be called
+    from different threads at once and still see at most one True per key. ``clock`` returns
+    seconds and must be monotonic.
     """
+
+    blocking_supported = True
+    """:meth:`first_use_blocking` never waits for I/O: callers on worker threads may use it."""
 
     def __init__(
         self,
@@ -39,6 +45,7 @@ class MemoryReplayStore:
         self._clock = clock
         self._expiry_by_key: dict[bytes, float] = {}
         self._heap: list[tuple[float, bytes]] = []
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         """How many keys are held, including any that expired since the last call."""
@@ -50,18 +57,23 @@ class MemoryReplayStore:
         Raises :class:`ReplayStoreUnavailable` when the store is full of live keys, and
         ValueError when ``ttl_seconds`` is not positive.
         """
+        return self.first_use_blocking(key, ttl_seconds)
+
+    def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:
+        """:meth:`first_use` for a worker thread (same answers, same exceptions)."""
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
-        now = self._clock()
-        self._purge_expired(now)
-        if key in self._expiry_by_key:
-            return False
-        if len(self._expiry_by_key) >= self._max_entries:
-            raise ReplayStoreUnavailable("memory replay store full")
-        expires_at = now + ttl_seconds
-        self._expiry_by_key[key] = expires_at
-        heapq.heappush(self._heap, (expires_at, key))
-        return True
+        with self._lock:
+            now = self._clock()
+            self._purge_expired(now)
+            if key in self._expiry_by_key:
+                return False
+            if len(self._expiry_by_key) >= self._max_entries:
+                raise ReplayStoreUnavailable("memory replay store full")
+            expires_at = now + ttl_seconds
+            self._expiry_by_key[key] = expires_at
+            heapq.heappush(self._heap, (expires_at, key))
+            return True
 
     async def ping(self) -> bool:
         """Always True: memory is always reachable."""
@@ -69,8 +81,9 @@ class MemoryReplayStore:
 
     async def close(self) -> None:
         """Forget every key."""
-        self._expiry_by_key.clear()
-        self._heap.clear()
+        with self._lock:
+            self._expiry_by_key.clear()
+            self._heap.clear()
 
     def _purge_expired(self, now: float) -> None:
         # Every held key has exactly one heap entry: keys are only added when absent.
