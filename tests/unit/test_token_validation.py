@@ -31,9 +31,16 @@ from tests.unit.helpers import (
     trusted_issuer,
 )
 from verifier import mint
+from verifier._generated.dpop.verifier.v1 import verifier_pb2
 from verifier.dpop.reasons import Denial, Reason
 from verifier.engine.model import TokenClaims
-from verifier.tokens.claims import check_audience, check_token_claims, confirmation_jkt
+from verifier.tokens.claims import (
+    EARLIEST_NUMERIC_DATE,
+    LATEST_NUMERIC_DATE,
+    check_audience,
+    check_token_claims,
+    confirmation_jkt,
+)
 from verifier.tokens.jwks import MAX_KEYS, InvalidJwks, IssuerKey, parse_jwks
 from verifier.tokens.sources import KeySourceUnavailable, RemoteKeySource, StaticKeySource
 from verifier.tokens.validator import TokenCache, TokenValidator, TrustedIssuer
@@ -76,6 +83,13 @@ CLAIMS = [
     ("exp true", _claims(exp=True), Reason.TOKEN_CLAIMS_INVALID),
     ("exp beyond the float range", _claims(exp=10**400), Reason.TOKEN_CLAIMS_INVALID),
     ("exp infinite", _claims(exp=float("inf")), Reason.TOKEN_CLAIMS_INVALID),
+    ("exp beyond int64", _claims(exp=2**63), Reason.TOKEN_CLAIMS_INVALID),
+    ("exp beyond exact floats", _claims(exp=2**53), Reason.TOKEN_CLAIMS_INVALID),
+    ("exp after 9999", _claims(exp=LATEST_NUMERIC_DATE + 1), Reason.TOKEN_CLAIMS_INVALID),
+    ("exp 1e300", _claims(exp=1e300), Reason.TOKEN_CLAIMS_INVALID),
+    ("exp before year 1", _claims(exp=EARLIEST_NUMERIC_DATE - 1), Reason.TOKEN_CLAIMS_INVALID),
+    ("nbf after 9999", _claims(nbf=LATEST_NUMERIC_DATE + 1), Reason.TOKEN_CLAIMS_INVALID),
+    ("iat before year 1", _claims(iat=-(2**63)), Reason.TOKEN_CLAIMS_INVALID),
     ("nbf in the future", _claims(nbf=NOW + LEEWAY + 1), Reason.TOKEN_NOT_YET_VALID),
     ("iat in the future", _claims(iat=NOW + LEEWAY + 1), Reason.TOKEN_NOT_YET_VALID),
     ("nbf a string", _claims(nbf="now"), Reason.TOKEN_CLAIMS_INVALID),
@@ -104,6 +118,15 @@ def test_time_edges_use_the_leeway() -> None:
     check_token_claims(_claims(exp=NOW - LEEWAY + 1), audience=None, now=NOW, leeway=LEEWAY)
     check_token_claims(_claims(nbf=NOW + LEEWAY), audience=None, now=NOW, leeway=LEEWAY)
     assert _claims_reason(_claims(nbf=NOW + LEEWAY + 0.5)) is Reason.TOKEN_NOT_YET_VALID
+
+
+def test_numeric_dates_at_the_bounds_are_accepted_and_fit_the_api() -> None:
+    payload = _claims(exp=LATEST_NUMERIC_DATE, nbf=EARLIEST_NUMERIC_DATE, iat=0)
+    claims = check_token_claims(payload, audience=AUDIENCE, now=NOW, leeway=LEEWAY)
+    assert claims.expires_at == LATEST_NUMERIC_DATE
+    # VerifyResponse.claims.exp is an int64: the latest accepted exp must fit it.
+    assert verifier_pb2.TokenClaims(exp=claims.expires_at).exp == LATEST_NUMERIC_DATE
+    assert LATEST_NUMERIC_DATE < 2**53
 
 
 def test_audience() -> None:

@@ -111,8 +111,9 @@ class Reason(enum.StrEnum):
     TOKEN_AUDIENCE_INVALID = "token_audience_invalid"
     """``aud`` does not contain the issuer's configured audience."""
     TOKEN_CLAIMS_INVALID = "token_claims_invalid"
-    """A token claim has the wrong type (for example ``cnf`` not an object), or an introspection
-    answer contradicts itself (``token_type`` ``DPoP`` without ``cnf.jkt``, or the reverse)."""
+    """A token claim has the wrong type (for example ``cnf`` not an object), a date claim
+    (``exp``, ``nbf``, ``iat``) lies outside the years 1 to 9999, or an introspection answer
+    contradicts itself (``token_type`` ``DPoP`` without ``cnf.jkt``, or the reverse)."""
     TOKEN_NOT_BOUND = "token_not_bound"
     """The token presented with the ``DPoP`` scheme has no ``cnf.jkt``."""
     JKT_MISMATCH = "jkt_mismatch"

@@ -9,6 +9,16 @@ from verifier.dpop.reasons import Denial, Reason
 from verifier.engine.model import TokenClaims
 
 MAX_CLAIM_CHARS = 4096
+EARLIEST_NUMERIC_DATE = -62_135_596_800
+"""0001-01-01T00:00:00Z: the earliest ``exp``/``nbf``/``iat`` accepted."""
+LATEST_NUMERIC_DATE = 253_402_300_799
+"""9999-12-31T23:59:59Z: the latest ``exp``/``nbf``/``iat`` accepted.
+
+RFC 7519 §2 puts no bound on a NumericDate. Dates outside years 1-9999 (the range of RFC 3339
+timestamps and of most date libraries) are refused as ``token_claims_invalid`` rather than
+read as "far future": an issuer that sends one is broken, and the bound keeps ``exp`` exact as
+a float (< 2**53) and inside the API's int64 ``claims.exp``.
+"""
 
 
 def _optional_string(payload: dict[str, Any], name: str) -> str:
@@ -32,6 +42,10 @@ def _numeric(payload: dict[str, Any], name: str) -> float | None:
         number = math.inf
     if not math.isfinite(number):  # JSON 1e400 parses as inf
         raise Denial(Reason.TOKEN_CLAIMS_INVALID, f"{name} must be a finite number")
+    if not EARLIEST_NUMERIC_DATE <= number <= LATEST_NUMERIC_DATE:
+        raise Denial(
+            Reason.TOKEN_CLAIMS_INVALID, f"{name} must be a date within the years 1 to 9999"
+        )
     return number
 
 
@@ -77,7 +91,8 @@ def check_token_claims(
     """Validate time, audience and binding claims; return the identity claims.
 
     ``exp`` is required (a token that never expires is refused); ``nbf`` and ``iat`` must not
-    be in the future beyond ``leeway`` seconds.
+    be in the future beyond ``leeway`` seconds. Each of them must be a number between
+    :data:`EARLIEST_NUMERIC_DATE` and :data:`LATEST_NUMERIC_DATE`.
     """
     exp = _numeric(payload, "exp")
     if exp is None or exp <= now - leeway:
