@@ -150,6 +150,9 @@ class Settings:
     tls_client_ca_file: str = ""
     shutdown_grace_seconds: float = 10.0
     max_message_bytes: int = 65536
+    server_threads: int = 16
+    max_concurrent_calls: int = 1024
+    workers: int = 1
     allow_explain: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
@@ -265,6 +268,20 @@ OPTIONS: tuple[Option, ...] = (
     _opt("tls_client_ca_file", "PEM CA bundle: require and verify client certificates (mTLS)."),
     _opt("shutdown_grace_seconds", "On SIGTERM/SIGINT, how long in-flight calls may finish."),
     _opt("max_message_bytes", "Largest gRPC request message accepted."),
+    _opt(
+        "server_threads",
+        "Threads answering gRPC calls in each process (calls waiting on Redis or an issuer "
+        "hold one).",
+    ),
+    _opt(
+        "max_concurrent_calls",
+        "Calls accepted at once per process; beyond it a call fails fast with RESOURCE_EXHAUSTED.",
+    ),
+    _opt(
+        "workers",
+        "Server processes sharing the port (SO_REUSEPORT), supervised; 1 (one per container) "
+        "is what Kubernetes expects.",
+    ),
     _opt("allow_explain", "Honour VerifyRequest.explain (returns the list of checks)."),
     _opt("log_level", "One of CRITICAL, ERROR, WARNING, INFO, DEBUG."),
     _opt("log_format", "Service log lines: text or json (decision lines are always JSON)."),
@@ -626,6 +643,9 @@ def _validate(s: Settings) -> None:
     _check_min("DPOP_NONCE_LIFETIME_SECONDS", s.nonce_lifetime_seconds, 1)
     _check_min("DPOP_SHUTDOWN_GRACE_SECONDS", s.shutdown_grace_seconds, 0)
     _check_min("DPOP_MAX_MESSAGE_BYTES", s.max_message_bytes, 1)
+    _check_min("DPOP_SERVER_THREADS", s.server_threads, 1)
+    _check_min("DPOP_MAX_CONCURRENT_CALLS", s.max_concurrent_calls, 1)
+    _check_min("DPOP_WORKERS", s.workers, 1)
     if s.max_message_bytes <= s.max_proof_bytes + s.max_token_bytes:
         raise ConfigError(
             "DPOP_MAX_MESSAGE_BYTES",

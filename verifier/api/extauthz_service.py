@@ -96,7 +96,7 @@ class ExtAuthzService:
         self._options = options if options is not None else ExtAuthzOptions()
         self._telemetry = telemetry if telemetry is not None else Telemetry()
 
-    async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
+    def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
         """Answer one CheckRequest; always returns a response (fail closed)."""
         options = self._options
         sent: Collection[str] = ()
@@ -115,7 +115,7 @@ class ExtAuthzService:
                     request, headers, routes=options.routes, public_url=options.public_url
                 )
                 scope.facts = facts
-                decision = await self._engine.verify(facts)
+                decision = self._engine.decide(facts)
             except Exception as exc:
                 # Frames only: an exception's message could quote a token or proof.
                 _log.error(

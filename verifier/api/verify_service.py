@@ -30,9 +30,10 @@ _WIRE_REASON: dict[Reason, str] = {
 
 
 class DecisionEngine(Protocol):
-    """What the front doors need from the engine (``verifier.engine.verifier.Verifier``)."""
+    """What the front doors need: a decision made on the calling (worker) thread
+    (``verifier.server.bridge.BlockingDecisions`` around the engine)."""
 
-    async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision: ...
+    def decide(self, facts: RequestFacts, *, explain: bool = False) -> Decision: ...
 
 
 class VerifyService:
@@ -52,14 +53,14 @@ class VerifyService:
         self._routes = routes if routes is not None else RouteTable()
         self._telemetry = telemetry if telemetry is not None else Telemetry()
 
-    async def Verify(self, request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
+    def Verify(self, request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
         """Answer one VerifyRequest; always returns a response (fail closed)."""
         metadata = context.invocation_metadata() if context is not None else None
         with self._telemetry.decision_scope(VERIFY_METHOD, metadata=metadata or ()) as scope:
             try:
                 explain = request.explain and self._allow_explain
                 scope.facts = request_facts(request, self._routes)
-                decision = await self._engine.verify(scope.facts, explain=explain)
+                decision = self._engine.decide(scope.facts, explain=explain)
             except Exception as exc:
                 # Frames only: an exception's message could quote a token or proof.
                 _log.error(

@@ -9,6 +9,7 @@ issuer configured for opaque tokens (``token_malformed`` when there is none).
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -63,28 +64,32 @@ class TrustedIssuer:
 class TokenCache:
     """Verified tokens by SHA-256 of the token, each until its ``exp``; LRU-bounded.
 
-    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry.
+    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry. Thread-safe: the
+    gRPC worker threads and the event loop share it.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._entries: OrderedDict[bytes, TokenClaims] = OrderedDict()
         self._max = max_entries
+        self._lock = threading.Lock()
 
     def get(self, digest: bytes, now: float, leeway: float) -> TokenClaims | None:
-        claims = self._entries.get(digest)
-        if claims is None:
-            return None
-        if claims.expires_at <= now - leeway:
-            del self._entries[digest]
-            return None
-        self._entries.move_to_end(digest)
-        return claims
+        with self._lock:
+            claims = self._entries.get(digest)
+            if claims is None:
+                return None
+            if claims.expires_at <= now - leeway:
+                del self._entries[digest]
+                return None
+            self._entries.move_to_end(digest)
+            return claims
 
     def put(self, digest: bytes, claims: TokenClaims) -> None:
-        self._entries[digest] = claims
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[digest] = claims
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -125,6 +130,12 @@ class TokenValidator:
             return imported
         except InvalidJwk:
             return None
+
+    def validate_now(self, token: str, now: float) -> TokenClaims | None:
+        """The claims of a JWT verified before and still cached, without any I/O; None when
+        :meth:`validate` must run (not cached, expired, or introspected)."""
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        return self._cache.get(digest, now, self._leeway)
 
     async def validate(self, token: str, now: float) -> TokenClaims:
         """Return the token's claims, or raise a :class:`Denial` naming the failed check."""
