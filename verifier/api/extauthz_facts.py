@@ -6,8 +6,9 @@ What Envoy sends (``attributes.request.http``), and how it is read:
   query, undecoded); when a field is empty the matching pseudo-header (``:method``,
   ``:scheme``, ``:authority``, ``:path``) in the header map is used.
 * ``headers``: lower-case names; Envoy joins repeated headers with a comma. The joined value is
-  passed on unchanged, so a ``DPoP`` value with a comma is two proofs (``proof_multiple``) and an
-  ``Authorization`` value with a comma is two credentials (``authorization_multiple``).
+  passed on unchanged, so a ``DPoP`` value with a comma is two proofs (``proof_multiple``) and a
+  ``DPoP``/``Bearer`` ``Authorization`` value with a comma is two credentials
+  (``authorization_multiple``; see :func:`verifier.dpop.authorization.parse_authorization`).
 * ``header_map`` (Envoy's ``encode_raw_headers: true``): every header line separately, so
   duplicates arrive as separate values. Used instead of ``headers`` when present.
 """

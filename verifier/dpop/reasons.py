@@ -31,9 +31,12 @@ class Reason(enum.StrEnum):
     AUTHORIZATION_MISSING = "authorization_missing"
     """No Authorization header: the client is challenged without an error code (RFC 6750 §3.1)."""
     AUTHORIZATION_MULTIPLE = "authorization_multiple"
-    """More than one Authorization header value (or a comma-joined value)."""
+    """More than one Authorization header value, or two credentials joined with a comma by a
+    proxy (a ``DPoP``/``Bearer`` value with a comma; another scheme's value with a comma not
+    followed by an auth-param)."""
     AUTHORIZATION_MALFORMED = "authorization_malformed"
-    """The Authorization header is not ``<scheme> <token68>``."""
+    """The Authorization header is neither ``<scheme> <token68>`` nor ``<scheme> <auth-params>``
+    (RFC 9110 §11.6.2); ``DPoP`` and ``Bearer`` take a token68 only."""
     AUTHORIZATION_SCHEME_UNSUPPORTED = "authorization_scheme_unsupported"
     """The scheme is neither ``DPoP`` nor (where the route policy allows it) ``Bearer``."""
     BEARER_NOT_ALLOWED = "bearer_not_allowed"
