@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -14,7 +15,9 @@ from redis.exceptions import MovedError
 from verifier.replay.base import ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_backends import ConnectOptions, RedisBackend, WaitPolicy, open_backend
-from verifier.replay.redis_url import parse_redis_url
+from verifier.replay.redis_blocking import BlockingStandalone, Slot
+from verifier.replay.redis_url import RedisMode, parse_redis_url
+from verifier.replay.resp import RespConnectionError
 
 DEFAULT_KEY_PREFIX = b"dpop:jti:"
 DEFAULT_TIMEOUT_S = 0.05
@@ -27,6 +30,7 @@ _TOKEN_BYTES = 16
 # do better: refused, reset, closed, master changed (Sentinel), slot moved (Cluster). A timeout
 # is not among them: a slow Redis is not faster the second time, and the breaker handles it.
 _RETRYABLE = (RedisConnectionError, MovedError)
+_RETRYABLE_BLOCKING = (RespConnectionError,)
 
 
 class RedisReplayStore:
@@ -59,6 +63,12 @@ class RedisReplayStore:
     further callers queue for up to ``queue_timeout_s``; a queue timeout fails the call but
     is a local overload, not a Redis failure, so it does not count for the breaker.
 
+    **Worker threads** (standalone ``redis://`` / ``rediss://`` only, see
+    :attr:`blocking_supported`): :meth:`first_use_blocking` gives the same answers with the
+    same key, token, retry, ``WAIT``, deadline and breaker (one instance, shared with the async
+    path) over a lean synchronous client (:mod:`verifier.replay.resp`) and a pool of its own,
+    bounded the same way (``max_in_flight`` connections, ``queue_timeout_s``).
+
     Every failure is raised as :class:`ReplayStoreUnavailable`; no Redis exception escapes.
     Build it with :meth:`from_url`.
     """
@@ -74,8 +84,10 @@ class RedisReplayStore:
         breaker: CircuitBreaker | None = None,
         max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
         queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
+        blocking: BlockingStandalone | None = None,
     ) -> None:
-        """Wrap ``backend``; the store owns it and closes it in :meth:`close`."""
+        """Wrap ``backend`` (and ``blocking``, the same Redis for worker threads, if any); the
+        store owns them and closes them in :meth:`close`."""
         if deadline_s <= 0:
             raise ValueError("deadline_s must be positive")
         if retries < 0:
@@ -88,6 +100,7 @@ class RedisReplayStore:
         self._breaker = breaker if breaker is not None else CircuitBreaker()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queue_timeout_s = queue_timeout_s
+        self._blocking = blocking
 
     @classmethod
     def from_url(
@@ -148,6 +161,17 @@ class RedisReplayStore:
             connect_timeout_s=connect_timeout_s or timeout_s,
             max_connections=max_connections,
         )
+        blocking = None
+        if target.mode is RedisMode.STANDALONE:
+            ((host, port),) = target.nodes
+            blocking = BlockingStandalone(
+                host,
+                port,
+                db=target.db,
+                tls=target.tls,
+                options=options,
+                max_connections=max_connections,
+            )
         return cls(
             open_backend(target, options),
             key_prefix=key_prefix,
@@ -157,6 +181,7 @@ class RedisReplayStore:
             breaker=breaker,
             max_in_flight=max_connections,
             queue_timeout_s=queue_timeout_s or max(DEFAULT_QUEUE_TIMEOUT_S, deadline_s),
+            blocking=blocking,
         )
 
     async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
@@ -187,6 +212,48 @@ class RedisReplayStore:
         self._breaker.record_success()
         return first
 
+    @property
+    def blocking_supported(self) -> bool:
+        """True when :meth:`first_use_blocking` is available: standalone ``redis://`` and
+        ``rediss://``. Sentinel and Cluster stores say False; use :meth:`first_use` there."""
+        return self._blocking is not None
+
+    def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:
+        """:meth:`first_use` for worker threads: the same answers and exceptions, shared state.
+
+        Blocks the calling thread for at most the queue timeout plus the deadline. Thread-safe;
+        may run alongside :meth:`first_use` calls on an event loop. Raises
+        :class:`ReplayStoreUnavailable` also when :attr:`blocking_supported` is False.
+        """
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
+        blocking = self._blocking
+        if blocking is None:
+            raise ReplayStoreUnavailable("redis replay store: no blocking path for this mode")
+        redis_key = self._key_prefix + key.hex().encode("ascii")
+        slot = blocking.acquire(self._queue_timeout_s)
+        if slot is None:
+            raise ReplayStoreUnavailable("redis replay store busy (queue timeout)")
+        try:
+            if not self._breaker.allow():
+                raise ReplayStoreUnavailable("redis replay store unavailable (circuit open)")
+            deadline = time.monotonic() + self._deadline_s
+            try:
+                first = self._claim_blocking(slot, redis_key, _ttl_ms(ttl_seconds), deadline)
+            except ReplayStoreUnavailable:
+                self._breaker.record_failure()
+                raise
+            except TimeoutError as exc:
+                self._breaker.record_failure()
+                raise ReplayStoreUnavailable("redis replay store did not answer in time") from exc
+            except Exception as exc:  # any failure means we cannot tell: fail closed
+                self._breaker.record_failure()
+                raise ReplayStoreUnavailable(f"redis replay store unavailable: {exc!r}") from exc
+        finally:
+            blocking.release(slot)
+        self._breaker.record_success()
+        return first
+
     async def ping(self) -> bool:
         """True when every master answers PING (and, with ``WAIT``, has enough replicas
         connected) within the deadline; never raises."""
@@ -197,7 +264,9 @@ class RedisReplayStore:
             return False
 
     async def close(self) -> None:
-        """Close every connection."""
+        """Close every connection (those of worker threads too)."""
+        if self._blocking is not None:
+            self._blocking.close()
         await self._backend.aclose()
 
     async def _claim(self, redis_key: bytes, ttl_ms: int) -> bool:
@@ -231,6 +300,36 @@ class RedisReplayStore:
             # be our key: rewrite the same value so that it is.
             self._require_acks(await self._backend.rewrite_and_wait(redis_key, token, self._wait))
         return True
+
+    def _claim_blocking(self, slot: Slot, redis_key: bytes, ttl_ms: int, deadline: float) -> bool:
+        # _claim, _first_attempt and _retry_attempt for worker threads: keep them in step.
+        # A retry runs on the same slot, whose failed connection closed: a fresh connection.
+        blocking = self._blocking
+        assert blocking is not None
+        token = secrets.token_bytes(_TOKEN_BYTES)
+        attempt = 0
+        while True:
+            try:
+                if attempt == 0:
+                    was_set, acks = blocking.set_nx(
+                        slot, redis_key, token, ttl_ms, self._wait, deadline
+                    )
+                    if was_set:
+                        self._require_acks(acks)
+                    return was_set
+                stored = blocking.set_nx_then_get(slot, redis_key, token, ttl_ms, deadline)
+                if stored is None:
+                    raise ReplayStoreUnavailable("redis replay store lost a key it just wrote")
+                if stored != token:
+                    return False
+                if self._wait is not None:
+                    acks = blocking.rewrite_and_wait(slot, redis_key, token, self._wait, deadline)
+                    self._require_acks(acks)
+                return True
+            except _RETRYABLE_BLOCKING:
+                if attempt >= self._retries:
+                    raise
+                attempt += 1
 
     def _require_acks(self, acks: int | None) -> None:
         if self._wait is None:

@@ -1,0 +1,211 @@
+"""The replay store's commands for worker threads: a standalone Redis through the lean RESP client
+(:mod:`verifier.replay.resp`), with a small pool of connections shared by every thread.
+
+The sync twin of ``redis_backends.StandaloneBackend``: the same commands, each step's commands
+pipelined on ONE connection (``WAIT`` counts that connection's last write). No retries here;
+:class:`~verifier.replay.redis_store.RedisReplayStore` retries, safely.
+"""
+
+from __future__ import annotations
+
+import collections
+import ssl
+import threading
+import time
+
+from verifier.replay.base import ReplayStoreUnavailable
+from verifier.replay.redis_backends import ConnectOptions, WaitPolicy
+from verifier.replay.resp import (
+    Reply,
+    RespConnection,
+    RespConnectionError,
+    RespEndpoint,
+    encode_command,
+    encode_get,
+    encode_set_nx_px,
+)
+
+
+class BlockingStandalone:
+    """One standalone Redis (``redis://`` / ``rediss://``) for worker threads.
+
+    At most ``max_connections`` calls are in flight at once, one connection each: the pool
+    holds that many slots, each with a connection opened on first use; a call takes a slot
+    (most recently used first, see :meth:`acquire`) and gives it back. A failed connection
+    closes itself, so a retry on the same slot connects afresh; after a connection error
+    (refused, reset, closed) every other connection opened before it is reopened before its
+    next use, since after a Redis restart they are all stale. Thread-safe; taking and giving
+    back a slot takes no lock unless callers are waiting for one.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        db: int,
+        tls: bool,
+        options: ConnectOptions,
+        max_connections: int,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._db = db
+        self._tls = tls
+        self._options = options
+        self._endpoint: RespEndpoint | None = None
+        self._endpoint_lock = threading.Lock()
+        self._idle = collections.deque(Slot() for _ in range(max_connections))
+        self._given_back = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._generation = 0
+        """Bumped by each connection error; a slot's connection from before it is reopened."""
+        self._closed = False
+        self._wait_payloads: dict[WaitPolicy, bytes] = {}
+
+    def acquire(self, timeout_s: float) -> Slot | None:
+        """A free slot, waiting up to ``timeout_s`` for one; None if none was given back in
+        time. Give it back with :meth:`release`."""
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        with self._given_back:
+            # Counted before looking again: release() then either sees a waiter and notifies,
+            # or gave its slot back before this second look.
+            self._waiting += 1
+            try:
+                while True:
+                    try:
+                        return self._idle.pop()
+                    except IndexError:
+                        pass
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self._given_back.wait(remaining)
+            finally:
+                self._waiting -= 1
+
+    def release(self, slot: Slot) -> None:
+        """Give back a slot taken by :meth:`acquire`."""
+        if self._closed and slot.connection is not None:
+            slot.connection.close()
+        self._idle.append(slot)
+        if self._waiting:
+            with self._given_back:
+                self._given_back.notify()
+
+    def set_nx(
+        self,
+        slot: Slot,
+        key: bytes,
+        value: bytes,
+        ttl_ms: int,
+        wait: WaitPolicy | None,
+        deadline: float,
+    ) -> tuple[bool, int | None]:
+        """``SET key value NX PX ttl_ms`` [+ ``WAIT``]: (was set, replicas acknowledged)."""
+        payload = encode_set_nx_px(key, value, ttl_ms)
+        if wait is None:
+            (was_set,) = self._call(slot, payload, 1, deadline)
+            return was_set is not None, None
+        was_set, acks = self._call(slot, payload + self._wait_payload(wait), 2, deadline)
+        return was_set is not None, _integer(acks)
+
+    def set_nx_then_get(
+        self, slot: Slot, key: bytes, value: bytes, ttl_ms: int, deadline: float
+    ) -> bytes | None:
+        """``SET key value NX PX ttl_ms`` then ``GET key``: the value now stored."""
+        payload = encode_set_nx_px(key, value, ttl_ms) + encode_get(key)
+        _, stored = self._call(slot, payload, 2, deadline)
+        if stored is not None and not isinstance(stored, bytes):
+            raise RespConnectionError("protocol error: GET answered a non-string")
+        return stored
+
+    def rewrite_and_wait(
+        self, slot: Slot, key: bytes, value: bytes, wait: WaitPolicy, deadline: float
+    ) -> int | None:
+        """``SET key value XX KEEPTTL`` + ``WAIT``: replicas acknowledged, None if key gone."""
+        payload = encode_command(b"SET", key, value, b"XX", b"KEEPTTL") + self._wait_payload(wait)
+        rewritten, acks = self._call(slot, payload, 2, deadline)
+        return _integer(acks) if rewritten is not None else None
+
+    def close(self) -> None:
+        """Close every connection. One in use is shut down too (its call then fails), and
+        closed when given back; later calls fail."""
+        self._closed = True
+        for slot in list(self._idle):
+            if slot.connection is not None:
+                slot.connection.close()
+
+    def _call(self, slot: Slot, payload: bytes, replies: int, deadline: float) -> list[Reply]:
+        if self._closed:
+            raise ReplayStoreUnavailable("redis replay store closed")
+        connection = slot.connection
+        if connection is None:
+            connection = slot.connection = RespConnection(self._get_endpoint())
+        elif slot.generation != self._generation:
+            connection.close()  # opened before a connection error: likely stale
+        if not connection.connected:
+            slot.generation = self._generation
+        try:
+            return connection.call(payload, replies, deadline)
+        except RespConnectionError:
+            self._generation += 1
+            raise
+
+    def _wait_payload(self, wait: WaitPolicy) -> bytes:
+        payload = self._wait_payloads.get(wait)
+        if payload is None:
+            payload = encode_command(b"WAIT", b"%d" % wait.replicas, b"%d" % wait.timeout_ms)
+            self._wait_payloads[wait] = payload
+        return payload
+
+    def _get_endpoint(self) -> RespEndpoint:
+        # Built on first use, not at start-up, like redis-py's pool: unreadable TLS files make
+        # calls fail closed (and health report it) instead of preventing start-up.
+        if self._endpoint is not None:
+            return self._endpoint
+        with self._endpoint_lock:
+            if self._endpoint is None:
+                options = self._options
+                self._endpoint = RespEndpoint(
+                    host=self._host,
+                    port=self._port,
+                    username=options.username,
+                    password=options.password,
+                    db=self._db,
+                    ssl_context=self._ssl_context() if self._tls else None,
+                    connect_timeout_s=options.connect_timeout_s,
+                    socket_timeout_s=options.socket_timeout_s,
+                )
+            return self._endpoint
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        options = self._options
+        try:
+            context = ssl.create_default_context(cafile=options.ca_file or None)
+            if options.cert_file:
+                context.load_cert_chain(options.cert_file, options.key_file or None)
+        except (OSError, ValueError) as exc:
+            raise RespConnectionError(f"TLS files unusable: {type(exc).__name__}") from exc
+        return context
+
+
+class Slot:
+    """One of the pool's places: its connection (made on first use) and the generation of
+    connection errors it was opened in."""
+
+    __slots__ = ("connection", "generation")
+
+    def __init__(self) -> None:
+        self.connection: RespConnection | None = None
+        self.generation = 0
+
+
+def _integer(reply: Reply) -> int:
+    if not isinstance(reply, int):
+        raise RespConnectionError("protocol error: WAIT answered a non-integer")
+    return reply
