@@ -68,6 +68,7 @@ class Rendered:
     files: Mapping[str, str]
     manifests: tuple[Manifest, ...]
     notes: str
+    fullname: str = FULLNAME
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         return [m.doc for m in self.manifests if m.kind == kind]
@@ -83,7 +84,7 @@ class Rendered:
 
     @property
     def deployment(self) -> dict[str, Any]:
-        return self.one("Deployment", FULLNAME)
+        return self.one("Deployment", self.fullname)
 
     @property
     def verifier(self) -> dict[str, Any]:
@@ -99,14 +100,17 @@ class Rendered:
         return next(text for path, text in self.files.items() if path.endswith(suffix))
 
 
-def render(values: Mapping[str, Any] | None = None) -> Rendered:
-    """``helm template dv helm/dpop-verifier -n apps`` with ``values`` (schema-validated)."""
+def render(
+    values: Mapping[str, Any] | None = None, *, release: str = RELEASE, namespace: str = NAMESPACE
+) -> Rendered:
+    """``helm template <release> helm/dpop-verifier -n <namespace>`` with ``values``
+    (schema-validated); ``dv`` in ``apps`` by default."""
     h = helm()
     with h.Chart.load(CHART_DIR) as chart:
         files = chart.render(
             dict(values) if values is not None else None,
-            name=RELEASE,
-            namespace=NAMESPACE,
+            name=release,
+            namespace=namespace,
             is_install=True,
         )
     notes = ""
@@ -118,7 +122,9 @@ def render(values: Mapping[str, Any] | None = None) -> Rendered:
         for doc in yaml.safe_load_all(text):
             if doc:
                 manifests.append(Manifest(path, doc))
-    return Rendered(files, tuple(manifests), notes)
+    # The chart's fullname rule (no overrides): the release name when it holds the chart name.
+    fullname = release if "dpop-verifier" in release else f"{release}-dpop-verifier"
+    return Rendered(files, tuple(manifests), notes, fullname)
 
 
 def lint(values: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -173,3 +179,21 @@ def default_values() -> dict[str, Any]:
 def schema() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((CHART_DIR / "values.schema.json").read_text("utf-8"))
     return loaded
+
+
+def schema_node(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The schema of the value at dotted ``path`` (any key of a map), or None when the schema
+    has no such value."""
+    node: dict[str, Any] = schema
+    for key in path.split("."):
+        props = node.get("properties", {})
+        if key in props:
+            node = props[key]
+        elif isinstance(node.get("additionalProperties"), dict):  # a map: any key
+            node = node["additionalProperties"]
+        else:
+            return None
+        if "$ref" in node:
+            ref = node["$ref"].rsplit("/", 1)[1]
+            node = schema["definitions"][ref]
+    return node

@@ -843,26 +843,12 @@ def test_templates_refuse_inconsistent_values(values: dict[str, Any], message: s
     assert message in str(excinfo.value)
 
 
-def _schema_node(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
-    node: dict[str, Any] = schema
-    for key in path.split("."):
-        props = node.get("properties", {})
-        if key in props:
-            node = props[key]
-        elif isinstance(node.get("additionalProperties"), dict):  # a map: any key
-            node = node["additionalProperties"]
-        else:
-            return None
-        if "$ref" in node:
-            ref = node["$ref"].rsplit("/", 1)[1]
-            node = schema["definitions"][ref]
-    return node
-
-
 def test_schema_covers_every_value_and_is_closed() -> None:
     schema = chart.schema()
     for path in chart.leaf_paths(chart.default_values()):
-        assert _schema_node(schema, path) is not None, f"values.schema.json does not cover {path}"
+        assert chart.schema_node(schema, path) is not None, (
+            f"values.schema.json does not cover {path}"
+        )
 
     # Every object the schema describes by its properties rejects unknown keys, except the
     # pass-through Kubernetes objects listed here.
@@ -886,7 +872,7 @@ def test_readme_documents_every_value() -> None:
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M))
     missing = [p for p in chart.leaf_paths(chart.default_values()) if p not in documented]
     assert not missing, f"chart README values table lacks: {missing}"
-    unknown = [p for p in documented if _schema_node(chart.schema(), p) is None]
+    unknown = [p for p in documented if chart.schema_node(chart.schema(), p) is None]
     assert not unknown, f"chart README documents values that do not exist: {unknown}"
 
 
