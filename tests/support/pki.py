@@ -1,5 +1,6 @@
 """A throw-away certificate authority for TLS tests: a CA, a server certificate for 127.0.0.1
-and a client certificate, all EC P-256 and valid for one hour."""
+and a client certificate, all EC P-256 and valid for two hours. The one place tests make
+certificates (gRPC TLS, Redis TLS in tests/support/tls_files.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ class TestPki:
 
 
 def make_pki(directory: Path) -> TestPki:
-    """Write ``ca.pem``, ``server.pem``/``server.key`` and ``client.pem``/``client.key``."""
+    """Write ``ca.pem``, ``server.pem``/``server.key`` and ``client.pem``/``client.key``
+    (keys readable by the owner only) into ``directory``, creating it if needed."""
+    directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _certificate("test CA", ca_key, None, None)
     server_key = ec.generate_private_key(ec.SECP256R1())
@@ -42,23 +45,39 @@ def make_pki(directory: Path) -> TestPki:
         client_cert_file=directory / "client.pem",
         client_key_file=directory / "client.key",
     )
-    pem = serialization.Encoding.PEM
-    pki.ca_file.write_bytes(ca.public_bytes(pem))
-    pki.server_cert_file.write_bytes(server.public_bytes(pem))
-    pki.server_key_file.write_bytes(_pem_key(server_key))
-    pki.client_cert_file.write_bytes(client.public_bytes(pem))
-    pki.client_key_file.write_bytes(_pem_key(client_key))
+    _write_cert(pki.ca_file, ca)
+    _write_cert(pki.server_cert_file, server)
+    _write_key(pki.server_key_file, server_key)
+    _write_cert(pki.client_cert_file, client)
+    _write_key(pki.client_key_file, client_key)
     return pki
+
+
+def make_untrusted_ca(directory: Path) -> Path:
+    """Write ``other-ca.pem``: a CA that signed nothing a test server presents."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return _write_cert(directory / "other-ca.pem", _certificate("someone else", key, None, None))
 
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+def _write_cert(path: Path, cert: x509.Certificate) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     )
+    path.chmod(0o600)
+    return path
 
 
 def _certificate(
@@ -75,7 +94,7 @@ def _certificate(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=2))
     )
     if issuer is None:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
