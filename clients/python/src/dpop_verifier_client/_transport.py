@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
+
+log = logging.getLogger("dpop_verifier_client")
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds for one ``verify`` call, retries included."""
@@ -115,6 +119,43 @@ class VerifierError(Exception):
         self.code = code
         self.details = details
         self.attempts = attempts
+
+
+class Attempts:
+    """The deadline and retry bookkeeping of one ``verify`` call, shared by the blocking and
+    the asyncio client (which differ only in how they call and wait)::
+
+        attempts = Attempts(policy, timeout)
+        while True:
+            try:
+                return call(timeout=attempts.next())
+            except grpc.RpcError as exc:
+                sleep(attempts.failed(exc))
+    """
+
+    def __init__(self, policy: RetryPolicy, timeout: float) -> None:
+        self.policy = policy
+        self.deadline = time.monotonic() + timeout
+        self.count = 0
+
+    def next(self) -> float:
+        """Start an attempt: the seconds it may take; raises :class:`VerifierError`
+        (``DEADLINE_EXCEEDED``) when none are left."""
+        self.count += 1
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise VerifierError(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left", self.count - 1)
+        return left
+
+    def failed(self, exc: grpc.RpcError) -> float:
+        """The attempt failed with ``exc``: the seconds to wait before the next one, or raise
+        :class:`VerifierError` when the policy does not retry it."""
+        code, details = rpc_status(exc)
+        delay = self.policy.delay(self.count)
+        if not self.policy.should_retry(code, self.count, delay, self.deadline - time.monotonic()):
+            raise VerifierError(code, details, self.count) from None
+        log.debug("verify attempt %d failed (%s); retrying in %.3fs", self.count, code, delay)
+        return delay
 
 
 def rpc_status(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:

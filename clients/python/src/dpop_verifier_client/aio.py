@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from types import TracebackType
 from typing import Any
 
@@ -14,15 +12,12 @@ import grpc.aio
 from dpop_verifier_client._transport import (
     DEFAULT_TIMEOUT,
     TLS,
+    Attempts,
     RetryPolicy,
-    VerifierError,
     channel_settings,
-    rpc_status,
 )
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier._generated.dpop.verifier.v1.verifier_pb2 import VerifyRequest, VerifyResponse
-
-log = logging.getLogger("dpop_verifier_client")
 
 
 class AsyncVerifierClient:
@@ -60,23 +55,13 @@ class AsyncVerifierClient:
     ) -> VerifyResponse:
         """The verifier's answer for ``request``; raises :class:`VerifierError` when there was
         none (treat it as a deny). Only failures in ``retry.codes`` are retried."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        attempt = 0
+        attempts = Attempts(self.retry, self.timeout if timeout is None else timeout)
         while True:
-            attempt += 1
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise VerifierError(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left", attempt - 1)
             try:
-                response: VerifyResponse = await self._verify(request, timeout=left)
+                response: VerifyResponse = await self._verify(request, timeout=attempts.next())
                 return response
             except grpc.RpcError as exc:
-                code, details = rpc_status(exc)
-                delay = self.retry.delay(attempt)
-                if not self.retry.should_retry(code, attempt, delay, deadline - time.monotonic()):
-                    raise VerifierError(code, details, attempt) from None
-                log.debug("verify attempt %d failed (%s); retrying in %.3fs", attempt, code, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(attempts.failed(exc))
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from types import TracebackType
 from typing import Any
@@ -12,15 +11,12 @@ import grpc
 from dpop_verifier_client._transport import (
     DEFAULT_TIMEOUT,
     TLS,
+    Attempts,
     RetryPolicy,
-    VerifierError,
     channel_settings,
-    rpc_status,
 )
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier._generated.dpop.verifier.v1.verifier_pb2 import VerifyRequest, VerifyResponse
-
-log = logging.getLogger("dpop_verifier_client")
 
 
 class VerifierClient:
@@ -64,23 +60,13 @@ class VerifierClient:
         :class:`VerifierError` when no answer came within ``timeout`` seconds (default: the
         client's) and the retries; the caller must then deny the request.
         """
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        attempt = 0
+        attempts = Attempts(self.retry, self.timeout if timeout is None else timeout)
         while True:
-            attempt += 1
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise VerifierError(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left", attempt - 1)
             try:
-                response: VerifyResponse = self._verify(request, timeout=left)
+                response: VerifyResponse = self._verify(request, timeout=attempts.next())
                 return response
             except grpc.RpcError as exc:
-                code, details = rpc_status(exc)
-                delay = self.retry.delay(attempt)
-                if not self.retry.should_retry(code, attempt, delay, deadline - time.monotonic()):
-                    raise VerifierError(code, details, attempt) from None
-                log.debug("verify attempt %d failed (%s); retrying in %.3fs", attempt, code, delay)
-                time.sleep(delay)
+                time.sleep(attempts.failed(exc))
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
