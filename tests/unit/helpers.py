@@ -102,7 +102,8 @@ def flip_signature_bit(jws: str, bit: int = 0) -> str:
     return f"{head}.{payload}.{b64url_encode(bytes(raw))}"
 
 
-def _apply(members: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+def with_members(members: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """``members`` with ``overrides`` applied: a value replaces a member, DROP removes it."""
     for name, value in (overrides or {}).items():
         if value is DROP:
             members.pop(name, None)
@@ -132,13 +133,15 @@ def make_proof(
 ) -> str:
     """A DPoP proof; ``header`` and ``claims`` override (or :data:`DROP`) single members."""
     signer = signer or proof_key()
-    jose_header = _apply({"typ": "dpop+jwt", "alg": signer.alg, "jwk": signer.public_jwk}, header)
+    jose_header = with_members(
+        {"typ": "dpop+jwt", "alg": signer.alg, "jwk": signer.public_jwk}, header
+    )
     payload: dict[str, Any] = {"jti": jti or unique_jti(), "htm": method, "htu": url, "iat": iat}
     if access_token is not None:
         payload["ath"] = access_token_hash(access_token)
     if nonce is not None:
         payload["nonce"] = nonce
-    return sign_jws(jose_header, _apply(payload, claims), signer)
+    return sign_jws(jose_header, with_members(payload, claims), signer)
 
 
 def make_token(
@@ -152,7 +155,7 @@ def make_token(
 ) -> str:
     """A JWT access token of :data:`ISSUER` for :data:`AUDIENCE`, bound to the proof key."""
     signer = signer or issuer_key()
-    jose_header = _apply({"typ": "at+jwt", "alg": signer.alg, "kid": ISSUER_KID}, header)
+    jose_header = with_members({"typ": "at+jwt", "alg": signer.alg, "kid": ISSUER_KID}, header)
     payload: dict[str, Any] = {
         "iss": ISSUER,
         "sub": "alice",
@@ -165,7 +168,7 @@ def make_token(
     }
     if bound:
         payload["cnf"] = {"jkt": jkt or proof_key().jkt}
-    return sign_jws(jose_header, _apply(payload, claims), signer)
+    return sign_jws(jose_header, with_members(payload, claims), signer)
 
 
 # --- the engine -----------------------------------------------------------------------------

@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.unit.helpers import DROP, NOW, RESOURCE_URL, key, make_proof, proof_key, sign_raw
+from tests.unit.helpers import (
+    DROP,
+    NOW,
+    RESOURCE_URL,
+    key,
+    make_proof,
+    proof_key,
+    sign_raw,
+    with_members,
+)
 from verifier.dpop import proof as proofs
 from verifier.dpop.jose import DEFAULT_PROOF_ALGS, b64url_encode, parse_compact
 from verifier.dpop.reasons import Denial, Reason
@@ -130,13 +139,8 @@ def test_paired_surrogate_escapes_are_valid_unicode() -> None:
 
 
 def _header(**members: Any) -> dict[str, Any]:
-    header: dict[str, Any] = {"typ": "dpop+jwt", "alg": "ES256", "jwk": proof_key().public_jwk}
-    for name, value in members.items():
-        if value is DROP:
-            header.pop(name)
-        else:
-            header[name] = value
-    return header
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": proof_key().public_jwk}
+    return with_members(header, members)
 
 
 HEADERS = [
@@ -206,13 +210,7 @@ def test_check_header_returns_alg_and_jwk() -> None:
 
 
 def _claims(**members: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {"jti": "j-1", "htm": "GET", "htu": RESOURCE_URL, "iat": NOW}
-    for name, value in members.items():
-        if value is DROP:
-            payload.pop(name)
-        else:
-            payload[name] = value
-    return payload
+    return with_members({"jti": "j-1", "htm": "GET", "htu": RESOURCE_URL, "iat": NOW}, members)
 
 
 def _check(

@@ -12,6 +12,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.unit.helpers import DROP, with_members
 from verifier import mint
 from verifier.config import ConfigError, load_settings
 from verifier.dpop.reasons import Denial, Reason
@@ -118,12 +119,7 @@ def answer(**members: Any) -> dict[str, Any]:
         "exp": NOW + 60,
         "sub": "alice",
     }
-    for name, value in members.items():
-        if value is None:
-            document.pop(name, None)
-        else:
-            document[name] = value
-    return document
+    return with_members(document, members)
 
 
 INTROSPECTION = [
@@ -131,9 +127,9 @@ INTROSPECTION = [
     ("active as a string", answer(active="true"), Reason.TOKEN_INACTIVE),
     ("another issuer", answer(iss="https://other.example"), Reason.TOKEN_ISSUER_UNKNOWN),
     ("token_type not a string", answer(token_type=1), Reason.TOKEN_CLAIMS_INVALID),
-    ("DPoP without cnf", answer(cnf=None), Reason.TOKEN_CLAIMS_INVALID),
+    ("DPoP without cnf", answer(cnf=DROP), Reason.TOKEN_CLAIMS_INVALID),
     ("Bearer with cnf", answer(token_type="Bearer"), Reason.TOKEN_CLAIMS_INVALID),
-    ("no exp", answer(exp=None), Reason.TOKEN_EXPIRED),
+    ("no exp", answer(exp=DROP), Reason.TOKEN_EXPIRED),
     ("expired", answer(exp=NOW - 60), Reason.TOKEN_EXPIRED),
     ("exp beyond int64", answer(exp=2**63), Reason.TOKEN_CLAIMS_INVALID),
     ("exp after 9999", answer(exp=253_402_300_800), Reason.TOKEN_CLAIMS_INVALID),
@@ -154,7 +150,7 @@ def test_introspection_answer_refused(why: str, document: dict[str, Any], reason
 
 @pytest.mark.parametrize(
     "document",
-    [answer(), answer(token_type="dpop", iss=ISSUER), answer(token_type=None)],
+    [answer(), answer(token_type="dpop", iss=ISSUER), answer(token_type=DROP)],
     ids=["DPoP", "lower-case type with iss", "no token_type"],
 )
 def test_introspection_answer_accepted(document: dict[str, Any]) -> None:
@@ -163,7 +159,7 @@ def test_introspection_answer_accepted(document: dict[str, Any]) -> None:
 
 
 def test_unbound_bearer_answer_has_no_binding() -> None:
-    document = answer(token_type="Bearer", cnf=None)
+    document = answer(token_type="Bearer", cnf=DROP)
     claims = check_introspection(document, issuer=ISSUER, audience=None, now=NOW, leeway=0)
     assert claims.jkt == ""
 

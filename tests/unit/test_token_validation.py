@@ -29,6 +29,7 @@ from tests.unit.helpers import (
     make_token,
     proof_key,
     trusted_issuer,
+    with_members,
 )
 from verifier import mint
 from verifier._generated.dpop.verifier.v1 import verifier_pb2
@@ -49,13 +50,7 @@ LEEWAY = 30.0
 
 
 def _claims(**members: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "exp": NOW + 300, "iat": NOW}
-    for name, value in members.items():
-        if value is DROP:
-            payload.pop(name, None)
-        else:
-            payload[name] = value
-    return payload
+    return with_members({"iss": ISSUER, "aud": AUDIENCE, "exp": NOW + 300, "iat": NOW}, members)
 
 
 def _claims_reason(payload: dict[str, Any], audience: str | None = AUDIENCE) -> Reason:
