@@ -19,8 +19,10 @@ Failures are one of three kinds, and each leaves the connection closed:
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import ssl
+import struct
 import time
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -114,12 +116,16 @@ class RespConnection:
     Not thread-safe: one thread uses it at a time (the pool hands it out).
     """
 
-    __slots__ = ("_endpoint", "_sock", "_timeout")
+    __slots__ = ("_endpoint", "_kernel_timeouts", "_sock", "_timeout")
 
     def __init__(self, endpoint: RespEndpoint) -> None:
         self._endpoint = endpoint
         self._sock: socket.socket | None = None
         self._timeout = 0.0
+        self._kernel_timeouts = False
+        """Plain TCP: a blocking socket with SO_RCVTIMEO/SO_SNDTIMEO, one system call per
+        send or receive (Python's own timeouts add a poll() before each). TLS keeps Python's
+        timeouts: the ssl module retries a read the kernel timed out."""
 
     @property
     def connected(self) -> bool:
@@ -140,6 +146,9 @@ class RespConnection:
         except (RespError, RespConnectionError, TimeoutError):
             self.close()
             raise
+        except BlockingIOError as exc:  # SO_RCVTIMEO / SO_SNDTIMEO expired
+            self.close()
+            raise TimeoutError("no answer before the deadline") from exc
         except OSError as exc:  # refused, reset, broken pipe, TLS failure...
             self.close()
             raise RespConnectionError(_describe(exc)) from exc
@@ -182,6 +191,10 @@ class RespConnection:
             for result in self._exchange(payload, count, deadline):
                 if isinstance(result, RespError):
                     raise result
+        if endpoint.ssl_context is None:
+            sock.settimeout(None)
+            self._kernel_timeouts = True
+            self._set_kernel_timeout(sock, self._timeout)
 
     def _exchange(self, payload: bytes, replies: int, deadline: float) -> list[Reply]:
         sock = self._sock
@@ -215,8 +228,18 @@ class RespConnection:
         usual = self._endpoint.socket_timeout_s
         wanted = usual if remaining > usual - _TIMEOUT_SLACK_S else remaining
         if wanted != self._timeout:
-            sock.settimeout(wanted)
+            if self._kernel_timeouts:
+                self._set_kernel_timeout(sock, wanted)
+            else:
+                sock.settimeout(wanted)
             self._timeout = wanted
+
+    def _set_kernel_timeout(self, sock: socket.socket, timeout_s: float) -> None:
+        microseconds = max(1, math.ceil(timeout_s * 1e6))
+        timeval = struct.pack("ll", microseconds // 1_000_000, microseconds % 1_000_000)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        self._timeout = timeout_s
 
 
 def parse_reply(buffer: bytes, position: int) -> tuple[Reply, int] | None:
