@@ -14,15 +14,15 @@ import json
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 import warnings
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tests.support.http_server import LoopbackHttpServer, QuietHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "examples" / "envoy" / "envoy.yaml"
@@ -223,7 +223,7 @@ class EchoUpstream:
         received: list[dict[str, Any]] = []
         self.received = received
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _echo(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 if length:
@@ -231,22 +231,12 @@ class EchoUpstream:
                 headers = [[k.lower(), v] for k, v in self.headers.items()]
                 received.append({"method": self.command, "path": self.path, "headers": headers})
                 body = json.dumps({"path": self.path, "headers": headers}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_body(body, "application/json")
 
             do_GET = do_POST = do_PUT = do_DELETE = _echo
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address: tuple[str, int] = ("127.0.0.1", self.server.server_address[1])
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LoopbackHttpServer(Handler)
+        self.address: tuple[str, int] = ("127.0.0.1", self._server.port)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.close()

@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from tests.support.http_server import LoopbackHttpServer, QuietHandler
 
 T = TypeVar("T")
 
@@ -113,7 +114,7 @@ def otlp_http_receiver() -> Iterator[tuple[str, OtlpStore]]:
     """An OTLP/HTTP (protobuf) receiver on loopback: yields (``http://127.0.0.1:PORT``, store)."""
     store = OtlpStore()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with store._lock:
@@ -128,21 +129,7 @@ def otlp_http_receiver() -> Iterator[tuple[str, OtlpStore]]:
                 else:
                     self.send_error(404)
                     return
-            payload = reply.SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.send_body(reply.SerializeToString(), "application/x-protobuf")
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", store
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackHttpServer(Handler) as server:
+        yield server.base_url, store
