@@ -133,8 +133,8 @@ class BlockingStandalone:
         return _integer(acks) if rewritten is not None else None
 
     def close(self) -> None:
-        """Close every connection. One in use is shut down too (its call then fails), and
-        closed when given back; later calls fail."""
+        """Close every idle connection; one in use is closed when its call gives it back.
+        Later calls fail with :class:`ReplayStoreUnavailable`."""
         self._closed = True
         for slot in list(self._idle):
             if slot.connection is not None:
