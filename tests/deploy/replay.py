@@ -118,6 +118,13 @@ def _copy_from_context(
                 target.chmod(int(chmod, 8))
 
 
+def _declare(keyword: str, args: str, env: dict[str, str], global_args: Mapping[str, str]) -> None:
+    """An ``ARG`` or ``ENV`` instruction: set its variables in ``env`` (an ``ARG`` without a
+    default takes the global ``ARG`` of the same name)."""
+    for key, value in df.parse_key_values(args, env, keyword=keyword).items():
+        env[key] = value or (global_args.get(key, "") if keyword == "ARG" else "")
+
+
 def replay_image(dockerfile_path: Path, context: Path, root: Path, work: Path) -> Image:
     """Replay ``dockerfile_path`` (context ``context``) into ``root``. ``work`` is scratch."""
     parsed = df.load(dockerfile_path)
@@ -144,9 +151,7 @@ def replay_image(dockerfile_path: Path, context: Path, root: Path, work: Path) -
         shell = ["/bin/sh", "-c"]
         for ins in stage.instructions:
             if ins.keyword in ("ARG", "ENV"):
-                kind = ins.keyword
-                for key, value in df.parse_key_values(ins.args, env, keyword=kind).items():
-                    env[key] = value or (parsed.global_args.get(key, "") if kind == "ARG" else "")
+                _declare(ins.keyword, ins.args, env, parsed.global_args)
             elif ins.keyword == "WORKDIR":
                 workdir = df.substitute(ins.args, env)
                 Path(map_path(workdir, root)).mkdir(parents=True, exist_ok=True)
@@ -200,9 +205,7 @@ def replay_image(dockerfile_path: Path, context: Path, root: Path, work: Path) -
     user = "0"
     for ins in final.instructions:
         if ins.keyword in ("ARG", "ENV"):
-            kind = ins.keyword
-            for key, value in df.parse_key_values(ins.args, env, keyword=kind).items():
-                env[key] = value or (parsed.global_args.get(key, "") if kind == "ARG" else "")
+            _declare(ins.keyword, ins.args, env, parsed.global_args)
         elif ins.keyword == "RUN":
             # Runtime RUN steps change the base system (users, removing pip) and are not
             # replayed; they must not install anything the service needs.
