@@ -58,13 +58,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "listen": args.listen,
         "replay_url": args.replay_url,
         "log_level": args.log_level,
+        "workers": args.workers,
     }
     try:
         settings = load_settings(overrides)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    return run(settings)
+    return run(settings, overrides)
 
 
 # --- key, token and proof helpers -------------------------------------------------------------
@@ -269,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port of the gRPC listener; env DPOP_LISTEN")
     serve.add_argument("--replay-url", help="memory:// or redis://...; env DPOP_REPLAY_URL")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR; env DPOP_LOG_LEVEL")
+    serve.add_argument(
+        "--workers",
+        help="server processes sharing the port (SO_REUSEPORT), supervised; env DPOP_WORKERS",
+    )
     serve.set_defaults(func=cmd_serve)
 
     keygen = sub.add_parser("keygen", help="generate a private JWK (client or test issuer key)")

@@ -646,6 +646,11 @@ def _validate(s: Settings) -> None:
     _check_min("DPOP_SERVER_THREADS", s.server_threads, 1)
     _check_min("DPOP_MAX_CONCURRENT_CALLS", s.max_concurrent_calls, 1)
     _check_min("DPOP_WORKERS", s.workers, 1)
+    if s.workers > 1 and "unix:" in (s.listen[:5], s.health_listen[:5]):
+        raise ConfigError(
+            "DPOP_WORKERS",
+            "more than 1 needs TCP listeners (host:port): processes cannot share a unix socket",
+        )
     if s.max_message_bytes <= s.max_proof_bytes + s.max_token_bytes:
         raise ConfigError(
             "DPOP_MAX_MESSAGE_BYTES",

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
+from collections.abc import Mapping
 
 from verifier.app import App, build_app
 from verifier.config import ConfigError, Settings
 from verifier.server.runtime import ListeningAddresses, serve
+from verifier.server.workers import (
+    METRICS_TAKEOVER_SECONDS,
+    become_worker,
+    current_worker,
+    start_worker_metrics,
+    supervise,
+)
 from verifier.telemetry import Telemetry, telemetry_settings
 from verifier.telemetry.logs import configure_logging
 from verifier.telemetry.setup import build_telemetry, start_metrics_endpoint
@@ -22,7 +31,7 @@ def _announce(addresses: ListeningAddresses) -> None:
     print(f"dpop-verifier listening on {addresses.main}", flush=True)
 
 
-async def _serve(app: App, telemetry: Telemetry) -> None:
+async def _serve(app: App, telemetry: Telemetry, *, reuse_port: bool = False) -> None:
     await app.start()
     try:
         await serve(
@@ -32,14 +41,24 @@ async def _serve(app: App, telemetry: Telemetry) -> None:
             on_listening=_announce,
             telemetry=telemetry,
             issuer_health=app.issuer_health,
+            reuse_port=reuse_port,
         )
     finally:
         await app.close()
 
 
-def run(settings: Settings) -> int:
-    """Build the service from ``settings`` and serve until SIGTERM/SIGINT. Returns an exit code."""
+def run(settings: Settings, overrides: Mapping[str, object] | None = None) -> int:
+    """Build the service from ``settings`` and serve until SIGTERM/SIGINT. Returns an exit code.
+
+    With ``settings.workers`` > 1 this process supervises that many server processes instead
+    (``verifier.server.workers``); ``overrides`` are the command-line settings they inherit.
+    """
     configure_logging(settings.log_level, settings.log_format, decision_log=settings.decision_log)
+    worker = current_worker()
+    if worker is None and settings.workers > 1:
+        return supervise(settings, overrides)
+    if worker is not None:
+        become_worker(worker)
     try:
         telemetry = build_telemetry(settings, telemetry_settings())
     except ConfigError as exc:
@@ -52,9 +71,15 @@ def run(settings: Settings) -> int:
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
         try:
-            if settings.metrics_listen:
+            if settings.metrics_listen and worker is not None:
+                start_worker_metrics(
+                    functools.partial(start_metrics_endpoint, telemetry),
+                    settings.metrics_listen,
+                    wait_seconds=settings.shutdown_grace_seconds + METRICS_TAKEOVER_SECONDS,
+                )
+            elif settings.metrics_listen:
                 start_metrics_endpoint(telemetry, settings.metrics_listen)
-            asyncio.run(_serve(app, telemetry))
+            asyncio.run(_serve(app, telemetry, reuse_port=worker is not None))
         except RuntimeError as exc:  # e.g. the address is in use
             print(f"error: {exc}", file=sys.stderr)
             return 1
