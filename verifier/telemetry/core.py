@@ -18,19 +18,29 @@ import hashlib
 import importlib.metadata
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from verifier.dpop.reasons import Reason, info
 from verifier.engine.model import Decision, RequestFacts, TokenClaims
 from verifier.telemetry.logs import DECISION_LOGGER
+from verifier.telemetry.spans import (
+    ChildSpan,
+    LeanSpan,
+    SpanRecorder,
+    current,
+    enter_call,
+    leave_call,
+)
 
 INSTRUMENTATION_NAME = "dpop-verifier"
 
@@ -99,6 +109,18 @@ class DecisionScope:
     claims: TokenClaims | None = None
     alg: str = ""
     jkt: str = ""
+    jkt_hash: str = ""
+    """``hash_jkt(jkt)``, computed once for the span and the log."""
+
+    def hashed_jkt(self, jkt: str) -> str:
+        """``hash_jkt(jkt)``, reusing the hash of the scope's own ``jkt``."""
+        if not jkt:
+            return ""
+        if jkt != self.jkt:
+            return hash_jkt(jkt)
+        if not self.jkt_hash:
+            self.jkt_hash = hash_jkt(jkt)
+        return self.jkt_hash
 
 
 def current_scope() -> DecisionScope | None:
@@ -110,8 +132,16 @@ class Instruments:
     """The service's metric instruments, created once on ``meter``."""
 
     def __init__(self, meter: metrics.Meter) -> None:
-        self.decisions = meter.create_counter(
-            METRIC_DECISIONS, unit="{decision}", description="Decisions by result and reason code"
+        self._lock = threading.Lock()
+        self._decisions: dict[tuple[str, str, str], int] = {}
+        """Decisions by (RPC method, decision, reason): counted here under a lock (0.2 µs
+        instead of the SDK counter's 6 µs per add) and reported by an observable counter at
+        collection time; exported exactly like a counter (``..._total`` in Prometheus)."""
+        meter.create_observable_counter(
+            METRIC_DECISIONS,
+            callbacks=[self._observe_decisions],
+            unit="{decision}",
+            description="Decisions by result and reason code",
         )
         self.duration = meter.create_histogram(
             METRIC_DURATION,
@@ -121,7 +151,7 @@ class Instruments:
         )
         self.in_flight: dict[str, int] = {}
         """Calls being decided right now, by RPC method; read by an observable instrument at
-        collection time, so counting costs two dict updates per call."""
+        collection time, so counting costs two locked dict updates per call."""
         meter.create_observable_up_down_counter(
             METRIC_IN_FLIGHT,
             callbacks=[self._observe_in_flight],
@@ -150,9 +180,37 @@ class Instruments:
             description="Key-source failures: failed fetches and requests that found no keys",
         )
 
+        self._duration_labels: dict[tuple[str, str], dict[str, str]] = {}
+
+    def call_started(self, method: str) -> None:
+        with self._lock:
+            self.in_flight[method] = self.in_flight.get(method, 0) + 1
+
+    def call_ended(self, method: str, verdict: str, reason: str, seconds: float) -> None:
+        """Count the decision, leave the in-flight count and record the call's duration."""
+        key = (method, verdict, reason)
+        with self._lock:
+            self.in_flight[method] -= 1
+            self._decisions[key] = self._decisions.get(key, 0) + 1
+        labels = self._duration_labels.get((method, verdict))
+        if labels is None:
+            labels = {ATTR_RPC_METHOD: method, ATTR_DECISION: verdict}
+            self._duration_labels[(method, verdict)] = labels
+        self.duration.record(seconds, labels)
+
     def _observe_in_flight(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-        for method, count in list(self.in_flight.items()):
+        with self._lock:
+            counts = list(self.in_flight.items())
+        for method, count in counts:
             yield metrics.Observation(count, {ATTR_RPC_METHOD: method})
+
+    def _observe_decisions(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        with self._lock:
+            counts = list(self._decisions.items())
+        for (method, verdict, reason), count in counts:
+            yield metrics.Observation(
+                count, {ATTR_RPC_METHOD: method, ATTR_DECISION: verdict, ATTR_REASON: reason}
+            )
 
 
 class DecisionLog:
@@ -213,7 +271,7 @@ class DecisionLog:
             "subject": claims.subject if claims else "",
             "client_id": claims.client_id if claims else "",
             "alg": decision.alg or scope.alg,
-            "jkt_hash": hash_jkt(decision.jkt or scope.jkt),
+            "jkt_hash": scope.hashed_jkt(decision.jkt or scope.jkt),
             "latency_ms": round(seconds * 1000, 3),
         }
         self._logger.log(level, "decision", extra={"fields": fields})
@@ -268,7 +326,7 @@ class Telemetry:
     def __init__(
         self,
         *,
-        tracer_provider: trace.TracerProvider | None = None,
+        tracer_provider: SdkTracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         decision_log: DecisionLog | None = None,
     ) -> None:
@@ -287,6 +345,12 @@ class Telemetry:
             else metrics.NoOpMeter(INSTRUMENTATION_NAME)
         )
         self.instruments = Instruments(meter)
+        self._recorder: SpanRecorder | None = (
+            SpanRecorder(self.tracer, INSTRUMENTATION_NAME, service_version())
+            if isinstance(self.tracer, SdkTracer)
+            else None
+        )
+        self._rpc_names: dict[str, tuple[str, str]] = {}
         self.decision_log = decision_log if decision_log is not None else DecisionLog()
         self._closers: list[Any] = []
         self.prometheus_registry: Any = None
@@ -318,88 +382,104 @@ class Telemetry:
         without a decision (an exception escaped) is recorded as ``internal_error``.
         """
         started = time.perf_counter()
-        service, _, method = rpc.rpartition("/")
+        names = self._rpc_names.get(rpc)
+        if names is None:
+            service, _, method = rpc.rpartition("/")
+            names = self._rpc_names[rpc] = (service, method)
+        service, method = names
         parent = propagate.extract(_carrier(metadata))
         if headers and not trace.get_current_span(parent).get_span_context().is_valid:
             parent = propagate.extract({k.lower(): v for k, v in headers.items()})
         scope = DecisionScope(rpc_method=method, facts=facts)
-        in_flight = self.instruments.in_flight
-        in_flight[method] = in_flight.get(method, 0) + 1
+        instruments = self.instruments
+        instruments.call_started(method)
         scope_token = _current_scope.set(scope)
-        span: trace.Span = trace.INVALID_SPAN
-        context_token = None
+        span: LeanSpan | SpanContext | None = None
+        span_token = None
         try:
-            if self.tracing:
-                span = self.tracer.start_span(
+            if self._recorder is not None:
+                span = self._recorder.start_call(
                     rpc,
-                    context=parent,
-                    kind=SpanKind.SERVER,
-                    attributes={
-                        ATTR_RPC_SYSTEM: "grpc",
-                        ATTR_RPC_SERVICE: service,
-                        ATTR_RPC_METHOD: method,
-                    },
+                    parent,
+                    SpanKind.SERVER,
+                    {ATTR_RPC_SYSTEM: "grpc", ATTR_RPC_SERVICE: service, ATTR_RPC_METHOD: method},
                 )
-                context_token = otel_context.attach(trace.set_span_in_context(span, parent))
+                span_token = enter_call(span)
             yield scope
         finally:
             seconds = time.perf_counter() - started
-            if context_token is not None:
-                otel_context.detach(context_token)
+            if span_token is not None:
+                leave_call(span_token)
+            decision = scope.decision if scope.decision is not None else _internal_error()
             try:
-                self._finish(scope, span, parent, seconds)
+                instruments.call_ended(
+                    method, "allow" if decision.allow else "deny", decision.reason.value, seconds
+                )
+                self._finish(scope, decision, span, parent, seconds)
             except Exception:  # telemetry must never break an answer
                 _log.exception("recording a decision failed")
             finally:
                 _current_scope.reset(scope_token)
-                in_flight[method] -= 1
 
-    def _finish(self, scope: DecisionScope, span: trace.Span, parent: Any, seconds: float) -> None:
-        decision = scope.decision if scope.decision is not None else _internal_error()
-        verdict = "allow" if decision.allow else "deny"
-        labels = {
-            ATTR_RPC_METHOD: scope.rpc_method,
-            ATTR_DECISION: verdict,
-            ATTR_REASON: decision.reason.value,
-        }
-        self.instruments.decisions.add(1, labels)
-        self.instruments.duration.record(
-            seconds, {ATTR_RPC_METHOD: scope.rpc_method, ATTR_DECISION: verdict}
-        )
-        recording = span.is_recording()
-        if recording:
-            span.set_attributes(_span_attributes(scope, decision))
+    def _finish(
+        self,
+        scope: DecisionScope,
+        decision: Decision,
+        span: LeanSpan | SpanContext | None,
+        parent: Any,
+        seconds: float,
+    ) -> None:
+        span_id = 0
+        if isinstance(span, LeanSpan):
+            _add_decision_attributes(span.attributes, scope, decision)
             if decision.http_status >= 500:
-                span.set_status(Status(StatusCode.ERROR, decision.reason.value))
+                span.status = Status(StatusCode.ERROR, decision.reason.value)
             span.end()
-        span_context = span.get_span_context()
-        if not span_context.is_valid:  # not traced here: log the caller's trace id, if any
+            span_context = span.context
+            span_id = span_context.span_id
+        elif span is not None:  # traced, not sampled: log the trace id without a span
+            span_context = span
+        else:  # not traced here: log the caller's trace id, if any
             span_context = trace.get_current_span(parent).get_span_context()
         self.decision_log.write(
-            scope,
-            decision,
-            trace_id=span_context.trace_id,
-            span_id=span_context.span_id if recording else 0,
-            seconds=seconds,
+            scope, decision, trace_id=span_context.trace_id, span_id=span_id, seconds=seconds
         )
 
     # --- child spans ------------------------------------------------------------------------
 
-    @contextmanager
     def child_span(
         self,
         name: str,
         attributes: Mapping[str, Any] | None = None,
         kind: SpanKind = SpanKind.INTERNAL,
         start_time: int | None = None,
+    ) -> AbstractContextManager[trace.Span]:
+        """A child span of the current one, current itself while open. Exceptions are never
+        recorded with their message (it could quote client input); callers mark outcomes
+        themselves. ``start_time`` (ns since the epoch) backdates the span's start.
+
+        Inside a call it is a :class:`~verifier.telemetry.spans.LeanSpan` sharing the call's
+        sampling decision (``INVALID_SPAN`` when the call is not sampled); outside any call
+        (a key refresh in the background) an ordinary SDK span.
+        """
+        parent = current()
+        if isinstance(parent, LeanSpan):
+            assert self._recorder is not None
+            return ChildSpan(self._recorder, parent, name, kind, attributes, start_time)
+        if parent is not None or not self.tracing:  # the call is not sampled, or no tracing
+            return nullcontext(trace.INVALID_SPAN)
+        return self._sdk_span(name, attributes, kind, start_time)
+
+    @contextmanager
+    def _sdk_span(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None,
+        kind: SpanKind,
+        start_time: int | None,
     ) -> Iterator[trace.Span]:
-        """A child span of the current one. Exceptions are never recorded with their message
-        (it could quote client input); callers mark outcomes themselves. ``start_time``
-        (ns since the epoch) backdates the span's start."""
-        parent = trace.get_current_span()
-        if not self.tracing or (
-            parent.get_span_context().is_valid and not parent.is_recording()
-        ):  # no tracing, or the call is not sampled: its stages are not either
+        current_span = trace.get_current_span()
+        if current_span.get_span_context().is_valid and not current_span.is_recording():
             yield trace.INVALID_SPAN
             return
         with self.tracer.start_as_current_span(
@@ -436,13 +516,13 @@ class Telemetry:
                 _log.warning("telemetry exporter did not shut down cleanly", exc_info=True)
 
 
-def _span_attributes(scope: DecisionScope, decision: Decision) -> dict[str, Any]:
-    claims = decision.claims or scope.claims
-    attributes: dict[str, Any] = {
-        ATTR_DECISION: "allow" if decision.allow else "deny",
-        ATTR_REASON: decision.reason.value,
-        ATTR_HTTP_STATUS: decision.http_status,
-    }
+def _add_decision_attributes(
+    attributes: dict[str, Any], scope: DecisionScope, decision: Decision
+) -> None:
+    """The decision's attributes, added to the server span's ``attributes``."""
+    attributes[ATTR_DECISION] = "allow" if decision.allow else "deny"
+    attributes[ATTR_REASON] = decision.reason.value
+    attributes[ATTR_HTTP_STATUS] = decision.http_status
     if decision.rfc_error.value:
         attributes[ATTR_RFC_ERROR] = decision.rfc_error.value
     if not decision.enforced:
@@ -452,15 +532,16 @@ def _span_attributes(scope: DecisionScope, decision: Decision) -> dict[str, Any]
         attributes[ATTR_ALG] = alg
     jkt = decision.jkt or scope.jkt
     if jkt:
-        attributes[ATTR_JKT_HASH] = hash_jkt(jkt)
+        attributes[ATTR_JKT_HASH] = scope.hashed_jkt(jkt)
+    claims = decision.claims or scope.claims
     if claims is not None:
         if claims.issuer:
             attributes[ATTR_ISSUER] = claims.issuer
         if claims.client_id:
             attributes[ATTR_CLIENT_ID] = claims.client_id
-    if scope.facts is not None:
-        if scope.facts.route:
-            attributes[ATTR_ROUTE] = scope.facts.route
-        if scope.facts.method:
-            attributes[ATTR_METHOD] = scope.facts.method[:16]
-    return attributes
+    facts = scope.facts
+    if facts is not None:
+        if facts.route:
+            attributes[ATTR_ROUTE] = facts.route
+        if facts.method:
+            attributes[ATTR_METHOD] = facts.method[:16]

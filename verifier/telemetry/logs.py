@@ -15,6 +15,8 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
+from verifier.telemetry.spans import current_span_context
+
 DECISION_LOGGER = "verifier.decision"
 
 # Attributes every LogRecord has; anything else came in through ``extra=``.
@@ -40,7 +42,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        span_context = trace.get_current_span().get_span_context()
+        span_context = current_span_context() or trace.get_current_span().get_span_context()
         if span_context.is_valid:
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")

@@ -16,8 +16,9 @@ passed through), so the engine and the adapters know nothing about telemetry:
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import trace
@@ -38,6 +39,7 @@ from verifier.telemetry.core import (
     current_scope,
     hash_jkt,
 )
+from verifier.telemetry.spans import current_span
 from verifier.tokens.jwks import IssuerKey
 from verifier.tokens.sources import KeySource, KeySourceUnavailable
 
@@ -76,6 +78,11 @@ class TracedReplayStore:
         self._store = store
         self._telemetry = telemetry
         self._kind = _store_kind(store)
+        self._span_attributes = {ATTR_REPLAY_STORE: self._kind}
+        self._labels = {
+            outcome: {ATTR_REPLAY_STORE: self._kind, ATTR_REPLAY_OUTCOME: outcome}
+            for outcome in ("first_use", "replayed", "unavailable", "error")
+        }
 
     @property
     def blocking_supported(self) -> bool:
@@ -85,7 +92,7 @@ class TracedReplayStore:
     async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
         started = time.perf_counter()
         outcome = "error"
-        with self._telemetry.child_span(SPAN_REPLAY, {ATTR_REPLAY_STORE: self._kind}) as span:
+        with self._telemetry.child_span(SPAN_REPLAY, self._span_attributes) as span:
             try:
                 first = await self._store.first_use(key, ttl_seconds)
                 outcome = "first_use" if first else "replayed"
@@ -101,7 +108,7 @@ class TracedReplayStore:
         with the same span, metrics and exceptions."""
         started = time.perf_counter()
         outcome = "error"
-        with self._telemetry.child_span(SPAN_REPLAY, {ATTR_REPLAY_STORE: self._kind}) as span:
+        with self._telemetry.child_span(SPAN_REPLAY, self._span_attributes) as span:
             try:
                 first: bool = self._store.first_use_blocking(key, ttl_seconds)  # type: ignore[attr-defined]
                 outcome = "first_use" if first else "replayed"
@@ -127,8 +134,7 @@ class TracedReplayStore:
         if span.is_recording():
             span.set_attribute(ATTR_REPLAY_OUTCOME, outcome)
         self._telemetry.instruments.replay_duration.record(
-            time.perf_counter() - started,
-            {ATTR_REPLAY_STORE: self._kind, ATTR_REPLAY_OUTCOME: outcome},
+            time.perf_counter() - started, self._labels[outcome]
         )
 
     async def ping(self) -> bool:
@@ -257,23 +263,45 @@ class EngineHooks:
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
+        self._names: dict[str, str] = {}
 
     def stage(self, name: str) -> AbstractContextManager[object]:
-        return self._stage(f"dpop.{name}.verify")
-
-    @contextmanager
-    def _stage(self, span_name: str) -> Iterator[object]:
-        with self._telemetry.child_span(span_name) as span:
-            try:
-                yield span
-            except Denial as denial:
-                _deny_on(span, denial)
-                raise
+        span_name = self._names.get(name)
+        if span_name is None:
+            span_name = self._names[name] = f"dpop.{name}.verify"
+        return _Stage(self._telemetry.child_span(span_name))
 
     def proof_key(self, alg: str, jkt: str) -> None:
         scope = current_scope()
         if scope is not None:
-            scope.alg, scope.jkt = alg, jkt
-        span = trace.get_current_span()
+            scope.alg, scope.jkt, scope.jkt_hash = alg, jkt, ""
+        span = current_span()
         if span.is_recording():
-            span.set_attributes({ATTR_ALG: alg, ATTR_JKT_HASH: hash_jkt(jkt)})
+            span.set_attribute(ATTR_ALG, alg)
+            span.set_attribute(
+                ATTR_JKT_HASH, scope.hashed_jkt(jkt) if scope is not None else hash_jkt(jkt)
+            )
+
+
+class _Stage:
+    """A stage's span; a :class:`Denial` that ends the stage is noted on it."""
+
+    __slots__ = ("_child", "_span")
+
+    def __init__(self, child: AbstractContextManager[trace.Span]) -> None:
+        self._child = child
+        self._span: trace.Span = trace.INVALID_SPAN
+
+    def __enter__(self) -> trace.Span:
+        self._span = self._child.__enter__()
+        return self._span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Denial):
+            _deny_on(self._span, exc)
+        self._child.__exit__(exc_type, exc, tb)

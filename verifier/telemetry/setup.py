@@ -75,9 +75,10 @@ def _tracer_provider(otel: TelemetrySettings) -> Any:
 def _otlp_span_exporter(protocol: str) -> Any:
     try:
         if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc import trace_exporter
-        else:
-            from opentelemetry.exporter.otlp.proto.http import trace_exporter  # type: ignore[no-redef]
+            from verifier.telemetry.otlp import FastOTLPSpanExporter
+
+            return FastOTLPSpanExporter()
+        from opentelemetry.exporter.otlp.proto.http import trace_exporter
     except ImportError as exc:
         raise ConfigError("OTEL_TRACES_EXPORTER", _OTLP_BROKEN_HINT.format(error=exc)) from exc
     return trace_exporter.OTLPSpanExporter()
