@@ -4,19 +4,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 # apt-get needs root; use sudo when we are not root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends
 REDIS_PACKAGES := redis-server redis-tools redis-sentinel
 
-.PHONY: help run install-dev install-redis install-test-deps test lint
+.PHONY: help run install-dev install-redis install-test-deps test lint bench
 
 help:
 	@echo "make run                start a local dev server (memory replay store, dev keys)"
 	@echo "make test               install test dependencies, then run the whole test suite"
 	@echo "                        (extra pytest arguments: make test PYTEST_ARGS='-k redis')"
 	@echo "make lint               ruff check, ruff format --check, mypy"
+	@echo "make bench              the benchmark suite, one table (make bench BENCH_ARGS=--quick)"
 	@echo "make install-test-deps  redis-server (apt) and the dev virtualenv"
 	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
@@ -59,6 +61,10 @@ install-test-deps: install-redis install-dev install-client-deps
 
 test: install-test-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The benchmark suite (docs/performance.md): the service pinned to one core, one table.
+bench: install-redis install-dev
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

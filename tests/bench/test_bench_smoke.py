@@ -1,0 +1,71 @@
+"""The benchmark suite still works: ``bench/run.py --quick`` end to end (not a timed test).
+
+It starts the real service, the null server, redis-server and the OTLP sink, sends a few hundred
+fresh proofs per row kind, and must print the whole report with no denial. The figures are not
+checked: a quick run on a shared CI machine measures nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.redis_server import missing_redis_binaries
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ROW_KINDS = (
+    "raw verify",
+    "engine",
+    "null",
+    "service",
+    "paced 50%",
+    "tracing off",
+    "tracing on",
+    "workers=2",
+)
+TARGETS = (
+    "Check/s >= 0.6x null server",
+    "Check/s >= 3,000 on one core",
+    "p50 <= 1 ms at concurrency 1",
+    "p99 <= 5 ms at half of peak",
+    "Redis store >= 0.9x memory store",
+    "tracing on (100 %) costs <= 15 %",
+)
+
+
+def test_quick_run_prints_every_row_kind_and_no_denial() -> None:
+    problem = missing_redis_binaries()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    out = completed.stdout
+    assert "ABORTED" not in out + completed.stderr
+    header = next(line for line in out.splitlines() if line.startswith("row "))
+    for column in ("req/s", "ratio", "p50 ms", "p90 ms", "p99 ms", "allowed", "svc cpu", "gen cpu"):
+        assert column in header
+    table = out.split(header, 1)[1].split("\n*", 1)[0].splitlines()
+    kinds = {line[: header.index("method")].strip() for line in table if line.strip()}
+    assert set(ROW_KINDS) <= kinds, kinds
+    for line in table:
+        if line.startswith(("null", "service", "paced", "tracing", "workers")):
+            allowed = re.search(r" (\d+)/(\d+) ", line)  # "150/150": every request allowed
+            assert allowed is not None and allowed[1] == allowed[2], line
+    rows = [line.split()[:3] for line in table]
+    assert ["service", "Check", "ES256"] in rows and ["service", "Verify", "ES256"] in rows
+    assert " memory " in out and " redis " in out
+    assert "memory under a flood" in out and "service RSS:" in out
+    for target in TARGETS:
+        assert target in out, target
+    assert "machine: " in out and "grpcio" in out
