@@ -93,9 +93,22 @@ def hash_jkt(jkt: str) -> str:
     """The form in which a key thumbprint is recorded: the first 16 hex digits of SHA-256(jkt).
 
     An operator who knows a client's ``jkt`` finds its requests with
-    ``printf %s "$JKT" | sha256sum | cut -c1-16``.
+    ``printf %s "$JKT" | sha256sum | cut -c1-16``. Recent thumbprints are remembered (clients
+    reuse their key), so a repeat costs a dict lookup instead of a SHA-256.
     """
-    return hashlib.sha256(jkt.encode("utf-8")).hexdigest()[:16] if jkt else ""
+    if not jkt:
+        return ""
+    hashed = _jkt_hashes.get(jkt)
+    if hashed is None:
+        hashed = hashlib.sha256(jkt.encode("utf-8")).hexdigest()[:16]
+        if len(_jkt_hashes) >= _JKT_HASHES_MAX:
+            _jkt_hashes.clear()
+        _jkt_hashes[jkt] = hashed
+    return hashed
+
+
+_JKT_HASHES_MAX = 4096
+_jkt_hashes: dict[str, str] = {}
 
 
 @dataclass(slots=True)

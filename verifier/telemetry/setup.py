@@ -60,7 +60,9 @@ def _resource() -> Any:
 
 def _tracer_provider(otel: TelemetrySettings) -> Any:
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    from verifier.telemetry.batching import SpanBatcher
 
     provider = TracerProvider(resource=_resource())  # sampler: OTEL_TRACES_SAMPLER(_ARG)
     for name in otel.trace_exporters:
@@ -68,7 +70,7 @@ def _tracer_provider(otel: TelemetrySettings) -> Any:
             exporter: Any = ConsoleSpanExporter(out=sys.stderr)  # stdout carries the address
         else:
             exporter = _otlp_span_exporter(otel.traces_protocol)
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(SpanBatcher(exporter))  # OTEL_BSP_* as the SDK's
     return provider
 
 
