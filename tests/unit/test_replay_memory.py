@@ -257,7 +257,9 @@ def test_threads_filling_a_bounded_store_never_exceed_the_bound(clock: FakeClock
     results = race_in_threads([lambda t=t: fill(t) for t in range(16)])
     assert results == [True] * 16
     accepted = [key for keys in long_lived for key in keys]
-    assert 4_000 <= len(accepted) <= 5_000
+    # At worst the clock moves after every thread is done: the 1,600 short-lived keys then
+    # still hold their room and 3,400 long-lived ones fit; at best all 5,000 do.
+    assert 5_000 - 16 * 100 <= len(accepted) <= 5_000
     # No live key was lost under contention: each is still a replay, seen from any thread.
     checks = [lambda k=k: store.first_use_blocking(k, 60) for k in accepted[::40]]
     assert not any(race_in_threads(checks))

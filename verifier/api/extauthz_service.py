@@ -17,8 +17,10 @@ CheckResponse. It holds no verification logic of its own.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import traceback
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -143,14 +145,22 @@ def check_response(
     if not decision.allow:
         return _denied(decision)
     values = _upstream_headers(decision, names)
+    remove = tuple(sorted(name for name in names.names() if name in sent and name not in values))
+    nonce = decision.dpop_nonce if decision.enforced else ""  # RFC 9449 §8.2: fresh on success
+    return _allowed(tuple(values.items()), remove, nonce)
+
+
+@functools.lru_cache(maxsize=1024)
+def _allowed(
+    values: tuple[tuple[str, str], ...], remove: tuple[str, ...], nonce: str
+) -> pb.CheckResponse:
+    """The OK answer; the same client's requests get the same one, so it is built once (the
+    server only serializes it: a cached message is never modified)."""
     ok = pb.OkHttpResponse(
-        headers=[_header(name, value) for name, value in values.items()],
-        headers_to_remove=sorted(
-            name for name in names.names() if name in sent and name not in values
-        ),
+        headers=[_header(name, value) for name, value in values], headers_to_remove=remove
     )
-    if decision.dpop_nonce and decision.enforced:  # RFC 9449 §8.2: a fresh nonce on success
-        ok.response_headers_to_add.append(_header("dpop-nonce", decision.dpop_nonce))
+    if nonce:
+        ok.response_headers_to_add.append(_header("dpop-nonce", nonce))
     return pb.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
 
 
@@ -206,6 +216,9 @@ def _header(name: str, value: str) -> base_pb2.HeaderValueOption:
     )
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _header_safe(value: str) -> bool:
-    """RFC 9110 §5.5 field value: no control characters (CR, LF, NUL, ...)."""
-    return all(ch == "\t" or (ch >= " " and ch != "\x7f") for ch in value)
+    """RFC 9110 §5.5 field value: no control characters (CR, LF, NUL, ...; HTAB is fine)."""
+    return _CONTROL.search(value) is None

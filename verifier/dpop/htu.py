@@ -7,6 +7,7 @@ place where that happens; both sides of the comparison go through :func:`normali
 
 from __future__ import annotations
 
+import functools
 import re
 
 _URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^?#]*)(?:\?[^#]*)?(?:#.*)?", re.DOTALL)
@@ -101,7 +102,26 @@ def normalize_target_uri(uri: str) -> str:
     Query and fragment are dropped; scheme and host are lower-cased; percent-encodings are
     normalized; dot segments are removed; a default port and an empty path are normalized away.
     Raise :class:`InvalidUri` for anything else (other schemes, userinfo, bad characters).
+
+    Pure, so results for URIs up to :data:`CACHED_URI_CHARS` are remembered (an LRU of
+    :data:`CACHE_ENTRIES`): the same target and ``htu`` come back on every request.
     """
+    if len(uri) <= CACHED_URI_CHARS:
+        return _normalize_cached(uri)
+    return _normalize(uri)
+
+
+CACHED_URI_CHARS = 512
+CACHE_ENTRIES = 4096
+"""At most 4,096 x 512 characters (about 4 MiB with the results) held by the cache."""
+
+
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
+def _normalize_cached(uri: str) -> str:
+    return _normalize(uri)
+
+
+def _normalize(uri: str) -> str:
     if len(uri) > MAX_URI_CHARS or not uri.isascii():
         raise InvalidUri("too long or not ASCII")
     match = _URI.fullmatch(uri)

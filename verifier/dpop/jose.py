@@ -143,6 +143,24 @@ def parse_compact(token: str) -> CompactJws:
     return CompactJws(header, payload, signing_input, signature)
 
 
+# Signature parameters are immutable: built once, not per verification.
+_ECDSA = {
+    alg: ec.ECDSA(spec.hash())
+    for alg, spec in ALGORITHMS.items()
+    if spec.kty == "EC" and spec.hash is not None
+}
+_RSA: dict[str, tuple[padding.AsymmetricPadding, hashes.HashAlgorithm]] = {
+    alg: (
+        padding.PSS(mgf=padding.MGF1(spec.hash()), salt_length=padding.PSS.DIGEST_LENGTH)
+        if spec.pss
+        else padding.PKCS1v15(),
+        spec.hash(),
+    )
+    for alg, spec in ALGORITHMS.items()
+    if spec.kty == "RSA" and spec.hash is not None
+}
+
+
 def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
     """Return True when ``signature`` is a valid ``alg`` signature of ``signing_input``.
 
@@ -153,22 +171,18 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             half = spec.signature_bytes // 2
-            if spec.hash is None or len(signature) != spec.signature_bytes:
+            ecdsa = _ECDSA.get(alg)
+            if ecdsa is None or len(signature) != spec.signature_bytes:
                 return False
             r = int.from_bytes(signature[:half], "big")
             s = int.from_bytes(signature[half:], "big")
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(spec.hash()))
+            key.verify(encode_dss_signature(r, s), signing_input, ecdsa)
         elif isinstance(key, rsa.RSAPublicKey):
-            if spec.hash is None or len(signature) != (key.key_size + 7) // 8:
+            params = _RSA.get(alg)
+            if params is None or len(signature) != (key.key_size + 7) // 8:
                 return False
-            pad: padding.AsymmetricPadding
-            if spec.pss:
-                pad = padding.PSS(
-                    mgf=padding.MGF1(spec.hash()), salt_length=padding.PSS.DIGEST_LENGTH
-                )
-            else:
-                pad = padding.PKCS1v15()
-            key.verify(signature, signing_input, pad, spec.hash())
+            pad, digest = params
+            key.verify(signature, signing_input, pad, digest)
         else:
             key.verify(signature, signing_input)
     except InvalidSignature:

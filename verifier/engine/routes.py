@@ -80,6 +80,8 @@ class RouteTable:
         A URI that cannot be parsed gets the default policy; the engine then denies it as
         ``request_invalid``.
         """
+        if not self.routes:  # every target gets the default
+            return self.default
         try:
             normalized = normalize_target_uri(target_uri)
         except InvalidUri:
