@@ -112,6 +112,11 @@ def _telemetry(
     return telemetry, exporter
 
 
+SDK_PIPELINE = False
+"""``--sdk-pipeline``: every traced configuration through the SDK's batch processor and OTLP
+encoder (to measure a version of the service that used them)."""
+
+
 def bench_in_process(issuer: TestIssuer, n: int, config: dict[str, Any]) -> dict[str, float]:
     settings = Settings(
         issuers=(
@@ -119,6 +124,8 @@ def bench_in_process(issuer: TestIssuer, n: int, config: dict[str, Any]) -> dict
         ),
         memory_replay_max_entries=max(n * 2, 1000),
     )
+    if SDK_PIPELINE and "ratio" in config:
+        config = {**config, "sdk_encoder": True, "sdk_processor": True}
     telemetry, exporter = _telemetry(**config)
     loop = asyncio.new_event_loop()
     io_thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -192,7 +199,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-grpc", action="store_true", help="only the in-process rows")
+    parser.add_argument(
+        "--sdk-pipeline",
+        action="store_true",
+        help="in process, trace through the SDK's batch processor and OTLP encoder",
+    )
     args = parser.parse_args()
+    global SDK_PIPELINE
+    SDK_PIPELINE = args.sdk_pipeline
     pin = (os.cpu_count() or 1) >= 2
     if pin:
         os.sched_setaffinity(0, {1})  # the load generator, the receiver and in-process runs

@@ -208,11 +208,42 @@ def _spans(rng: random.Random, count: int) -> list[ReadableSpan]:
     return spans
 
 
+def _service_spans() -> list[ReadableSpan]:
+    """Spans as the service records them (lean spans): a remote parent, a local root, an
+    error, a client span, attributes of every scalar type."""
+    observed = observed_telemetry(mode="none")
+    telemetry = observed.telemetry
+    _, _, metadata = _traceparent_metadata()
+    for index, rpc_metadata in enumerate((metadata, ())):
+        with telemetry.decision_scope(VERIFY_SPAN, metadata=rpc_metadata) as scope:
+            with (
+                telemetry.child_span("dpop.token.validate", {"dpop.token.cache_hit": True}),
+                telemetry.child_span(
+                    "dpop.key_source.fetch", {"url.full": "https://x.test/j"}, SpanKind.CLIENT
+                ) as fetch,
+            ):
+                fetch.set_status(Status(StatusCode.ERROR, "TimeoutError"))
+                fetch.set_attribute("dpop.key_source.keys_found", index)
+                fetch.set_attribute("ratio", 0.5)
+            scope.decision = _allow()
+    return observed.finished()
+
+
+def _traceparent_metadata() -> tuple[int, int, tuple[tuple[str, str], ...]]:
+    trace_id, span_id = secrets.randbits(128) | 1, secrets.randbits(64) | 1
+    return trace_id, span_id, (("traceparent", f"00-{trace_id:032x}-{span_id:016x}-01"),)
+
+
 def test_the_fast_encoder_builds_exactly_the_sdks_request() -> None:
     spans = _spans(random.Random(9), 120)
+    service_spans = _service_spans()
+    assert len(service_spans) == 6
     encoder = SpanEncoder()
     for _ in range(2):  # the second time from its caches
         assert encoder.request(spans) == encode_spans(spans)
+        assert encoder.request(service_spans) == encode_spans(service_spans)
+        mixed = service_spans + spans
+        assert encoder.request(mixed) == encode_spans(mixed)
     assert encoder.request([]) == encode_spans([])
 
 

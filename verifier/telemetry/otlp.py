@@ -35,6 +35,9 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from verifier.telemetry.spans import FinishedSpan
 
 _logger = logging.getLogger(__name__)
 _fixed64 = struct.Struct("<Q").pack
@@ -59,12 +62,13 @@ def _varint(value: int) -> bytes:
 
 
 _SMALL = [_varint(n) for n in range(128)]
+_LENGTHS = [_varint(n) for n in range(4096)]
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
     size = len(payload)
-    return tag + (_SMALL[size] if size < 128 else _varint(size)) + payload
+    return tag + (_LENGTHS[size] if size < 4096 else _varint(size)) + payload
 
 
 def _any_value(value: Any) -> bytes | None:
@@ -89,7 +93,9 @@ class SpanEncoder:
 
     def __init__(self) -> None:
         self._attributes: dict[tuple[str, type, Any], bytes] = {}
+        self._strings: dict[tuple[str, str], bytes] = {}
         self._names: dict[str, bytes] = {}
+        self._heads: dict[tuple[str, Any], bytes] = {}
         self._resources: dict[int, tuple[Any, bytes]] = {}
         self._scopes: dict[int, tuple[Any, bytes]] = {}
 
@@ -104,7 +110,8 @@ class SpanEncoder:
             entry = by_scope[1].get(id(scope))
             if entry is None:
                 entry = by_scope[1][id(scope)] = (scope, [])
-            entry[1].append(_field(b"\x12", self._span(span)))
+            span_bytes = self._lean(span) if type(span) is FinishedSpan else self._span(span)
+            entry[1].append(_field(b"\x12", span_bytes))
         out = []
         for resource, scopes in groups.values():
             parts = [_field(b"\x0a", self._resource(resource))]
@@ -146,6 +153,19 @@ class SpanEncoder:
         cache = self._attributes
         out = []
         for key, value in attributes.items():
+            if type(value) is str:
+                encoded = self._strings.get((key, value))
+                if encoded is None:
+                    encoded = _field(
+                        b"\x4a",
+                        _field(b"\x0a", key.encode("utf-8"))
+                        + _field(b"\x12", _field(b"\x0a", value.encode("utf-8"))),
+                    )
+                    if len(self._strings) >= _MAX_CACHED:
+                        self._strings.clear()
+                    self._strings[(key, value)] = encoded
+                out.append(encoded)
+                continue
             try:
                 cache_key = (key, type(value), value)
                 encoded = cache.get(cache_key)
@@ -169,6 +189,54 @@ class SpanEncoder:
                     cache[cache_key] = encoded
             out.append(encoded)
         return out
+
+    def _lean(self, span: FinishedSpan) -> bytes:
+        """:meth:`_span` for the service's own spans: plain fields, no events or links."""
+        context = span._context
+        parent = span._parent
+        if context is None or context.trace_state or span._events:
+            return self._span(span)
+        head = self._heads.get((span._name, span._kind))
+        if head is None:
+            if len(self._heads) >= _MAX_CACHED:
+                self._heads.clear()
+            kind = b"\x30" + _SMALL[span._kind.value + 1]
+            head = _field(b"\x2a", span._name.encode("utf-8")) + kind
+            self._heads[(span._name, span._kind)] = head
+        ids = (
+            b"\x0a\x10"
+            + context.trace_id.to_bytes(16, "big")
+            + b"\x12\x08"
+            + context.span_id.to_bytes(8, "big")
+        )
+        if type(span._attributes) is not dict:  # bounded by span limits
+            return self._span(span)
+        attributes = self._key_values(span._attributes) if span._attributes else ()
+        status = span._status
+        if status.status_code is StatusCode.UNSET and not status.description:
+            status_bytes = b"\x7a\x00"
+        else:
+            status_bytes = self._status(status)
+        return b"".join(
+            (
+                ids,
+                b"\x22\x08" + parent.span_id.to_bytes(8, "big") if parent is not None else b"",
+                head,
+                b"\x39" + _fixed64(span._start_time or 0) + b"\x41" + _fixed64(span._end_time or 0),
+                *attributes,
+                status_bytes,
+                _FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL,
+            )
+        )
+
+    @staticmethod
+    def _status(status: Any) -> bytes:
+        status_parts = b""
+        if status.description:
+            status_parts += _field(b"\x12", status.description.encode("utf-8"))
+        if status.status_code.value:
+            status_parts += b"\x18" + _SMALL[status.status_code.value]
+        return _field(b"\x7a", status_parts)
 
     def _span(self, span: ReadableSpan) -> bytes:
         context = span.context
@@ -207,13 +275,7 @@ class SpanEncoder:
                 parts.append(_field(b"\x6a", link.SerializeToString()))
         if span.dropped_links:
             parts.append(b"\x70" + _varint(span.dropped_links))
-        status = span.status
-        status_parts = b""
-        if status.description:
-            status_parts += _field(b"\x12", status.description.encode("utf-8"))
-        if status.status_code.value:
-            status_parts += b"\x18" + _SMALL[status.status_code.value]
-        parts.append(_field(b"\x7a", status_parts))
+        parts.append(self._status(span.status))
         parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         return b"".join(parts)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextvars
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -144,6 +144,34 @@ class LeanSpan(trace.Span):
         self._recorder.finish(self, time.time_ns() if end_time is None else end_time)
 
 
+class FinishedSpan(ReadableSpan):
+    """The ``ReadableSpan`` of an ended :class:`LeanSpan`: built without the base class's
+    argument handling, and with plain fields the fast OTLP encoder reads directly
+    (attributes a plain dict unless span limits apply, never events' or links' drops)."""
+
+    def __init__(
+        self,
+        span: LeanSpan,
+        resource: Any,
+        attributes: Any,
+        end_time: int,
+        scope: InstrumentationScope,
+    ) -> None:
+        self._name = span.name
+        self._context = span.context
+        self._kind = span.kind
+        self._instrumentation_info = None
+        self._instrumentation_scope = scope
+        self._parent = span.parent
+        self._start_time = span.start_time
+        self._end_time = end_time
+        self._attributes = attributes
+        self._events = span.events or ()
+        self._links = ()
+        self._resource = resource
+        self._status = span.status
+
+
 class SpanRecorder:
     """Starts and ends :class:`LeanSpan` objects for one SDK tracer."""
 
@@ -229,23 +257,8 @@ class SpanRecorder:
                 immutable=True,
                 max_value_len=limits.max_span_attribute_length,
             )
-        events: Sequence[Event] = span.events or ()
         self._processor.on_end(
-            ReadableSpan(
-                span.name,
-                span.context,
-                span.parent,
-                self._resource,
-                attributes,
-                events,
-                (),
-                span.kind,
-                None,
-                span.status,
-                span.start_time,
-                end_time,
-                self._scope,
-            )
+            FinishedSpan(span, self._resource, attributes, end_time, self._scope)
         )
 
 
