@@ -24,8 +24,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -344,14 +346,108 @@ def _internal_error() -> Decision:
     )
 
 
-def _carrier(metadata: Iterable[Any]) -> dict[str, str]:
-    """gRPC invocation metadata (key/value pairs) as a text-map carrier; binary keys skipped."""
+def _carrier(metadata: Iterable[Any], fields: frozenset[str]) -> dict[str, str]:
+    """The ``fields`` of gRPC invocation metadata (key/value pairs) as a text-map carrier;
+    binary values skipped, the first of repeated keys kept."""
     carrier: dict[str, str] = {}
     for item in metadata:
         key, value = item[0], item[1]
         if isinstance(value, str) and isinstance(key, str):
-            carrier.setdefault(key.lower(), value)
+            key = key.lower()
+            if key in fields and key not in carrier:
+                carrier[key] = value
     return carrier
+
+
+_EMPTY_CONTEXT = otel_context.Context()
+
+
+class _Call:
+    """The context manager of :meth:`Telemetry.decision_scope`."""
+
+    __slots__ = (
+        "_facts",
+        "_headers",
+        "_metadata",
+        "_parent",
+        "_rpc",
+        "_scope",
+        "_scope_token",
+        "_span",
+        "_span_token",
+        "_started",
+        "_telemetry",
+    )
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        rpc: str,
+        metadata: Iterable[Any],
+        headers: Mapping[str, str] | None,
+        facts: RequestFacts | None,
+    ) -> None:
+        self._telemetry = telemetry
+        self._rpc = rpc
+        self._metadata = metadata
+        self._headers = headers
+        self._facts = facts
+
+    def __enter__(self) -> DecisionScope:
+        self._started = time.perf_counter()
+        telemetry = self._telemetry
+        rpc = self._rpc
+        names = telemetry._rpc_names.get(rpc)
+        if names is None:
+            service, _, method = rpc.rpartition("/")
+            names = telemetry._rpc_names[rpc] = (service, method)
+        service, method = names
+        self._parent = parent = telemetry._extract(self._metadata, self._headers)
+        self._scope = scope = DecisionScope(rpc_method=method, facts=self._facts)
+        telemetry.instruments.call_started(method)
+        self._scope_token = _current_scope.set(scope)
+        self._span: LeanSpan | SpanContext | None = None
+        self._span_token: contextvars.Token[Any] | None = None
+        recorder = telemetry._recorder
+        if recorder is not None:
+            try:
+                self._span = recorder.start_call(
+                    rpc,
+                    parent,
+                    SpanKind.SERVER,
+                    {ATTR_RPC_SYSTEM: "grpc", ATTR_RPC_SERVICE: service, ATTR_RPC_METHOD: method},
+                )
+                self._span_token = enter_call(self._span)
+            except BaseException:
+                self._leave(0.0)
+                raise
+        return scope
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._leave(time.perf_counter() - self._started)
+
+    def _leave(self, seconds: float) -> None:
+        if self._span_token is not None:
+            leave_call(self._span_token)
+        scope = self._scope
+        decision = scope.decision if scope.decision is not None else _internal_error()
+        try:
+            self._telemetry.instruments.call_ended(
+                scope.rpc_method,
+                "allow" if decision.allow else "deny",
+                decision.reason.value,
+                seconds,
+            )
+            self._telemetry._finish(scope, decision, self._span, self._parent, seconds)
+        except Exception:  # telemetry must never break an answer
+            _log.exception("recording a decision failed")
+        finally:
+            _current_scope.reset(self._scope_token)
 
 
 def envoy_trace_headers(http: Any) -> dict[str, str]:
@@ -407,6 +503,8 @@ class Telemetry:
             else None
         )
         self._rpc_names: dict[str, tuple[str, str]] = {}
+        self._textmap: Any = None
+        self._fields: frozenset[str] = frozenset()
         self.decision_log = decision_log if decision_log is not None else DecisionLog()
         self._closers: list[Any] = []
         self.prometheus_registry: Any = None
@@ -419,7 +517,6 @@ class Telemetry:
 
     # --- the server span of one call -------------------------------------------------------
 
-    @contextmanager
     def decision_scope(
         self,
         rpc: str,
@@ -427,7 +524,7 @@ class Telemetry:
         metadata: Iterable[Any] = (),
         headers: Mapping[str, str] | None = None,
         facts: RequestFacts | None = None,
-    ) -> Iterator[DecisionScope]:
+    ) -> AbstractContextManager[DecisionScope]:
         """Observe one front-door call; set ``scope.decision`` before leaving.
 
         ``rpc`` is the full gRPC method (``"dpop.verifier.v1.VerifierService/Verify"``), also
@@ -437,45 +534,22 @@ class Telemetry:
         headers inside the CheckRequest, where Envoy puts its trace context). A scope left
         without a decision (an exception escaped) is recorded as ``internal_error``.
         """
-        started = time.perf_counter()
-        names = self._rpc_names.get(rpc)
-        if names is None:
-            service, _, method = rpc.rpartition("/")
-            names = self._rpc_names[rpc] = (service, method)
-        service, method = names
-        parent = propagate.extract(_carrier(metadata))
+        return _Call(self, rpc, metadata, headers, facts)
+
+    def _extract(self, metadata: Iterable[Any], headers: Mapping[str, str] | None) -> Any:
+        """The caller's context from the call's metadata, else from ``headers``; only the
+        fields the configured propagators read are looked at (none present: no extraction)."""
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._textmap:
+            self._textmap, self._fields = textmap, frozenset(f.lower() for f in textmap.fields)
+        fields = self._fields
+        carrier = _carrier(metadata, fields)
+        parent = propagate.extract(carrier) if carrier else _EMPTY_CONTEXT
         if headers and not trace.get_current_span(parent).get_span_context().is_valid:
-            parent = propagate.extract({k.lower(): v for k, v in headers.items()})
-        scope = DecisionScope(rpc_method=method, facts=facts)
-        instruments = self.instruments
-        instruments.call_started(method)
-        scope_token = _current_scope.set(scope)
-        span: LeanSpan | SpanContext | None = None
-        span_token = None
-        try:
-            if self._recorder is not None:
-                span = self._recorder.start_call(
-                    rpc,
-                    parent,
-                    SpanKind.SERVER,
-                    {ATTR_RPC_SYSTEM: "grpc", ATTR_RPC_SERVICE: service, ATTR_RPC_METHOD: method},
-                )
-                span_token = enter_call(span)
-            yield scope
-        finally:
-            seconds = time.perf_counter() - started
-            if span_token is not None:
-                leave_call(span_token)
-            decision = scope.decision if scope.decision is not None else _internal_error()
-            try:
-                instruments.call_ended(
-                    method, "allow" if decision.allow else "deny", decision.reason.value, seconds
-                )
-                self._finish(scope, decision, span, parent, seconds)
-            except Exception:  # telemetry must never break an answer
-                _log.exception("recording a decision failed")
-            finally:
-                _current_scope.reset(scope_token)
+            carrier = {k.lower(): v for k, v in headers.items() if k.lower() in fields}
+            if carrier:
+                parent = propagate.extract(carrier)
+        return parent
 
     def _finish(
         self,
@@ -509,10 +583,13 @@ class Telemetry:
         attributes: Mapping[str, Any] | None = None,
         kind: SpanKind = SpanKind.INTERNAL,
         start_time: int | None = None,
+        *,
+        leaf: bool = False,
     ) -> AbstractContextManager[trace.Span]:
-        """A child span of the current one, current itself while open. Exceptions are never
-        recorded with their message (it could quote client input); callers mark outcomes
-        themselves. ``start_time`` (ns since the epoch) backdates the span's start.
+        """A child span of the current one, current itself while open (unless ``leaf``: a step
+        that opens no spans of its own). Exceptions are never recorded with their message (it
+        could quote client input); callers mark outcomes themselves. ``start_time`` (ns since
+        the epoch) backdates the span's start.
 
         Inside a call it is a :class:`~verifier.telemetry.spans.LeanSpan` sharing the call's
         sampling decision (``INVALID_SPAN`` when the call is not sampled); outside any call
@@ -521,7 +598,7 @@ class Telemetry:
         parent = current()
         if isinstance(parent, LeanSpan):
             assert self._recorder is not None
-            return ChildSpan(self._recorder, parent, name, kind, attributes, start_time)
+            return ChildSpan(self._recorder, parent, name, kind, attributes, start_time, leaf)
         if parent is not None or not self.tracing:  # the call is not sampled, or no tracing
             return nullcontext(trace.INVALID_SPAN)
         return self._sdk_span(name, attributes, kind, start_time)

@@ -55,6 +55,7 @@ ATTR_OUTCOME = "outcome"
 ATTR_FAILURE = "failure"
 ATTR_ERROR_TYPE = "error.type"
 ATTR_CACHE_HIT = "dpop.token.cache_hit"
+_CACHE_HIT = {ATTR_CACHE_HIT: True}
 
 
 def _deny_on(span: trace.Span, denial: Denial) -> None:
@@ -92,7 +93,7 @@ class TracedReplayStore:
     async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
         started = time.perf_counter()
         outcome = "error"
-        with self._telemetry.child_span(SPAN_REPLAY, self._span_attributes) as span:
+        with self._telemetry.child_span(SPAN_REPLAY, self._span_attributes, leaf=True) as span:
             try:
                 first = await self._store.first_use(key, ttl_seconds)
                 outcome = "first_use" if first else "replayed"
@@ -108,7 +109,7 @@ class TracedReplayStore:
         with the same span, metrics and exceptions."""
         started = time.perf_counter()
         outcome = "error"
-        with self._telemetry.child_span(SPAN_REPLAY, self._span_attributes) as span:
+        with self._telemetry.child_span(SPAN_REPLAY, self._span_attributes, leaf=True) as span:
             try:
                 first: bool = self._store.first_use_blocking(key, ttl_seconds)  # type: ignore[attr-defined]
                 outcome = "first_use" if first else "replayed"
@@ -179,7 +180,7 @@ class TracedTokenValidator:
         if claims is None:
             return None
         with self._telemetry.child_span(
-            SPAN_TOKEN, {ATTR_CACHE_HIT: True}, start_time=started
+            SPAN_TOKEN, _CACHE_HIT, start_time=started, leaf=True
         ) as span:
             _note_claims(span, claims)
         return claims

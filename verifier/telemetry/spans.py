@@ -277,7 +277,7 @@ class ChildSpan:
     """``with ChildSpan(recorder, name, ...) as span``: a child of the call's current span,
     current itself while open; ``INVALID_SPAN`` when the call is not sampled."""
 
-    __slots__ = ("_recorder", "_span", "_token")
+    __slots__ = ("_leaf", "_recorder", "_span", "_token")
 
     def __init__(
         self,
@@ -287,13 +287,16 @@ class ChildSpan:
         kind: SpanKind,
         attributes: Mapping[str, Any] | None,
         start_time: int | None,
+        leaf: bool = False,
     ) -> None:
         self._recorder = recorder
         self._span = recorder.start_child(parent, name, kind, attributes, start_time)
+        self._leaf = leaf
         self._token: contextvars.Token[LeanSpan | SpanContext | None] | None = None
 
     def __enter__(self) -> LeanSpan:
-        self._token = _current.set(self._span)
+        if not self._leaf:
+            self._token = _current.set(self._span)
         return self._span
 
     def __exit__(
