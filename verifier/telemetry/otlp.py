@@ -7,9 +7,9 @@ requests. :func:`encode_spans` writes the same ``ExportTraceServiceRequest`` in 
 wire format directly (about 3 µs per span: the resource and scope are encoded once per
 object, attribute key/value pairs are cached, a span is a handful of byte joins); anything it
 does not special-case (events, links, attribute values other than str/bool/int/float) is
-encoded by the SDK's own helpers. The exporter parses the bytes back into the request message
-(C code, well under a microsecond per span) and sends it unchanged through the SDK exporter's
-retry, timeout, header, compression and TLS handling.
+encoded by the SDK's own helpers. The exporter sends the bytes as they are through the SDK
+exporter's channel, retry, timeout, header, compression and TLS handling (its stub is replaced
+by one whose request serializer passes bytes through).
 
 The test suite checks that the result parses to exactly what the SDK's encoder builds.
 """
@@ -33,7 +33,10 @@ from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import (
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as _GrpcSpanExporter,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
@@ -280,13 +283,36 @@ class SpanEncoder:
         return b"".join(parts)
 
 
+_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _as_is(request: bytes) -> bytes:
+    return request
+
+
+class _EncodedTraceStub:
+    """``TraceService.Export`` taking the request already serialized."""
+
+    def __init__(self, channel: Any) -> None:
+        self.Export = channel.unary_unary(
+            _EXPORT_METHOD,
+            request_serializer=_as_is,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+
+
 class FastOTLPSpanExporter(_GrpcSpanExporter):
-    """The SDK's OTLP/gRPC span exporter (same settings, ``OTEL_EXPORTER_OTLP_*``, retries),
-    with :class:`SpanEncoder` instead of the SDK's ``encode_spans``."""
+    """The SDK's OTLP/gRPC span exporter (same settings, ``OTEL_EXPORTER_OTLP_*``, retries,
+    reconnection), with :class:`SpanEncoder` instead of the SDK's ``encode_spans`` and the
+    encoded bytes sent as they are (no protobuf objects at all)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         self._encoder = SpanEncoder()
+        super().__init__(*args, **kwargs)
 
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        return self._encoder.request(data)
+    def _initialize_channel_and_stub(self) -> None:
+        super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
+        self._client = _EncodedTraceStub(self._channel)  # type: ignore[assignment]
+
+    def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
+        return self._encoder.encode(data)
