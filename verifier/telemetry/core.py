@@ -37,7 +37,6 @@ from verifier.dpop.reasons import Reason, info
 from verifier.engine.model import Decision, RequestFacts, TokenClaims
 from verifier.telemetry.logs import DECISION_LOGGER
 from verifier.telemetry.spans import (
-    ChildSpan,
     LeanSpan,
     SpanRecorder,
     current,
@@ -561,11 +560,11 @@ class Telemetry:
     ) -> None:
         span_id = 0
         if isinstance(span, LeanSpan):
-            _add_decision_attributes(span.attributes, scope, decision)
+            _add_decision_attributes(span._attributes, scope, decision)
             if decision.http_status >= 500:
-                span.status = Status(StatusCode.ERROR, decision.reason.value)
+                span.set_status(Status(StatusCode.ERROR, decision.reason.value))
             span.end()
-            span_context = span.context
+            span_context = span.get_span_context()
             span_id = span_context.span_id
         elif span is not None:  # traced, not sampled: log the trace id without a span
             span_context = span
@@ -598,7 +597,7 @@ class Telemetry:
         parent = current()
         if isinstance(parent, LeanSpan):
             assert self._recorder is not None
-            return ChildSpan(self._recorder, parent, name, kind, attributes, start_time, leaf)
+            return self._recorder.start_child(parent, name, kind, attributes, start_time, leaf)
         if parent is not None or not self.tracing:  # the call is not sampled, or no tracing
             return nullcontext(trace.INVALID_SPAN)
         return self._sdk_span(name, attributes, kind, start_time)

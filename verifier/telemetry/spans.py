@@ -4,9 +4,9 @@ The OpenTelemetry SDK's ``Tracer.start_span`` + ``Span.end`` costs about 14 µs 
 service's hardware (locks, bounded attribute maps, the sampler, a copy into a ``ReadableSpan``
 at the end), and attaching it as the current span another 3-6 µs. With a server span and four
 child spans per call that was more than the verification itself. A :class:`LeanSpan` costs
-about 3 µs: it is a plain object whose attributes are a dict, and its end builds the
-``ReadableSpan`` that the configured span processors (batch processor, exporters) receive,
-exactly as they would from the SDK.
+a few µs: it is its own ``ReadableSpan`` (attributes a plain dict, no locks, no copy at the
+end) and its end hands it to the configured span processors (batch processor, exporters),
+which receive what they would from the SDK.
 
 What stays the SDK's:
 
@@ -58,7 +58,7 @@ def current_span_context() -> SpanContext | None:
     """The span context of the innermost open span of the call being handled, if any."""
     current = _current.get()
     if isinstance(current, LeanSpan):
-        return current.context
+        return current._ctx
     return current
 
 
@@ -68,20 +68,10 @@ def current_span() -> trace.Span:
     return current if isinstance(current, LeanSpan) else trace.INVALID_SPAN
 
 
-class LeanSpan(trace.Span):
-    """A recording span whose end hands a ``ReadableSpan`` to the span processors."""
-
-    __slots__ = (
-        "_recorder",
-        "attributes",
-        "context",
-        "events",
-        "kind",
-        "name",
-        "parent",
-        "start_time",
-        "status",
-    )
+class LeanSpan(trace.Span, ReadableSpan):
+    """A recording span that is its own ``ReadableSpan`` (as the SDK's ``Span`` is): its end
+    hands it to the span processors. Used as a context manager it is the current span while
+    open (unless it is a leaf) and ends on exit. Not changed after its end."""
 
     def __init__(
         self,
@@ -92,34 +82,48 @@ class LeanSpan(trace.Span):
         kind: SpanKind,
         attributes: dict[str, Any],
         start_time: int,
+        leaf: bool = False,
     ) -> None:
+        # ReadableSpan's fields (its properties read them), set without its __init__.
+        self._name = name
+        self._context = context
+        self._ctx = context  # the same, typed not-None
+        self._parent = parent
+        self._kind = kind
+        self._attributes: Any = attributes
+        self._start_time: int | None = start_time
+        self._end_time: int | None = None
+        self._status = _UNSET
+        self._events: Any = ()
+        self._links = ()
+        self._resource = recorder.resource
+        self._instrumentation_scope = recorder.scope
+        self._instrumentation_info = None
         self._recorder = recorder
-        self.name = name
-        self.context = context
-        self.parent = parent
-        self.kind = kind
-        self.attributes = attributes
-        self.start_time = start_time
-        self.status = _UNSET
-        self.events: list[Event] | None = None
+        self._leaf = leaf
+        self._token: contextvars.Token[Any] | None = None
 
     def get_span_context(self) -> SpanContext:
-        return self.context
+        return self._ctx
 
     def is_recording(self) -> bool:
-        return True
+        return self._end_time is None
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
-        self.attributes[key] = value
+        if self._end_time is None:
+            self._attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
-        self.attributes.update(attributes)
+        if self._end_time is None:
+            self._attributes.update(attributes)
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        self.status = status if isinstance(status, Status) else Status(status, description)
+        if self._end_time is None:
+            self._status = status if isinstance(status, Status) else Status(status, description)
 
     def update_name(self, name: str) -> None:
-        self.name = name
+        if self._end_time is None:
+            self._name = name
 
     def add_event(
         self,
@@ -127,9 +131,8 @@ class LeanSpan(trace.Span):
         attributes: types.Attributes = None,
         timestamp: int | None = None,
     ) -> None:
-        if self.events is None:
-            self.events = []
-        self.events.append(Event(name, attributes, timestamp))
+        if self._end_time is None:
+            self._events = (*self._events, Event(name, attributes, timestamp))
 
     def record_exception(
         self,
@@ -141,35 +144,23 @@ class LeanSpan(trace.Span):
         """Not recorded: an exception's message could quote client input."""
 
     def end(self, end_time: int | None = None) -> None:
-        self._recorder.finish(self, time.time_ns() if end_time is None else end_time)
+        if self._end_time is None:
+            self._recorder.finish(self, time.time_ns() if end_time is None else end_time)
 
+    def __enter__(self) -> LeanSpan:
+        if not self._leaf:
+            self._token = _current.set(self)
+        return self
 
-class FinishedSpan(ReadableSpan):
-    """The ``ReadableSpan`` of an ended :class:`LeanSpan`: built without the base class's
-    argument handling, and with plain fields the fast OTLP encoder reads directly
-    (attributes a plain dict unless span limits apply, never events' or links' drops)."""
-
-    def __init__(
+    def __exit__(
         self,
-        span: LeanSpan,
-        resource: Any,
-        attributes: Any,
-        end_time: int,
-        scope: InstrumentationScope,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
-        self._name = span.name
-        self._context = span.context
-        self._kind = span.kind
-        self._instrumentation_info = None
-        self._instrumentation_scope = scope
-        self._parent = span.parent
-        self._start_time = span.start_time
-        self._end_time = end_time
-        self._attributes = attributes
-        self._events = span.events or ()
-        self._links = ()
-        self._resource = resource
-        self._status = span.status
+        if self._token is not None:
+            _current.reset(self._token)
+        self.end()
 
 
 class SpanRecorder:
@@ -178,7 +169,7 @@ class SpanRecorder:
     def __init__(self, tracer: SdkTracer, scope_name: str, scope_version: str) -> None:
         self._sampler = tracer.sampler
         self._processor = tracer.span_processor
-        self._resource = tracer.resource
+        self.resource = tracer.resource
         self._ids = tracer.id_generator
         self._span_id = (
             _random_span_id
@@ -186,7 +177,7 @@ class SpanRecorder:
             else tracer.id_generator.generate_span_id
         )
         self._random_ids = tracer.id_generator.is_trace_id_random()
-        self._scope = InstrumentationScope(scope_name, scope_version)
+        self.scope = InstrumentationScope(scope_name, scope_version)
         limits = SpanLimits()  # the same OTEL_SPAN_* variables the SDK's provider reads
         self._limits = (
             limits
@@ -217,9 +208,7 @@ class SpanRecorder:
         flags = _SAMPLED if sampled else _NOT_SAMPLED
         if random_id:
             flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
-        context = SpanContext(
-            trace_id, self._ids.generate_span_id(), False, flags, result.trace_state
-        )
+        context = SpanContext(trace_id, self._span_id(), False, flags, result.trace_state)
         if not sampled:  # (RECORD_ONLY spans would never reach an exporter)
             return context
         if result.attributes:
@@ -233,9 +222,10 @@ class SpanRecorder:
         kind: SpanKind,
         attributes: Mapping[str, Any] | None,
         start_time: int | None = None,
+        leaf: bool = False,
     ) -> LeanSpan:
         """A child of ``parent``, sharing its sampling decision."""
-        pc = parent.context
+        pc = parent._ctx
         context = SpanContext(pc.trace_id, self._span_id(), False, pc.trace_flags, pc.trace_state)
         return LeanSpan(
             self,
@@ -245,21 +235,20 @@ class SpanRecorder:
             kind,
             dict(attributes) if attributes else {},
             time.time_ns() if start_time is None else start_time,
+            leaf,
         )
 
     def finish(self, span: LeanSpan, end_time: int) -> None:
-        attributes: Any = span.attributes
+        span._end_time = end_time
         limits = self._limits
         if limits is not None:
-            attributes = BoundedAttributes(
+            span._attributes = BoundedAttributes(
                 limits.max_span_attributes,
-                attributes,
+                span._attributes,
                 immutable=True,
                 max_value_len=limits.max_span_attribute_length,
             )
-        self._processor.on_end(
-            FinishedSpan(span, self._resource, attributes, end_time, self._scope)
-        )
+        self._processor.on_end(span)
 
 
 def _random_span_id() -> int:
@@ -271,43 +260,6 @@ def _random_span_id() -> int:
 
 
 _getrandbits = random.getrandbits
-
-
-class ChildSpan:
-    """``with ChildSpan(recorder, name, ...) as span``: a child of the call's current span,
-    current itself while open; ``INVALID_SPAN`` when the call is not sampled."""
-
-    __slots__ = ("_leaf", "_recorder", "_span", "_token")
-
-    def __init__(
-        self,
-        recorder: SpanRecorder,
-        parent: LeanSpan,
-        name: str,
-        kind: SpanKind,
-        attributes: Mapping[str, Any] | None,
-        start_time: int | None,
-        leaf: bool = False,
-    ) -> None:
-        self._recorder = recorder
-        self._span = recorder.start_child(parent, name, kind, attributes, start_time)
-        self._leaf = leaf
-        self._token: contextvars.Token[LeanSpan | SpanContext | None] | None = None
-
-    def __enter__(self) -> LeanSpan:
-        if not self._leaf:
-            self._token = _current.set(self._span)
-        return self._span
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._token is not None:
-            _current.reset(self._token)
-        self._recorder.finish(self._span, time.time_ns())
 
 
 def enter_call(span: LeanSpan | SpanContext | None) -> contextvars.Token[Any]:
