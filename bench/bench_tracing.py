@@ -14,9 +14,10 @@ Two views of the same question:
     tracing cost divided by the spans a call records.
   * **over gRPC**: a real ``dpop-verifier serve`` process on loopback (pinned to core 0, the
     load generator and the OTLP receiver to core 1, when there are two cores), telemetry off vs.
-    ``OTEL_TRACES_SAMPLER=always_on`` exporting spans and metrics over OTLP/gRPC to a receiver
-    in this process, plus the Prometheus endpoint, with the default batch-processor settings.
-    ``cpu us/req`` is the service process's CPU time per request (from /proc).
+    ``OTEL_TRACES_SAMPLER=always_on`` exporting spans over OTLP/gRPC to a receiver in this
+    process; metrics alone (OTLP and the Prometheus endpoint); and both; with the default
+    batch-processor settings. ``cpu us/req`` is the service process's CPU time per request
+    (from /proc).
 
 The decision log is off in every configuration (one extra gRPC row has it on), so the ratios show
 tracing and metrics. Configurations alternate for ``--rounds`` rounds; the best round of each is
@@ -77,6 +78,14 @@ class EncodingExporter(SpanExporter):
         self.spans += len(spans)
         return SpanExportResult.SUCCESS
 
+
+_OTLP = {"OTEL_EXPORTER_OTLP_ENDPOINT": "{endpoint}", "OTEL_TRACES_SAMPLER": "always_on"}
+_PROMETHEUS = {"DPOP_METRICS_LISTEN": "127.0.0.1:{port}"}
+GRPC_CONFIGS: dict[str, dict[str, str]] = {
+    "tracing 100%, OTLP": {**_OTLP, "OTEL_METRICS_EXPORTER": "none"},
+    "metrics, OTLP + Prometheus": {**_OTLP, **_PROMETHEUS, "OTEL_TRACES_EXPORTER": "none"},
+    "tracing 100% + metrics, OTLP + Prometheus": {**_OTLP, **_PROMETHEUS},
+}
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "telemetry off": {},
@@ -226,7 +235,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, otlp_grpc_receiver() as (endpoint, store):
         workdir = Path(tmp)
         issuer = TestIssuer(workdir)
-        traced_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "always_on"}
         for _ in range(args.rounds):
             for name, config in CONFIGS.items():
                 keep(f"in process: {name}", bench_in_process(issuer, args.n, config))
@@ -234,11 +242,13 @@ def main() -> None:
                 continue
             grpc_off = bench_grpc(issuer, workdir, args.n, args.concurrency, {}, pin)
             keep("gRPC: telemetry off", grpc_off)
-            env = {**traced_env, "DPOP_METRICS_LISTEN": f"127.0.0.1:{free_port()}"}
-            before = len(store.spans())
-            result = bench_grpc(issuer, workdir, args.n, args.concurrency, env, pin)
-            result["spans_per_call"] = (len(store.spans()) - before) / (args.n + 1)
-            keep("gRPC: tracing 100% + metrics, OTLP + Prometheus", result)
+            for name, env in GRPC_CONFIGS.items():
+                env = {k: v.format(endpoint=endpoint, port=free_port()) for k, v in env.items()}
+                before = len(store.spans())
+                result = bench_grpc(issuer, workdir, args.n, args.concurrency, env, pin)
+                if env.get("OTEL_TRACES_EXPORTER") != "none":
+                    result["spans_per_call"] = (len(store.spans()) - before) / (args.n + 1)
+                keep(f"gRPC: {name}", result)
         if not args.no_grpc:
             env = {"DPOP_DECISION_LOG": "all"}
             keep(
@@ -278,12 +288,13 @@ def main() -> None:
         print(line + ")")
     if not args.no_grpc:
         grpc_off = best["gRPC: telemetry off"]
-        traced = best["gRPC: tracing 100% + metrics, OTLP + Prometheus"]
-        print(
-            f"over gRPC, tracing 100% + metrics: throughput {traced['rate'] / grpc_off['rate']:.2f}"
-            f" x off, service CPU {grpc_off['cpu_us'] / traced['cpu_us']:.2f} x off "
-            f"(+{traced['cpu_us'] - grpc_off['cpu_us']:.1f} us/req)"
-        )
+        for name in GRPC_CONFIGS:
+            row = best[f"gRPC: {name}"]
+            print(
+                f"over gRPC, {name}: throughput {row['rate'] / grpc_off['rate']:.2f} x off, "
+                f"service CPU {grpc_off['cpu_us'] / row['cpu_us']:.2f} x off "
+                f"(+{row['cpu_us'] - grpc_off['cpu_us']:.1f} us/req)"
+            )
 
 
 if __name__ == "__main__":
