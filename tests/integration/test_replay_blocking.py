@@ -441,8 +441,9 @@ def test_wait_for_a_replica_then_fail_closed_when_it_stops(
     master_with_replica: tuple[RedisServer, RedisServer],
 ) -> None:
     master, replica = master_with_replica
-    # Redis expires a WAIT on its timer tick (1/hz, 100 ms by default): leave it room.
-    with store_for(master.url, timeout_s=1.0, wait_replicas=1, wait_timeout_s=0.2) as store:
+    # Redis expires a WAIT on its timer tick (1/hz, 100 ms by default), and a busy CI machine
+    # may be slow to schedule the replica's acknowledgement: leave it ample room.
+    with store_for(master.url, timeout_s=2.0, wait_replicas=1, wait_timeout_s=1.0) as store:
         assert store.first_use_blocking(b"replicated", TTL_S)
         # Acknowledged by the replica before first_use_blocking returned.
         assert replica.cli("EXISTS", "dpop:jti:" + b"replicated".hex()) == "1"
