@@ -331,7 +331,14 @@ class DecisionLog:
             "jkt_hash": scope.hashed_jkt(decision.jkt or scope.jkt),
             "latency_ms": round(seconds * 1000, 3),
         }
-        self._logger.log(level, "decision", extra={"fields": fields})
+        # makeRecord + handle: what Logger.log does, less the caller lookup (a stack walk) that
+        # a decision line never shows. The fields are plain JSON values.
+        logger = self._logger
+        record = logger.makeRecord(
+            logger.name, level, __file__, 0, "decision", (), None,
+            extra={"decision_fields": fields},
+        )  # fmt: skip
+        logger.handle(record)
 
 
 def _internal_error() -> Decision:

@@ -42,6 +42,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        decision = getattr(record, "decision_fields", None)
+        if decision is not None:  # a decision line: its fields are complete (trace ids too)
+            entry.update(decision)
+            return json.dumps(entry, separators=(",", ":"))
         span_context = current_span_context() or trace.get_current_span().get_span_context()
         if span_context.is_valid:
             entry["trace_id"] = format(span_context.trace_id, "032x")
