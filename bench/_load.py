@@ -133,21 +133,28 @@ class Run:
         return self.latencies[index] * 1000
 
 
-def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address)
+def channel(address: str, index: int = 0) -> grpc.aio.Channel:
+    # A channel of its own subchannel pool is a connection of its own (gRPC otherwise shares
+    # one connection between channels with the same target and options).
+    options = [("grpc.use_local_subchannel_pool", 1)] if index else []
+    return grpc.aio.insecure_channel(address, options=options)
 
 
-async def closed_loop(address: str, method: str, requests: list[bytes], concurrency: int) -> Run:
+async def closed_loop(
+    address: str, method: str, requests: list[bytes], concurrency: int, connections: int = 1
+) -> Run:
     """Send ``requests`` with ``concurrency`` callers, each waiting for its answer before the
-    next call (the throughput curve)."""
+    next call (the throughput curve), spread over ``connections`` HTTP/2 connections."""
     latencies = [0.0] * len(requests)
     answers = [b""] * len(requests)
     next_index = 0
-    async with channel(address) as ch:
-        call = ch.unary_unary(method)
-        await ch.channel_ready()
+    channels = [channel(address, i) for i in range(max(1, connections))]
+    try:
+        calls = [ch.unary_unary(method) for ch in channels]
+        for ch in channels:
+            await ch.channel_ready()
 
-        async def caller() -> None:
+        async def caller(call: grpc.aio.UnaryUnaryMultiCallable) -> None:
             nonlocal next_index
             while next_index < len(requests):
                 i = next_index
@@ -157,8 +164,11 @@ async def closed_loop(address: str, method: str, requests: list[bytes], concurre
                 latencies[i] = time.perf_counter() - started
 
         cpu0, started = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        await asyncio.gather(*(caller(calls[c % len(calls)]) for c in range(concurrency)))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    finally:
+        for ch in channels:
+            await ch.close()
     return Run(elapsed, sorted(latencies), cpu, answers)
 
 

@@ -48,6 +48,9 @@ class PinnedServer:
         if shutil.which("taskset") is None or shutil.which("setpriv") is None:
             raise RuntimeError("taskset and setpriv (util-linux) are needed to pin the servers")
         self.cores = tuple(cores)
+        self.connections = 1
+        """HTTP/2 connections the load generator opens to it (SO_REUSEPORT spreads connections,
+        not calls, over worker processes)."""
         self.log_file = log_file
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(

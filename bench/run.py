@@ -190,7 +190,9 @@ class Bench:
         """Warm up, then one measured closed-loop batch, and the CPU use meanwhile."""
         n = n or self.args.n
         warm = self.requests(method, alg, min(n, max(50, 2 * concurrency)))
-        warmed = self.runner.run(closed_loop(server.address, method, warm, concurrency))
+        warmed = self.runner.run(
+            closed_loop(server.address, method, warm, concurrency, server.connections)
+        )
         try:
             count_allowed(method, warmed.answers)
         except Denied as exc:
@@ -199,7 +201,9 @@ class Bench:
             ) from None
         requests = self.requests(method, alg, n)
         with cpu_use(server) as cpu:
-            run = self.runner.run(closed_loop(server.address, method, requests, concurrency))
+            run = self.runner.run(
+                closed_loop(server.address, method, requests, concurrency, server.connections)
+            )
         try:
             count_allowed(method, run.answers)
         except Denied as exc:
@@ -450,6 +454,7 @@ def workers(bench: Bench, servers: dict[str, PinnedServer]) -> None:
     env = {"DPOP_WORKERS": str(bench.args.workers), "DPOP_LISTEN": f"127.0.0.1:{port}"}
     one, _ = bench.closed(servers[store], CHECK, TARGET_ALG, concurrency)
     many_server = bench.service("workers", env, cores=all_cores)
+    many_server.connections = 4 * bench.args.workers  # the kernel spreads connections
     try:
         bench.row(
             f"workers={bench.args.workers}",
@@ -464,7 +469,8 @@ def workers(bench: Bench, servers: dict[str, PinnedServer]) -> None:
         many_server.stop()
     bench.report.notes.append(
         f"workers={bench.args.workers}: DPOP_WORKERS={bench.args.workers} on cores "
-        f"{cores_text(all_cores)} (the generator shares core {bench.args.generator_core}); "
+        f"{cores_text(all_cores)} (the generator shares core {bench.args.generator_core}), "
+        f"{4 * bench.args.workers} connections; "
         f"ratio to one worker on core(s) {cores_text(bench.args.service_cores)} measured just "
         f"before ({one.per_second:,.0f}/s)"
     )
