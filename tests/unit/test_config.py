@@ -371,3 +371,12 @@ def test_addresses_accept_ipv6_unix_and_port_zero() -> None:
         }
     )
     assert s.listen == "[::]:0"
+
+
+def test_every_option_is_in_the_readme_settings_table() -> None:
+    """The README's settings table lists every option (a new setting must be documented)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [o.env for o in OPTIONS if f"| `{o.env}` |" not in readme]
+    assert not missing, f"README settings table lacks {missing}"
