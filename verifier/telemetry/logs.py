@@ -25,6 +25,9 @@ _STANDARD_ATTRIBUTES = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 
+_DECISION_RECORD_KEYS = _STANDARD_ATTRIBUTES | {"decision_fields"}
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: timestamp, level, logger, message, trace ids and extras.
 
@@ -45,7 +48,9 @@ class JsonFormatter(logging.Formatter):
         decision = getattr(record, "decision_fields", None)
         if decision is not None:  # a decision line: its fields are complete (trace ids too)
             entry.update(decision)
-            return json.dumps(entry, separators=(",", ":"))
+            for key in record.__dict__.keys() - _DECISION_RECORD_KEYS:  # e.g. a filter's worker
+                entry[key] = record.__dict__[key]
+            return json.dumps(entry, default=str, separators=(",", ":"))
         span_context = current_span_context() or trace.get_current_span().get_span_context()
         if span_context.is_valid:
             entry["trace_id"] = format(span_context.trace_id, "032x")
