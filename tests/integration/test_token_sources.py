@@ -513,3 +513,32 @@ async def test_issuer_health_is_published_per_issuer(server: AuthServer) -> None
         stop.set()
         await serving
         await app.close()
+
+
+async def test_worker_threads_answer_cached_introspections_without_the_event_loop(
+    server: AuthServer,
+) -> None:
+    """The thread-pool server's path: the first request for an opaque token goes through the
+    event loop (one introspection); later ones, a cached refusal included, are answered on the
+    worker thread from the cache, with no hop to the loop and no new introspection."""
+    from verifier.server.bridge import LoopRunner
+
+    valid = server.opaque("threaded", **active())
+    inactive = server.opaque("threaded-gone", active=False)
+    async with running_app(introspecting(server)) as app:
+        runner = LoopRunner(asyncio.get_running_loop())
+        hops: list[object] = []
+
+        def run_async(coro: Any) -> Any:
+            hops.append(coro)
+            return runner(coro)
+
+        def blocking(token: str) -> Decision:
+            return app.engine.verify_blocking(facts(token), run_async=run_async)
+
+        first = [await asyncio.to_thread(blocking, t) for t in (valid, inactive)]
+        assert [d.reason for d in first] == [Reason.OK, Reason.TOKEN_INACTIVE]
+        assert (len(hops), server.count("/introspect")) == (2, 2)
+        later = [await asyncio.to_thread(blocking, t) for t in (valid, inactive) * 3]
+        assert [d.reason for d in later] == [Reason.OK, Reason.TOKEN_INACTIVE] * 3
+        assert (len(hops), server.count("/introspect")) == (2, 2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -67,28 +68,32 @@ class IntrospectionCounters:
 class IntrospectionCache:
     """Introspection outcomes by token digest, each with its own expiry; LRU-bounded.
 
-    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry.
+    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry. Thread-safe: the
+    gRPC worker threads read it while the event loop fills it.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._entries: OrderedDict[bytes, tuple[float, Outcome]] = OrderedDict()
         self._max = max_entries
+        self._lock = threading.Lock()
 
     def get(self, digest: bytes, now: float) -> Outcome | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry[0] <= now:
-            del self._entries[digest]
-            return None
-        self._entries.move_to_end(digest)
-        return entry[1]
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if entry[0] <= now:
+                del self._entries[digest]
+                return None
+            self._entries.move_to_end(digest)
+            return entry[1]
 
     def put(self, digest: bytes, outcome: Outcome, until: float) -> None:
-        self._entries[digest] = (until, outcome)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[digest] = (until, outcome)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -132,6 +137,17 @@ class Introspector:
         self._inflight: dict[bytes, asyncio.Future[Outcome]] = {}
         self.counters = IntrospectionCounters()
         self.last_error = ""
+
+    def introspect_now(self, digest: bytes, now: float) -> TokenClaims | None:
+        """The cached answer for the token of ``digest``, without I/O: its claims, a
+        :class:`Denial` raised for a cached refusal, or None when nothing is cached."""
+        outcome = self._cache.get(digest, now)
+        if outcome is None:
+            return None
+        self.counters.cache_hits += 1
+        if isinstance(outcome, Denial):
+            raise Denial(outcome.reason, outcome.detail)
+        return outcome
 
     async def introspect(self, token: str, digest: bytes, now: float) -> TokenClaims:
         """The token's claims per its issuer, or raise a :class:`Denial`."""

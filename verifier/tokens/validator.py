@@ -132,10 +132,21 @@ class TokenValidator:
             return None
 
     def validate_now(self, token: str, now: float) -> TokenClaims | None:
-        """The claims of a JWT verified before and still cached, without any I/O; None when
-        :meth:`validate` must run (not cached, expired, or introspected)."""
+        """The token's claims when they are known without any I/O: a JWT verified before and
+        still cached, or an introspection answer still cached (a cached refusal raises its
+        :class:`Denial`). None when :meth:`validate` must run."""
         digest = hashlib.sha256(token.encode("ascii")).digest()
-        return self._cache.get(digest, now, self._leeway)
+        cached = self._cache.get(digest, now, self._leeway)
+        if cached is not None:
+            return cached
+        try:
+            issuer, jws = self._route(token)
+        except Denial:
+            return None  # validate() names the reason
+        if jws is not None or issuer.introspector is None:
+            return None  # a JWT to verify with the issuer's keys
+        claims = issuer.introspector.introspect_now(digest, now)
+        return self._narrowed(issuer, claims) if claims is not None else None
 
     async def validate(self, token: str, now: float) -> TokenClaims:
         """Return the token's claims, or raise a :class:`Denial` naming the failed check."""
@@ -143,12 +154,23 @@ class TokenValidator:
         cached = self._cache.get(digest, now, self._leeway)
         if cached is not None:
             return cached
+        issuer, jws = self._route(token)
+        if jws is None:
+            return await self._introspect(issuer, token, digest, now)
+        claims = await self._verify_jwt(issuer, jws, jws.payload, now)
+        self._cache.put(digest, claims)
+        return claims
+
+    def _route(self, token: str) -> tuple[TrustedIssuer, CompactJws | None]:
+        """The issuer that decides ``token`` and, when that issuer verifies it locally, the
+        parsed JWT (None: the issuer is asked by introspection). Pure; raises a
+        :class:`Denial` for a token no trusted issuer takes."""
         try:
             jws = parse_compact(token)
         except MalformedJws as exc:
             if self._opaque_issuer is None:
                 raise Denial(Reason.TOKEN_MALFORMED, str(exc)) from exc
-            return await self._introspect(self._opaque_issuer, token, digest, now)
+            return self._opaque_issuer, None
         header, payload = jws.header, jws.payload
         if header.get("typ") == "dpop+jwt" or "crit" in header:
             raise Denial(Reason.TOKEN_MALFORMED, "not an access token")
@@ -158,10 +180,8 @@ class TokenValidator:
             raise Denial(Reason.TOKEN_ISSUER_UNKNOWN)
         if issuer.source is None or issuer.introspect_jwts:
             # ``iss`` only routes here: the issuer's answer decides (RFC 7662 §2.2).
-            return await self._introspect(issuer, token, digest, now)
-        claims = await self._verify_jwt(issuer, jws, payload, now)
-        self._cache.put(digest, claims)
-        return claims
+            return issuer, None
+        return issuer, jws
 
     async def _introspect(
         self, issuer: TrustedIssuer, token: str, digest: bytes, now: float
