@@ -161,6 +161,15 @@ class _Trail:
             self.checks.append(Check(self.step, False, note))
 
 
+def _advance(steps: Steps[Decision], answer: Any, error: Exception | None) -> Need | Decision:
+    """Resume ``steps`` with ``answer`` (or raise ``error`` at its ``yield``): its next need,
+    or the decision it returned."""
+    try:
+        return steps.send(answer) if error is None else steps.throw(error)
+    except StopIteration as done:
+        return cast(Decision, done.value)
+
+
 class Verifier:
     """Verifies one request at a time; safe to share across concurrent calls."""
 
@@ -186,21 +195,15 @@ class Verifier:
     async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
         """Decide ``facts``. Never raises: an unexpected fault is an ``internal_error`` denial."""
         steps = self._decide(facts, explain)
-        answer: Any = None
-        error: BaseException | None = None
-        while True:
+        step = _advance(steps, None, None)
+        while not isinstance(step, Decision):
             try:
-                need = steps.send(answer) if error is None else steps.throw(error)
-            except StopIteration as done:
-                return cast(Decision, done.value)
-            answer, error = None, None
-            try:
-                if isinstance(need, TokenNeed):
-                    answer = await self._tokens.validate(need.token, need.now)
-                else:
-                    answer = await self._replay.first_use(need.key, need.ttl)
+                answer = await self._answer(step)
             except Exception as exc:  # handed to the checks, which decide what it means
-                error = exc
+                step = _advance(steps, None, exc)
+            else:
+                step = _advance(steps, answer, None)
+        return step
 
     def verify_blocking(
         self, facts: RequestFacts, *, explain: bool = False, run_async: RunAsync[Any]
@@ -212,18 +215,20 @@ class Verifier:
         the port belongs to and blocks this thread until it ends. Never raises.
         """
         steps = self._decide(facts, explain)
-        answer: Any = None
-        error: BaseException | None = None
-        while True:
+        step = _advance(steps, None, None)
+        while not isinstance(step, Decision):
             try:
-                need = steps.send(answer) if error is None else steps.throw(error)
-            except StopIteration as done:
-                return cast(Decision, done.value)
-            answer, error = None, None
-            try:
-                answer = self._answer_blocking(need, run_async)
+                answer = self._answer_blocking(step, run_async)
             except Exception as exc:
-                error = exc
+                step = _advance(steps, None, exc)
+            else:
+                step = _advance(steps, answer, None)
+        return step
+
+    async def _answer(self, need: Need) -> Any:
+        if isinstance(need, TokenNeed):
+            return await self._tokens.validate(need.token, need.now)
+        return await self._replay.first_use(need.key, need.ttl)
 
     def _answer_blocking(self, need: Need, run_async: RunAsync[Any]) -> Any:
         if isinstance(need, TokenNeed):
