@@ -333,6 +333,23 @@ async def test_oversize_request_is_rejected_by_the_transport() -> None:
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+async def test_calls_beyond_max_concurrent_calls_fail_fast_with_resource_exhausted() -> None:
+    # Two calls may run at once; the engine holds each for 0.5 s. Of four concurrent calls,
+    # two are answered and two refused at once (never queued without bound).
+    settings = plain_settings(max_concurrent_calls=2, server_threads=4)
+    async with (
+        running(settings, FakeEngine(delay=0.5)) as bound,
+        grpc.aio.insecure_channel(bound.main) as ch,
+    ):
+        stub = verifier_stub(ch)
+        calls = [stub.Verify(pb.VerifyRequest(method="GET"), timeout=5) for _ in range(4)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    answered = [r for r in results if isinstance(r, pb.VerifyResponse)]
+    assert len(answered) == 2 and all(r.decision == pb.DECISION_ALLOW for r in answered)
+    assert [r.code() for r in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+
+
 async def test_logs_the_bound_address(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="verifier.server.runtime"):
         async with running(plain_settings()) as bound:
