@@ -9,7 +9,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.support import redis_topologies as topologies
 from tests.support.lossy_proxy import ReplyLosingProxy
 from tests.support.redis_server import RedisServer, missing_redis_binaries
 from tests.support.redis_topologies import wait_until
+from tests.support.threads import race_in_threads as race
 from tests.support.tls_files import make_redis_tls, make_untrusted_ca
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import BreakerState, CircuitBreaker
@@ -80,26 +82,6 @@ def store_for(url: str, **options: Any) -> Iterator[RedisReplayStore]:
         yield store
     finally:
         on_loop(store.close())
-
-
-def race(calls: Sequence[Callable[[], bool]]) -> list[bool | BaseException]:
-    """Each call on a thread of its own, all released at once; results in call order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[bool | BaseException] = [False] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = calls[i]()
-        except BaseException as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def unavailable_calls(store: RedisReplayStore, count: int, slowest: list[float]) -> float:
@@ -424,17 +406,8 @@ def test_tls_failures_fail_closed(tls_redis: RedisServer, tmp_path: Path, proble
 
 @pytest.fixture
 def master_with_replica() -> Iterator[tuple[RedisServer, RedisServer]]:
-    options = {"repl-diskless-sync-delay": "0"}
-    with contextlib.ExitStack() as stack:
-        master = stack.enter_context(RedisServer(options=options))
-        replica_options = {**options, "replicaof": f"127.0.0.1 {master.port}"}
-        replica = stack.enter_context(RedisServer(options=replica_options))
-        wait_until(
-            lambda: "master_link_status:up" in replica.cli("INFO", "replication"),
-            10,
-            "the replica to sync",
-        )
-        yield master, replica
+    with topologies.master_with_replica() as servers:
+        yield servers
 
 
 def test_wait_for_a_replica_then_fail_closed_when_it_stops(

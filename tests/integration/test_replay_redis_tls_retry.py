@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.support import redis_topologies as topologies
 from tests.support.lossy_proxy import ReplyLosingProxy
 from tests.support.redis_server import RedisServer, missing_redis_binaries
-from tests.support.redis_topologies import wait_until
 from tests.support.tls_files import make_redis_tls, make_untrusted_ca
 from verifier.app import build_app
 from verifier.config import load_settings
@@ -159,17 +159,8 @@ async def test_without_retries_a_lost_reply_fails_closed(redis_server: RedisServ
 
 @pytest.fixture(scope="module")
 def master_with_replica() -> Iterator[tuple[RedisServer, RedisServer]]:
-    options = {"repl-diskless-sync-delay": "0"}
-    with contextlib.ExitStack() as stack:
-        master = stack.enter_context(RedisServer(options=options))
-        replica_options = {**options, "replicaof": f"127.0.0.1 {master.port}"}
-        replica = stack.enter_context(RedisServer(options=replica_options))
-        wait_until(
-            lambda: "master_link_status:up" in replica.cli("INFO", "replication"),
-            10,
-            "the replica to sync",
-        )
-        yield master, replica
+    with topologies.master_with_replica() as servers:
+        yield servers
 
 
 async def test_wait_for_one_replica_acknowledges_each_write(

@@ -106,6 +106,22 @@ def sentinel_setup(replicas: int = 2, sentinels: int = 3) -> Iterator[SentinelSe
         yield setup
 
 
+@contextlib.contextmanager
+def master_with_replica() -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A master and one replica of it, replication up (for ``WAIT`` tests)."""
+    options = {"repl-diskless-sync-delay": "0"}
+    with contextlib.ExitStack() as stack:
+        master = stack.enter_context(RedisServer(options=options))
+        replica_options = {**options, "replicaof": f"127.0.0.1 {master.port}"}
+        replica = stack.enter_context(RedisServer(options=replica_options))
+        wait_until(
+            lambda: "master_link_status:up" in replica.cli("INFO", "replication"),
+            10,
+            "the replica to sync",
+        )
+        yield master, replica
+
+
 @dataclass
 class ClusterSetup:
     """A Redis Cluster of masters (and optional replicas), all on loopback."""

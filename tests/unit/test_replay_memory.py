@@ -6,10 +6,11 @@ import asyncio
 import sys
 import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
+from tests.support.threads import race_in_threads
 from verifier.replay import MemoryReplayStore, ReplayStoreUnavailable, open_replay_store
 
 
@@ -155,26 +156,6 @@ async def test_a_flood_of_unique_jtis_stays_within_the_bound(clock: FakeClock) -
 
 
 # --- Worker threads (the synchronous server's path) ---------------------------------------------
-
-
-def race_in_threads(calls: list[Callable[[], bool]]) -> list[bool | BaseException]:
-    """Run each call on a thread of its own, all released at once; results in call order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[bool | BaseException] = [False] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = calls[i]()
-        except BaseException as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 @pytest.fixture
