@@ -7,7 +7,7 @@ import contextlib
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError
@@ -191,25 +191,11 @@ class RedisReplayStore:
         too few replicas acknowledged, the breaker is open, or every connection stayed busy),
         and ValueError when ``ttl_seconds`` is not positive.
         """
-        if ttl_seconds <= 0:
-            raise ValueError("ttl_seconds must be positive")
-        redis_key = self._key_prefix + key.hex().encode("ascii")
+        redis_key = self._redis_key(key, ttl_seconds)
         async with self._slot():
-            if not self._breaker.allow():
-                raise ReplayStoreUnavailable("redis replay store unavailable (circuit open)")
-            try:
+            with self._breaker_guard():
                 async with asyncio.timeout(self._deadline_s):
                     first = await self._claim(redis_key, _ttl_ms(ttl_seconds))
-            except ReplayStoreUnavailable:
-                self._breaker.record_failure()
-                raise
-            except TimeoutError as exc:
-                self._breaker.record_failure()
-                raise ReplayStoreUnavailable("redis replay store did not answer in time") from exc
-            except Exception as exc:  # any failure means we cannot tell: fail closed
-                self._breaker.record_failure()
-                raise ReplayStoreUnavailable(f"redis replay store unavailable: {exc!r}") from exc
-        self._breaker.record_success()
         return first
 
     @property
@@ -225,34 +211,45 @@ class RedisReplayStore:
         may run alongside :meth:`first_use` calls on an event loop. Raises
         :class:`ReplayStoreUnavailable` also when :attr:`blocking_supported` is False.
         """
-        if ttl_seconds <= 0:
-            raise ValueError("ttl_seconds must be positive")
+        redis_key = self._redis_key(key, ttl_seconds)
         blocking = self._blocking
         if blocking is None:
             raise ReplayStoreUnavailable("redis replay store: no blocking path for this mode")
-        redis_key = self._key_prefix + key.hex().encode("ascii")
         slot = blocking.acquire(self._queue_timeout_s)
         if slot is None:
             raise ReplayStoreUnavailable("redis replay store busy (queue timeout)")
         try:
-            if not self._breaker.allow():
-                raise ReplayStoreUnavailable("redis replay store unavailable (circuit open)")
-            deadline = time.monotonic() + self._deadline_s
-            try:
+            with self._breaker_guard():
+                deadline = time.monotonic() + self._deadline_s
                 first = self._claim_blocking(slot, redis_key, _ttl_ms(ttl_seconds), deadline)
-            except ReplayStoreUnavailable:
-                self._breaker.record_failure()
-                raise
-            except TimeoutError as exc:
-                self._breaker.record_failure()
-                raise ReplayStoreUnavailable("redis replay store did not answer in time") from exc
-            except Exception as exc:  # any failure means we cannot tell: fail closed
-                self._breaker.record_failure()
-                raise ReplayStoreUnavailable(f"redis replay store unavailable: {exc!r}") from exc
         finally:
             blocking.release(slot)
-        self._breaker.record_success()
         return first
+
+    def _redis_key(self, key: bytes, ttl_seconds: float) -> bytes:
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
+        return self._key_prefix + key.hex().encode("ascii")
+
+    @contextlib.contextmanager
+    def _breaker_guard(self) -> Iterator[None]:
+        """One store call behind the breaker, for both paths: refused at once while it is
+        open; any failure inside counts for it and becomes :class:`ReplayStoreUnavailable`
+        (fail closed); a success closes it."""
+        if not self._breaker.allow():
+            raise ReplayStoreUnavailable("redis replay store unavailable (circuit open)")
+        try:
+            yield
+        except ReplayStoreUnavailable:
+            self._breaker.record_failure()
+            raise
+        except TimeoutError as exc:
+            self._breaker.record_failure()
+            raise ReplayStoreUnavailable("redis replay store did not answer in time") from exc
+        except Exception as exc:  # any failure means we cannot tell: fail closed
+            self._breaker.record_failure()
+            raise ReplayStoreUnavailable(f"redis replay store unavailable: {exc!r}") from exc
+        self._breaker.record_success()
 
     async def ping(self) -> bool:
         """True when every master answers PING (and, with ``WAIT``, has enough replicas
