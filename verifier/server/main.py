@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import sys
 from collections.abc import Mapping
@@ -33,6 +34,12 @@ def _announce(addresses: ListeningAddresses) -> None:
 
 async def _serve(app: App, telemetry: Telemetry, *, reuse_port: bool = False) -> None:
     await app.start()
+    # Everything built so far (modules, stubs, keys, settings) lives as long as the process:
+    # keep it out of the cyclic collector's full passes, which otherwise rescan it all and show
+    # up as multi-millisecond pauses in the latency tail (bench/run.py, paced row). Done once,
+    # here at process start-up, not in serve(), which tests call many times in one process.
+    gc.collect()
+    gc.freeze()
     try:
         await serve(
             app.settings,

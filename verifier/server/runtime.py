@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator, Mapping
@@ -142,11 +141,6 @@ async def serve(
         health_address = _bind(health_server, settings.health_listen, None)
 
     stop = stop_event if stop_event is not None else asyncio.Event()
-    # Everything built so far (modules, stubs, keys, settings) lives as long as the process:
-    # keep it out of the cyclic collector's full passes, which otherwise scan it all again
-    # and again and show up as multi-millisecond pauses in the latency tail.
-    gc.collect()
-    gc.freeze()
     server.start()
     try:
         if health_server is not None:
