@@ -190,6 +190,15 @@ class Verifier:
         self._allowed_algs = frozenset(settings.proof_algs)
         self._keys: dict[tuple[str, str], tuple[PublicKey, str]] = {}
         self._replay_ttl = proofs.replay_ttl(settings.limits)
+        # The ports' optional sync fast paths (verify_blocking), looked up once.
+        self._validate_now: Callable[[str, float], TokenClaims | None] | None = getattr(
+            tokens, "validate_now", None
+        )
+        self._first_use_blocking: Callable[[bytes, float], bool] | None = (
+            getattr(replay, "first_use_blocking", None)
+            if getattr(replay, "blocking_supported", False)
+            else None
+        )
         self._fail_open_alarm = ThrottledAlarm(log, FAIL_OPEN_ALARM)
 
     async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
@@ -232,13 +241,13 @@ class Verifier:
 
     def _answer_blocking(self, need: Need, run_async: RunAsync[Any]) -> Any:
         if isinstance(need, TokenNeed):
-            validate_now = getattr(self._tokens, "validate_now", None)
-            claims = validate_now(need.token, need.now) if validate_now is not None else None
-            if claims is not None:
-                return claims
+            if self._validate_now is not None:
+                claims = self._validate_now(need.token, need.now)
+                if claims is not None:
+                    return claims
             return run_async(self._tokens.validate(need.token, need.now))
-        if getattr(self._replay, "blocking_supported", False):
-            return self._replay.first_use_blocking(need.key, need.ttl)  # type: ignore[attr-defined]
+        if self._first_use_blocking is not None:
+            return self._first_use_blocking(need.key, need.ttl)
         return run_async(self._replay.first_use(need.key, need.ttl))
 
     def _decide(self, facts: RequestFacts, explain: bool) -> Steps[Decision]:
