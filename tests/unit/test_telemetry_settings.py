@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from verifier.config import ConfigError, load_settings
 from verifier.dpop.reasons import Reason, RfcError, info
-from verifier.engine.model import Decision
+from verifier.engine.model import Decision, RequestFacts, TokenClaims
 from verifier.telemetry import DecisionLog, DecisionScope, hash_jkt, telemetry_settings
-from verifier.telemetry.logs import JsonFormatter
+from verifier.telemetry.logs import DecisionLineHandler, JsonFormatter
 
 
 def test_everything_is_off_by_default() -> None:
@@ -135,6 +137,67 @@ def test_decision_line_fields() -> None:
     for key in ("timestamp", "route", "issuer", "subject", "client_id", "latency_ms", "rpc"):
         assert key in line
     assert "some-jkt" not in json.dumps(line)
+
+
+def _lines_both_ways(
+    decision: Decision, scope: DecisionScope, identity: dict[str, object] | None = None
+) -> tuple[str, str]:
+    """The line DecisionLog writes through DecisionLineHandler's fast path, and the one it
+    writes through a LogRecord (the handler given a filter, which turns the fast path off)."""
+    lines = []
+    for fast in (True, False):
+        stream = io.StringIO()
+        logger = logging.Logger("test.decision-lines")  # not registered: a fresh one each time
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        handler = DecisionLineHandler(stream)
+        if identity:
+            handler.set_identity(identity)
+        if not fast:
+            handler.addFilter(lambda record: True)
+        logger.addHandler(handler)
+        log = DecisionLog()
+        log._logger = logger
+        log.write(scope, decision, trace_id=0xABC, span_id=0xDEF, seconds=0.0123456)
+        lines.append(stream.getvalue())
+    return lines[0], lines[1]
+
+
+@pytest.mark.parametrize("reason", [Reason.OK, Reason.PROOF_HTU_MISMATCH, Reason.INTERNAL_ERROR])
+def test_decision_line_fast_path_writes_what_the_json_formatter_writes(reason: Reason) -> None:
+    awkward = 'quote " backslash \\ newline \n tab \t nul \x00 é 漢 \U0001f600 \ud800'
+    claims = TokenClaims(issuer="https://issuer.test", subject=awkward, client_id="c\u2028")
+    facts = RequestFacts(method='GE"T', target_uri="https://api.test/", route="/orders")
+    decision = replace(_decision(reason), claims=claims, alg="ES256", jkt="a-jkt")
+    scope = DecisionScope(rpc_method="Check", facts=facts)
+    for identity in (None, {"worker": "1", "pid": 4242}):
+        fast, record = _lines_both_ways(decision, scope, identity)
+        assert fast.endswith("}\n") and fast.count("\n") == 1 and record.count("\n") == 1
+        fast_fields, record_fields = json.loads(fast), json.loads(record)
+        # Same keys in the same order, same values, except the clock read a moment apart.
+        assert list(fast_fields) == list(record_fields)
+        fast_time = fast_fields.pop("timestamp")
+        record_time = record_fields.pop("timestamp")
+        assert fast_fields == record_fields
+        assert fast_fields["subject"] == awkward and fast_fields["method"] == 'GE"T'
+        assert fast_fields["level"] == ("ERROR" if reason is Reason.INTERNAL_ERROR else "INFO")
+        assert (fast_fields.get("worker"), fast_fields.get("pid")) == (
+            (None, None) if identity is None else ("1", 4242)
+        )
+        parsed = [datetime.fromisoformat(t) for t in (fast_time, record_time)]
+        assert len(fast_time) == len(record_time) == len("2026-11-26T03:35:57.152+00:00")
+        assert abs((parsed[0] - parsed[1]).total_seconds()) < 5
+        assert fast.isascii()
+
+
+def test_decision_line_timestamps_match_isoformat() -> None:
+    from verifier.telemetry.logs import timestamps
+
+    for now in (0.0, 1_764_129_357.152, 1_764_129_357.9999, 1_764_129_358.0005, 4_102_444_799.5):
+        expected = datetime.fromtimestamp(int(now * 1000) / 1000, UTC).isoformat(
+            timespec="milliseconds"
+        )
+        assert timestamps.format(now) == expected
 
 
 def test_metrics_endpoint_on_a_taken_port_names_the_setting() -> None:

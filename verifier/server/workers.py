@@ -101,7 +101,7 @@ def become_worker(worker: Worker) -> None:
 def label_logs(worker: str) -> None:
     """Add ``worker`` and ``pid`` to every record of the root and decision log handlers
     (JSON lines get two fields; text lines a ``[worker W pid P]`` prefix)."""
-    from verifier.telemetry.logs import DECISION_LOGGER, JsonFormatter
+    from verifier.telemetry.logs import DECISION_LOGGER, DecisionLineHandler, JsonFormatter
 
     def add_identity(record: logging.LogRecord) -> bool:
         record.worker = worker
@@ -110,6 +110,9 @@ def label_logs(worker: str) -> None:
 
     for logger in (logging.getLogger(), logging.getLogger(DECISION_LOGGER)):
         for handler in logger.handlers:
+            if isinstance(handler, DecisionLineHandler):  # keeps its fast path (no filter)
+                handler.set_identity({"worker": worker, "pid": os.getpid()})
+                continue
             handler.addFilter(add_identity)
             if not isinstance(handler.formatter, JsonFormatter):
                 handler.setFormatter(_PrefixFormatter(handler.formatter or logging.Formatter()))

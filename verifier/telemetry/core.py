@@ -35,7 +35,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from verifier.dpop.reasons import Reason, info
 from verifier.engine.model import Decision, RequestFacts, TokenClaims
-from verifier.telemetry.logs import DECISION_LOGGER
+from verifier.telemetry.logs import DECISION_LOGGER, DecisionLineHandler, json_string, timestamps
 from verifier.telemetry.spans import (
     LeanSpan,
     SpanRecorder,
@@ -308,32 +308,65 @@ class DecisionLog:
         seconds: float,
     ) -> None:
         level = logging.ERROR if decision.http_status >= 500 else logging.INFO
-        if not self._logger.isEnabledFor(level) or not self._keep(decision, trace_id):
+        logger = self._logger
+        if not logger.isEnabledFor(level) or not self._keep(decision, trace_id):
             return
         claims = decision.claims or scope.claims
         facts = scope.facts
+        trace_hex = format(trace_id, "032x") if trace_id else ""
+        span_hex = format(span_id, "016x") if span_id else ""
+        method, route = (facts.method, facts.route) if facts else ("", "")
+        issuer, subject, client_id = (
+            (claims.issuer, claims.subject, claims.client_id) if claims else ("", "", "")
+        )
+        alg = decision.alg or scope.alg
+        jkt_hash = scope.hashed_jkt(decision.jkt or scope.jkt)
+        latency_ms = round(seconds * 1000, 3)
+        handlers = logger.handlers
+        line_handler = handlers[0] if len(handlers) == 1 else None
+        if (
+            type(line_handler) is DecisionLineHandler
+            and not line_handler.filters
+            and not logger.filters
+            and level >= line_handler.level
+        ):
+            # The common case, built directly: the same JSON JsonFormatter writes (below).
+            line_handler.write_line(
+                f'{{"timestamp":"{timestamps.format(time.time())}",'
+                f'"level":"{logging.getLevelName(level)}","logger":{json_string(logger.name)},'
+                f'"message":"decision","event":"decision","trace_id":"{trace_hex}",'
+                f'"span_id":"{span_hex}","rpc":{json_string(scope.rpc_method)},'
+                f'"decision":"{"allow" if decision.allow else "deny"}",'
+                f'"reason":"{decision.reason.value}","rfc_error":"{decision.rfc_error.value}",'
+                f'"http_status":{decision.http_status:d},'
+                f'"enforced":{"true" if decision.enforced else "false"},'
+                f'"method":{json_string(method)},"route":{json_string(route)},'
+                f'"issuer":{json_string(issuer)},"subject":{json_string(subject)},'
+                f'"client_id":{json_string(client_id)},"alg":{json_string(alg)},'
+                f'"jkt_hash":"{jkt_hash}","latency_ms":{latency_ms!r}'
+            )
+            return
         fields = {
             "event": "decision",
-            "trace_id": format(trace_id, "032x") if trace_id else "",
-            "span_id": format(span_id, "016x") if span_id else "",
+            "trace_id": trace_hex,
+            "span_id": span_hex,
             "rpc": scope.rpc_method,
             "decision": "allow" if decision.allow else "deny",
             "reason": decision.reason.value,
             "rfc_error": decision.rfc_error.value,
             "http_status": decision.http_status,
             "enforced": decision.enforced,
-            "method": facts.method if facts else "",
-            "route": facts.route if facts else "",
-            "issuer": claims.issuer if claims else "",
-            "subject": claims.subject if claims else "",
-            "client_id": claims.client_id if claims else "",
-            "alg": decision.alg or scope.alg,
-            "jkt_hash": scope.hashed_jkt(decision.jkt or scope.jkt),
-            "latency_ms": round(seconds * 1000, 3),
+            "method": method,
+            "route": route,
+            "issuer": issuer,
+            "subject": subject,
+            "client_id": client_id,
+            "alg": alg,
+            "jkt_hash": jkt_hash,
+            "latency_ms": latency_ms,
         }
         # makeRecord + handle: what Logger.log does, less the caller lookup (a stack walk) that
         # a decision line never shows. The fields are plain JSON values.
-        logger = self._logger
         record = logger.makeRecord(
             logger.name, level, __file__, 0, "decision", (), None,
             extra={"decision_fields": fields},

@@ -11,6 +11,7 @@ import logging
 import sys
 import traceback
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any
 
 from opentelemetry import trace
@@ -66,6 +67,68 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
+class DecisionLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The decision logger's handler: a stream handler that also takes whole pre-built lines.
+
+    :class:`verifier.telemetry.core.DecisionLog` builds each decision line itself (a handful of
+    string joins instead of a ``LogRecord``, a dict and ``json.dumps``: on the request path
+    that is the difference between ~15 and ~55 µs a line) and hands it to :meth:`write_line`
+    whenever this handler is the logger's only one and nobody added filters; otherwise it logs
+    a record, which :class:`JsonFormatter` renders to the same JSON. ``identity`` holds fields
+    added to every line (``label_logs``: the worker slot and pid).
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+        self.identity: dict[str, Any] = {}
+        self._suffix = "}\n"
+
+    def set_identity(self, fields: dict[str, Any]) -> None:
+        """Fields added to every line from now on (plain JSON values)."""
+        self.identity = dict(fields)
+        extra = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in self.identity.items())
+        self._suffix = extra + "}\n"
+
+    def write_line(self, head: str) -> None:
+        """Write ``head`` (a JSON object without its closing brace) as one line."""
+        line = head + self._suffix
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except Exception:  # like Handler.handleError: never raise to the caller
+                if logging.raiseExceptions:
+                    sys.stderr.write("--- decision log write failed ---\n")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if self.identity and text.endswith("}"):
+            return text[:-1] + self._suffix[:-2] + "}"
+        return text
+
+
+class _Timestamps:
+    """``datetime.isoformat(timespec="milliseconds")`` of UTC times, the date and time of day
+    formatted once per second."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, str] = (-1, "")  # replaced whole: threads read it atomically
+
+    def format(self, now: float) -> str:
+        second, ms = divmod(int(now * 1000), 1000)
+        last_second, prefix = self._last
+        if second != last_second:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._last = (second, prefix)
+        return f"{prefix}.{ms:03d}+00:00"
+
+
+timestamps = _Timestamps()
+json_string = encode_basestring_ascii
+"""A str as a JSON string literal (quotes and escapes, ASCII only: what ``json.dumps`` writes)."""
+
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -91,7 +154,5 @@ def configure_logging(
     for old in list(decisions.handlers):
         decisions.removeHandler(old)
     decisions.propagate = False
-    decision_handler = logging.StreamHandler(out)
-    decision_handler.setFormatter(JsonFormatter())
-    decisions.addHandler(decision_handler)
+    decisions.addHandler(DecisionLineHandler(out))
     decisions.setLevel(logging.CRITICAL + 1 if decision_log == "none" else logging.INFO)
