@@ -130,17 +130,26 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
-def parse_compact(token: str) -> CompactJws:
-    """Split and decode a compact JWS (RFC 7515 §7.1) without verifying it."""
+def split_compact(token: str) -> tuple[str, str, str]:
+    """The three base64url parts of a compact JWS (RFC 7515 §7.1), not yet decoded."""
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
         raise MalformedJws("a compact JWS has three non-empty parts")
-    header_b64, payload_b64, signature_b64 = parts
+    return parts[0], parts[1], parts[2]
+
+
+def parse_compact(token: str) -> CompactJws:
+    """Split and decode a compact JWS (RFC 7515 §7.1) without verifying it."""
+    header_b64, payload_b64, signature_b64 = split_compact(token)
     header = parse_json_object(b64url_decode(header_b64))
-    payload = parse_json_object(b64url_decode(payload_b64))
-    signature = b64url_decode(signature_b64)
+    payload, signature = parse_compact_body(payload_b64, signature_b64)
     signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
     return CompactJws(header, payload, signing_input, signature)
+
+
+def parse_compact_body(payload_b64: str, signature_b64: str) -> tuple[dict[str, Any], bytes]:
+    """The decoded payload and signature of a compact JWS (its header decoded elsewhere)."""
+    return parse_json_object(b64url_decode(payload_b64)), b64url_decode(signature_b64)
 
 
 # Signature parameters are immutable: built once, not per verification.

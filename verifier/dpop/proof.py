@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from verifier.dpop.htu import InvalidUri, normalize_target_uri
-from verifier.dpop.jose import ALGORITHMS, CompactJws, MalformedJws, b64url_encode, parse_compact
+from verifier.dpop.jose import (
+    ALGORITHMS,
+    CompactJws,
+    MalformedJws,
+    b64url_encode,
+    parse_compact,
+    parse_compact_body,
+    split_compact,
+)
 from verifier.dpop.jwk import has_private_members
 from verifier.dpop.reasons import Denial, Reason
 
@@ -78,6 +86,23 @@ def parse_proof(proof: str) -> CompactJws:
     """RFC 9449 §4.3 (2): a well-formed JWT (compact JWS, JSON-object header and payload)."""
     try:
         return parse_compact(proof)
+    except MalformedJws as exc:
+        raise Denial(Reason.PROOF_MALFORMED, str(exc)) from exc
+
+
+def split_proof(proof: str) -> tuple[str, str, str]:
+    """RFC 9449 §4.3 (2), its first part: the proof's three base64url parts, not yet decoded."""
+    try:
+        return split_compact(proof)
+    except MalformedJws as exc:
+        raise Denial(Reason.PROOF_MALFORMED, str(exc)) from exc
+
+
+def parse_proof_body(payload_b64: str, signature_b64: str) -> tuple[dict[str, Any], bytes]:
+    """RFC 9449 §4.3 (2) for the payload and signature of a proof whose header (the first
+    part) has already been parsed and checked: the decoded payload object and signature."""
+    try:
+        return parse_compact_body(payload_b64, signature_b64)
     except MalformedJws as exc:
         raise Denial(Reason.PROOF_MALFORMED, str(exc)) from exc
 

@@ -26,7 +26,7 @@ from verifier.dpop import proof as proofs
 from verifier.dpop.authorization import Scheme, parse_authorization
 from verifier.dpop.challenge import dpop_challenge
 from verifier.dpop.jose import DEFAULT_PROOF_ALGS, PublicKey, verify_signature
-from verifier.dpop.jwk import InvalidJwk, canonical_json, public_key_for_alg, thumbprint
+from verifier.dpop.jwk import InvalidJwk, public_key_for_alg, thumbprint
 from verifier.dpop.nonce import NonceKeys, check_nonce, issue_nonce, should_refresh
 from verifier.dpop.reasons import CATALOGUE, Denial, Reason, RfcError
 from verifier.dpop.request import check_request
@@ -126,6 +126,19 @@ class EngineSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class _ProofKey:
+    """What a proof's JOSE header yields once checked: its algorithm, key and thumbprint."""
+
+    alg: str
+    key: PublicKey
+    jkt: str
+
+
+_MEMO_HEADER_CHARS = 2048
+"""Proof headers up to this size (base64url) are memoized: an RSA-4096 ``jwk`` fits."""
+
+
+@dataclass(frozen=True, slots=True)
 class _VerifiedProof:
     alg: str
     jkt: str
@@ -188,7 +201,9 @@ class Verifier:
         self._replay = replay
         self._clock = clock
         self._allowed_algs = frozenset(settings.proof_algs)
-        self._keys: dict[tuple[str, str], tuple[PublicKey, str]] = {}
+        self._proof_keys: dict[str, _ProofKey] = {}
+        """Memo of the pure header checks: a proof header (its exact base64url text) that
+        passed them -> its key. A client signs every proof with the same header."""
         self._replay_ttl = proofs.replay_ttl(settings.limits)
         # The ports' optional sync fast paths (verify_blocking), looked up once.
         self._validate_now: Callable[[str, float], TokenClaims | None] | None = getattr(
@@ -323,19 +338,19 @@ class Verifier:
         trail.passed("route allows Bearer")
         return claims
 
-    def _proof_key(self, alg: str, jwk: dict[str, object]) -> tuple[PublicKey, str]:
-        """Import the proof's ``jwk`` for ``alg`` (cached by key and alg) with its thumbprint."""
+    def _proof_key(self, header_b64: str, header: proofs.ProofHeader) -> _ProofKey:
+        """Import the checked header's ``jwk`` for its ``alg``, with its thumbprint, and
+        remember them for the next proof with this header."""
         try:
-            cache_key = (alg, canonical_json(jwk))
-            cached = self._keys.get(cache_key)
-            if cached is None:
-                cached = (public_key_for_alg(jwk, alg), thumbprint(jwk))
-                if len(self._keys) >= self.settings.key_cache_size:
-                    self._keys.clear()
-                self._keys[cache_key] = cached
-            return cached
+            key, jkt = public_key_for_alg(header.jwk, header.alg), thumbprint(header.jwk)
         except InvalidJwk as exc:
             raise Denial(Reason.PROOF_JWK_INVALID, str(exc)) from exc
+        known = _ProofKey(header.alg, key, jkt)
+        if len(header_b64) <= _MEMO_HEADER_CHARS:
+            if len(self._proof_keys) >= self.settings.key_cache_size:
+                self._proof_keys.clear()
+            self._proof_keys[header_b64] = known
+        return known
 
     def _verified_proof(
         self, facts: RequestFacts, now: float, trail: _Trail, access_token: str | None
@@ -345,22 +360,33 @@ class Verifier:
         text = proofs.select_single_proof(facts.dpop, limits.max_proof_bytes)
         trail.passed()
         trail.begin("proof.syntax")
-        jws = proofs.parse_proof(text)
-        trail.passed()
-        trail.begin("proof.header")
-        header = proofs.check_header(jws.header, self._allowed_algs)
-        trail.passed(header.alg)
-        trail.begin("proof.jwk")
-        key, jkt = self._proof_key(header.alg, header.jwk)
-        self._instrumentation.proof_key(header.alg, jkt)
-        trail.passed(f"jkt {jkt}")
+        header_b64, payload_b64, signature_b64 = proofs.split_proof(text)
+        known = self._proof_keys.get(header_b64)
+        if known is None:
+            jws = proofs.parse_proof(text)
+            payload, signature = jws.payload, jws.signature
+            trail.passed()
+            trail.begin("proof.header")
+            header = proofs.check_header(jws.header, self._allowed_algs)
+            trail.passed(header.alg)
+            trail.begin("proof.jwk")
+            known = self._proof_key(header_b64, header)
+        else:  # this exact header passed the checks before: the same answer, without the work
+            payload, signature = proofs.parse_proof_body(payload_b64, signature_b64)
+            trail.passed()
+            trail.begin("proof.header")
+            trail.passed(known.alg)
+            trail.begin("proof.jwk")
+        self._instrumentation.proof_key(known.alg, known.jkt)
+        trail.passed(f"jkt {known.jkt}")
         trail.begin("proof.signature")
-        if not verify_signature(header.alg, key, jws.signing_input, jws.signature):
+        signing_input = text[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
+        if not verify_signature(known.alg, known.key, signing_input, signature):
             raise Denial(Reason.PROOF_SIGNATURE_INVALID)
         trail.passed()
         trail.begin("proof.claims")
         claims = proofs.check_claims(
-            jws.payload, method=facts.method, target_uri=facts.target_uri, now=now, limits=limits
+            payload, method=facts.method, target_uri=facts.target_uri, now=now, limits=limits
         )
         trail.passed(f"htm {claims.htm}, htu {claims.htu}")
         nonce_to_offer = ""
@@ -377,7 +403,7 @@ class Verifier:
             trail.begin("proof.ath")
             proofs.check_ath(claims, access_token)
             trail.passed()
-        return _VerifiedProof(header.alg, jkt, claims, nonce_to_offer)
+        return _VerifiedProof(known.alg, known.jkt, claims, nonce_to_offer)
 
     def _record(self, proof: _VerifiedProof, trail: _Trail) -> Steps[None]:
         """RFC 9449 §11.1: accept each proof once; the write is atomic and comes last."""
