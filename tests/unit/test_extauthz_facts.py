@@ -117,3 +117,28 @@ def test_route_is_chosen_on_the_public_url() -> None:
 
 def test_missing_path_gives_an_empty_target() -> None:
     assert facts_of(check_request(path="")).target_uri == ""
+
+
+def test_header_names_are_lower_cased_and_repeats_kept_in_order() -> None:
+    request = check_request({"DPoP": "a", "dpop": "b", "X-Request-Id": "r"})
+    headers = request_headers(request.attributes.request.http)
+    assert sorted(headers["dpop"]) == ["a", "b"] and headers["x-request-id"] == ("r",)
+    raw = check_request(raw=[("DPoP", "a"), ("dpop", "b"), ("Traceparent", "t1"), ("b3", "x")])
+    headers = request_headers(raw.attributes.request.http)
+    assert headers["dpop"] == ("a", "b") and headers["traceparent"] == ("t1",)
+
+
+def test_trace_headers_come_from_whichever_header_source_envoy_used() -> None:
+    from verifier.telemetry import trace_headers
+
+    plain = check_request({"traceparent": "00-t-p-01", "B3": "b", "x-other": "o"})
+    assert trace_headers(request_headers(plain.attributes.request.http)) == {
+        "traceparent": "00-t-p-01",
+        "b3": "b",
+    }
+    raw = check_request(raw=[("TraceParent", "first"), ("traceparent", "second"), ("baggage", "")])
+    assert trace_headers(request_headers(raw.attributes.request.http)) == {
+        "traceparent": "first",
+        "baggage": "",
+    }
+    assert trace_headers({}) == {}

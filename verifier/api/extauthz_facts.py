@@ -15,7 +15,7 @@ What Envoy sends (``attributes.request.http``), and how it is read:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attributes_pb
@@ -30,15 +30,20 @@ Headers = Mapping[str, tuple[str, ...]]
 
 def request_headers(http: attributes_pb.AttributeContext.HttpRequest) -> Headers:
     """Every request header Envoy reported, pseudo-headers included."""
-    headers: dict[str, list[str]] = {}
+    lines: Iterable[tuple[str, str]]
     if http.HasField("header_map") and http.header_map.headers:
-        for entry in http.header_map.headers:
-            value = entry.value or entry.raw_value.decode("utf-8", errors="replace")
-            headers.setdefault(entry.key.lower(), []).append(value)
+        lines = [
+            (entry.key, entry.value or entry.raw_value.decode("utf-8", errors="replace"))
+            for entry in http.header_map.headers
+        ]
     else:
-        for key, value in http.headers.items():
-            headers.setdefault(key.lower(), []).append(value)
-    return MappingProxyType({name: tuple(values) for name, values in headers.items()})
+        lines = dict(http.headers).items()  # copied in C: faster than the map's own .items()
+    headers: dict[str, tuple[str, ...]] = {}
+    for key, value in lines:
+        name = key.lower()
+        known = headers.get(name)
+        headers[name] = (value,) if known is None else (*known, value)
+    return MappingProxyType(headers)
 
 
 def request_facts(

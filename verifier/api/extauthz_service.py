@@ -31,13 +31,13 @@ from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
 from verifier._generated.envoy.config.core.v3 import base_pb2
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier._generated.envoy.type.v3 import http_status_pb2
-from verifier.api.extauthz_facts import request_facts, request_headers
+from verifier.api.extauthz_facts import Headers, request_facts, request_headers
 from verifier.api.target_uri import PublicUrlOptions
 from verifier.api.verify_service import DecisionEngine, internal_error_decision
-from verifier.dpop.reasons import RfcError, info
-from verifier.engine.model import Decision, RequestFacts
+from verifier.dpop.reasons import Reason, RfcError, info
+from verifier.engine.model import Decision, RequestFacts, TokenClaims
 from verifier.engine.routes import RouteTable
-from verifier.telemetry import Telemetry, envoy_trace_headers
+from verifier.telemetry import Telemetry, trace_headers
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 """The fully qualified service name, ``envoy.service.auth.v3.Authorization``."""
@@ -107,11 +107,16 @@ class ExtAuthzService:
         # HTTP request's own trace headers inside the CheckRequest.
         metadata = context.invocation_metadata() if context is not None else None
         http = request.attributes.request.http
+        try:
+            headers: Headers | None = request_headers(http)
+        except Exception:  # not expected (pure reads of a parsed message); denied below
+            headers = None
         with self._telemetry.decision_scope(
-            CHECK_METHOD, metadata=metadata or (), headers=envoy_trace_headers(http)
+            CHECK_METHOD, metadata=metadata or (), headers=trace_headers(headers or {})
         ) as scope:
             try:
-                headers = request_headers(http)
+                if headers is None:
+                    raise ValueError("the request's headers could not be read")
                 sent = headers.keys()
                 facts = request_facts(
                     request, headers, routes=options.routes, public_url=options.public_url
@@ -144,32 +149,47 @@ def check_response(
     """The wire answer for ``decision``; ``sent`` are the header names the client sent."""
     if not decision.allow:
         return _denied(decision)
-    values = _upstream_headers(decision, names)
-    remove = tuple(sorted(name for name in names.names() if name in sent and name not in values))
+    spoofable = tuple(name for name in _identity_names(names) if name in sent)
     nonce = decision.dpop_nonce if decision.enforced else ""  # RFC 9449 §8.2: fresh on success
-    return _allowed(tuple(values.items()), remove, nonce)
+    return _allowed(
+        decision.jkt, decision.claims, decision.enforced, decision.reason, names, spoofable, nonce
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _identity_names(names: IdentityHeaders) -> tuple[str, ...]:
+    return names.names()
 
 
 @functools.lru_cache(maxsize=1024)
 def _allowed(
-    values: tuple[tuple[str, str], ...], remove: tuple[str, ...], nonce: str
+    jkt: str,
+    claims: TokenClaims | None,
+    enforced: bool,
+    reason: Reason,
+    names: IdentityHeaders,
+    spoofable: tuple[str, ...],
+    nonce: str,
 ) -> pb.CheckResponse:
-    """The OK answer; the same client's requests get the same one, so it is built once (the
-    server only serializes it: a cached message is never modified)."""
+    """The OK answer, from every input it depends on; a client's requests get the same one, so
+    it is built once (the server only serializes it: a cached message is never modified)."""
+    values = _upstream_headers(jkt, claims, enforced, reason, names)
+    remove = tuple(sorted(name for name in spoofable if name not in values))
     ok = pb.OkHttpResponse(
-        headers=[_header(name, value) for name, value in values], headers_to_remove=remove
+        headers=[_header(name, value) for name, value in values.items()], headers_to_remove=remove
     )
     if nonce:
         ok.response_headers_to_add.append(_header("dpop-nonce", nonce))
     return pb.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
 
 
-def _upstream_headers(decision: Decision, names: IdentityHeaders) -> dict[str, str]:
+def _upstream_headers(
+    jkt: str, claims: TokenClaims | None, enforced: bool, reason: Reason, names: IdentityHeaders
+) -> dict[str, str]:
     """Identity headers for an enforced allow; the report-only header for a would-be denial."""
-    if not decision.enforced:
-        return {names.report_only.lower(): decision.reason.value} if names.report_only else {}
-    claims = decision.claims
-    candidates = [(names.jkt, decision.jkt)]
+    if not enforced:
+        return {names.report_only.lower(): reason.value} if names.report_only else {}
+    candidates = [(names.jkt, jkt)]
     if claims is not None:
         candidates += [
             (names.subject, claims.subject),

@@ -9,8 +9,8 @@ from verifier.telemetry.core import (
     DecisionScope,
     Telemetry,
     current_scope,
-    envoy_trace_headers,
     hash_jkt,
+    trace_headers,
 )
 from verifier.telemetry.ports import (
     EngineHooks,
@@ -31,8 +31,8 @@ __all__ = [
     "TracedReplayStore",
     "TracedTokenValidator",
     "current_scope",
-    "envoy_trace_headers",
     "hash_jkt",
     "telemetry_settings",
+    "trace_headers",
     "traced_fetcher",
 ]

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
@@ -489,21 +489,16 @@ class _Call:
             _current_scope.reset(self._scope_token)
 
 
-def envoy_trace_headers(http: Any) -> dict[str, str]:
-    """The trace headers of Envoy's ``AttributeContext.HttpRequest`` (``headers``, or
-    ``header_map`` with ``encode_raw_headers``), for :meth:`Telemetry.decision_scope`."""
-    wanted = ("traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
-              "x-b3-sampled", "x-b3-parentspanid", "x-b3-flags")  # fmt: skip
-    found: dict[str, str] = {}
-    for key, value in http.headers.items():
-        if key.lower() in wanted:
-            found.setdefault(key.lower(), value)
-    if not found and http.HasField("header_map"):
-        for entry in http.header_map.headers:
-            if entry.key.lower() in wanted:
-                value = entry.value or entry.raw_value.decode("utf-8", errors="replace")
-                found.setdefault(entry.key.lower(), value)
-    return found
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
+                 "x-b3-sampled", "x-b3-parentspanid", "x-b3-flags")  # fmt: skip
+"""Trace-context headers of the W3C, B3 and baggage propagators (what Envoy forwards)."""
+
+
+def trace_headers(headers: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The trace-context headers of an HTTP request (lower-case name -> every value received,
+    as :func:`verifier.api.extauthz_facts.request_headers` gives them), the first value of
+    each, for :meth:`Telemetry.decision_scope`."""
+    return {name: values[0] for name in TRACE_HEADERS if (values := headers.get(name))}
 
 
 class Telemetry:
