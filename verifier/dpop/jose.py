@@ -112,6 +112,11 @@ def _reject_constant(name: str) -> Any:
     raise MalformedJws("non-standard JSON constant")
 
 
+# One decoder for every call (json.loads with options builds a new one each time); its scanner
+# keeps no state between calls, so threads may share it as they share json.loads's own.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+
+
 def parse_json_object(data: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object with unique member names (RFC 7515 §5.2).
 
@@ -120,7 +125,7 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     """
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
         if "\\u" in text:  # only a \u escape can write a lone surrogate into valid UTF-8
             json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError) as exc:
