@@ -92,9 +92,12 @@ const (
 	Reason_REASON_OK Reason = 1
 	// No Authorization header: the client is challenged without an error code (RFC 6750 §3.1).
 	Reason_REASON_AUTHORIZATION_MISSING Reason = 2
-	// More than one Authorization header value (or a comma-joined value).
+	// More than one Authorization header value, or two credentials joined with a comma by a
+	// proxy (a DPoP/Bearer value with a comma; another scheme's value with a comma not followed
+	// by an auth-param).
 	Reason_REASON_AUTHORIZATION_MULTIPLE Reason = 3
-	// The Authorization header is not "<scheme> <token68>".
+	// The Authorization header is neither "<scheme> <token68>" nor "<scheme> <auth-params>"
+	// (RFC 9110 §11.6.2); DPoP and Bearer take a token68 only.
 	Reason_REASON_AUTHORIZATION_MALFORMED Reason = 4
 	// The scheme is neither DPoP nor (where the route policy allows it) Bearer.
 	Reason_REASON_AUTHORIZATION_SCHEME_UNSUPPORTED Reason = 5
@@ -168,8 +171,9 @@ const (
 	Reason_REASON_TOKEN_NOT_YET_VALID Reason = 39
 	// aud does not contain the issuer's configured audience.
 	Reason_REASON_TOKEN_AUDIENCE_INVALID Reason = 40
-	// A token claim has the wrong type (for example cnf not an object), or an introspection
-	// answer contradicts itself (token_type DPoP without cnf.jkt, or the reverse).
+	// A token claim has the wrong type (for example cnf not an object), a date claim (exp, nbf,
+	// iat) lies outside the years 1 to 9999, or an introspection answer contradicts itself
+	// (token_type DPoP without cnf.jkt, or the reverse).
 	Reason_REASON_TOKEN_CLAIMS_INVALID Reason = 41
 	// The token presented with the DPoP scheme has no cnf.jkt.
 	Reason_REASON_TOKEN_NOT_BOUND Reason = 42

@@ -371,14 +371,17 @@ export enum Reason {
   AUTHORIZATION_MISSING = 2,
 
   /**
-   * More than one Authorization header value (or a comma-joined value).
+   * More than one Authorization header value, or two credentials joined with a comma by a
+   * proxy (a DPoP/Bearer value with a comma; another scheme's value with a comma not followed
+   * by an auth-param).
    *
    * @generated from enum value: REASON_AUTHORIZATION_MULTIPLE = 3;
    */
   AUTHORIZATION_MULTIPLE = 3,
 
   /**
-   * The Authorization header is not "<scheme> <token68>".
+   * The Authorization header is neither "<scheme> <token68>" nor "<scheme> <auth-params>"
+   * (RFC 9110 §11.6.2); DPoP and Bearer take a token68 only.
    *
    * @generated from enum value: REASON_AUTHORIZATION_MALFORMED = 4;
    */
@@ -637,8 +640,9 @@ export enum Reason {
   TOKEN_AUDIENCE_INVALID = 40,
 
   /**
-   * A token claim has the wrong type (for example cnf not an object), or an introspection
-   * answer contradicts itself (token_type DPoP without cnf.jkt, or the reverse).
+   * A token claim has the wrong type (for example cnf not an object), a date claim (exp, nbf,
+   * iat) lies outside the years 1 to 9999, or an introspection answer contradicts itself
+   * (token_type DPoP without cnf.jkt, or the reverse).
    *
    * @generated from enum value: REASON_TOKEN_CLAIMS_INVALID = 41;
    */

@@ -41,7 +41,9 @@ public enum Reason
   REASON_AUTHORIZATION_MISSING(2),
   /**
    * <pre>
-   * More than one Authorization header value (or a comma-joined value).
+   * More than one Authorization header value, or two credentials joined with a comma by a
+   * proxy (a DPoP/Bearer value with a comma; another scheme's value with a comma not followed
+   * by an auth-param).
    * </pre>
    *
    * <code>REASON_AUTHORIZATION_MULTIPLE = 3;</code>
@@ -49,7 +51,8 @@ public enum Reason
   REASON_AUTHORIZATION_MULTIPLE(3),
   /**
    * <pre>
-   * The Authorization header is not "&lt;scheme&gt; &lt;token68&gt;".
+   * The Authorization header is neither "&lt;scheme&gt; &lt;token68&gt;" nor "&lt;scheme&gt; &lt;auth-params&gt;"
+   * (RFC 9110 §11.6.2); DPoP and Bearer take a token68 only.
    * </pre>
    *
    * <code>REASON_AUTHORIZATION_MALFORMED = 4;</code>
@@ -345,8 +348,9 @@ public enum Reason
   REASON_TOKEN_AUDIENCE_INVALID(40),
   /**
    * <pre>
-   * A token claim has the wrong type (for example cnf not an object), or an introspection
-   * answer contradicts itself (token_type DPoP without cnf.jkt, or the reverse).
+   * A token claim has the wrong type (for example cnf not an object), a date claim (exp, nbf,
+   * iat) lies outside the years 1 to 9999, or an introspection answer contradicts itself
+   * (token_type DPoP without cnf.jkt, or the reverse).
    * </pre>
    *
    * <code>REASON_TOKEN_CLAIMS_INVALID = 41;</code>
@@ -446,7 +450,9 @@ public enum Reason
   public static final int REASON_AUTHORIZATION_MISSING_VALUE = 2;
   /**
    * <pre>
-   * More than one Authorization header value (or a comma-joined value).
+   * More than one Authorization header value, or two credentials joined with a comma by a
+   * proxy (a DPoP/Bearer value with a comma; another scheme's value with a comma not followed
+   * by an auth-param).
    * </pre>
    *
    * <code>REASON_AUTHORIZATION_MULTIPLE = 3;</code>
@@ -454,7 +460,8 @@ public enum Reason
   public static final int REASON_AUTHORIZATION_MULTIPLE_VALUE = 3;
   /**
    * <pre>
-   * The Authorization header is not "&lt;scheme&gt; &lt;token68&gt;".
+   * The Authorization header is neither "&lt;scheme&gt; &lt;token68&gt;" nor "&lt;scheme&gt; &lt;auth-params&gt;"
+   * (RFC 9110 §11.6.2); DPoP and Bearer take a token68 only.
    * </pre>
    *
    * <code>REASON_AUTHORIZATION_MALFORMED = 4;</code>
@@ -750,8 +757,9 @@ public enum Reason
   public static final int REASON_TOKEN_AUDIENCE_INVALID_VALUE = 40;
   /**
    * <pre>
-   * A token claim has the wrong type (for example cnf not an object), or an introspection
-   * answer contradicts itself (token_type DPoP without cnf.jkt, or the reverse).
+   * A token claim has the wrong type (for example cnf not an object), a date claim (exp, nbf,
+   * iat) lies outside the years 1 to 9999, or an introspection answer contradicts itself
+   * (token_type DPoP without cnf.jkt, or the reverse).
    * </pre>
    *
    * <code>REASON_TOKEN_CLAIMS_INVALID = 41;</code>
