@@ -1,9 +1,11 @@
 """Client CPU per replay write: redis-py (async, the io-loop path), the lean blocking client
-(worker threads), and the memory store, in one run.
+(worker threads), and the memory store, in one run; the same two Redis clients through Sentinel.
 
     .venv/bin/python bench/bench_replay_cpu.py [--n 20000] [--rounds 3] [--threads 8]
+                                               [--skip-sentinel]
 
-Starts one ``redis-server`` on loopback. For each client, ``--n`` calls of ``first_use`` (fresh
+Starts one ``redis-server`` on loopback, and a Sentinel set-up (a master, one replica, three
+sentinels) for the Sentinel rows. For each client, ``--n`` calls of ``first_use`` (fresh
 32-byte keys, TTL 66 s, the service's defaults otherwise) run one at a time, and this process's
 CPU time (user + system, from ``os.times``; Redis runs in its own process) is divided by the
 calls. Rounds alternate between the clients; each figure is the median of ``--rounds``. Also:
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -30,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.redis_server import RedisServer
+from tests.support.redis_topologies import sentinel_setup
 from verifier.replay import MemoryReplayStore, RedisReplayStore
 
 TTL_S = 66.0
@@ -117,9 +121,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000, help="calls per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=8, help="threads for the concurrent rows")
+    parser.add_argument("--skip-sentinel", action="store_true", help="no Sentinel rows")
     args = parser.parse_args()
 
-    with RedisServer() as redis:
+    with RedisServer() as redis, contextlib.ExitStack() as stack:
         redis_py = AsyncRedisPy(redis.url)
         lean_store = RedisReplayStore.from_url(redis.url, timeout_s=1.0)
         lean = Blocking(lean_store)
@@ -131,6 +136,15 @@ def main() -> None:
             f"lean RESP, {args.threads} threads": threaded(lean, args.threads),
             f"memory, {args.threads} threads": threaded(memory, args.threads),
         }
+        closing: list[RedisReplayStore] = [lean_store]
+        if not args.skip_sentinel:
+            sentinels = stack.enter_context(sentinel_setup(replicas=1, sentinels=3))
+            sentinel_py = AsyncRedisPy(sentinels.url)
+            stack.callback(sentinel_py.close)
+            sentinel_lean = RedisReplayStore.from_url(sentinels.url, timeout_s=1.0)
+            closing.append(sentinel_lean)
+            clients["Sentinel, redis-py (io loop)"] = sentinel_py
+            clients["Sentinel, lean RESP"] = Blocking(sentinel_lean)
         for run in clients.values():  # warm-up: connections, pools, code paths
             measure(run, 500)
         samples: dict[str, list[Sample]] = {name: [] for name in clients}
@@ -138,7 +152,8 @@ def main() -> None:
             for name, run in clients.items():
                 samples[name].append(measure(run, args.n))
         redis_py.close()
-        asyncio.run(lean_store.close())
+        for store in closing:
+            asyncio.run(store.close())
 
     results = {
         name: Sample(

@@ -1,7 +1,8 @@
-"""The replay store's commands for worker threads: a standalone Redis through the lean RESP client
-(:mod:`verifier.replay.resp`), with a small pool of connections shared by every thread.
+"""The replay store's commands for worker threads: a standalone Redis, or the master a Sentinel
+set-up names, through the lean RESP client (:mod:`verifier.replay.resp`), with a small pool of
+connections shared by every thread.
 
-The sync twin of ``redis_backends.StandaloneBackend``: the same commands, each step's commands
+The sync twin of ``redis_backends.ClientBackend``: the same commands, each step's commands
 pipelined on ONE connection (``WAIT`` counts that connection's last write). No retries here;
 :class:`~verifier.replay.redis_store.RedisReplayStore` retries, safely.
 """
@@ -20,6 +21,7 @@ from verifier.replay.resp import (
     RespConnection,
     RespConnectionError,
     RespEndpoint,
+    RespError,
     encode_command,
     encode_get,
     encode_set_nx_px,
@@ -145,16 +147,21 @@ class BlockingStandalone:
             raise ReplayStoreUnavailable("redis replay store closed")
         connection = slot.connection
         if connection is None:
-            connection = slot.connection = RespConnection(self._get_endpoint())
+            connection = slot.connection = RespConnection(self._get_endpoint(deadline))
         elif slot.generation != self._generation:
             connection.close()  # opened before a connection error: likely stale
+            connection = slot.connection = RespConnection(self._get_endpoint(deadline))
         if not connection.connected:
             slot.generation = self._generation
         try:
             return connection.call(payload, replies, deadline)
         except RespConnectionError:
-            self._generation += 1
+            self._connection_failed()
             raise
+
+    def _connection_failed(self) -> None:
+        """A connection error: every connection opened before it is reopened before reuse."""
+        self._generation += 1
 
     def _wait_payload(self, wait: WaitPolicy) -> bytes:
         payload = self._wait_payloads.get(wait)
@@ -163,25 +170,28 @@ class BlockingStandalone:
             self._wait_payloads[wait] = payload
         return payload
 
-    def _get_endpoint(self) -> RespEndpoint:
+    def _get_endpoint(self, deadline: float) -> RespEndpoint:
         # Built on first use, not at start-up, like redis-py's pool: unreadable TLS files make
         # calls fail closed (and health report it) instead of preventing start-up.
         if self._endpoint is not None:
             return self._endpoint
         with self._endpoint_lock:
             if self._endpoint is None:
-                options = self._options
-                self._endpoint = RespEndpoint(
-                    host=self._host,
-                    port=self._port,
-                    username=options.username,
-                    password=options.password,
-                    db=self._db,
-                    ssl_context=self._ssl_context() if self._tls else None,
-                    connect_timeout_s=options.connect_timeout_s,
-                    socket_timeout_s=options.socket_timeout_s,
-                )
+                self._endpoint = self._endpoint_for(self._host, self._port)
             return self._endpoint
+
+    def _endpoint_for(self, host: str, port: int) -> RespEndpoint:
+        options = self._options
+        return RespEndpoint(
+            host=host,
+            port=port,
+            username=options.username,
+            password=options.password,
+            db=self._db,
+            ssl_context=self._ssl_context() if self._tls else None,
+            connect_timeout_s=options.connect_timeout_s,
+            socket_timeout_s=options.socket_timeout_s,
+        )
 
     def _ssl_context(self) -> ssl.SSLContext:
         options = self._options
@@ -192,6 +202,102 @@ class BlockingStandalone:
         except (OSError, ValueError) as exc:
             raise RespConnectionError(f"TLS files unusable: {type(exc).__name__}") from exc
         return context
+
+
+class BlockingSentinel(BlockingStandalone):
+    """The master of a Sentinel set-up (plaintext ``redis+sentinel://``) for worker threads.
+
+    The master's address is asked of the sentinels, in turn, with ``SENTINEL MASTER <name>`` and
+    accepted as redis-py accepts it: flagged ``master`` and neither subjectively nor objectively
+    down (``s_down``, ``o_down``); the sentinel that answered is asked first next time. It is
+    asked when the first connection opens and again after a connection error, or after a
+    ``READONLY`` or ``MASTERDOWN`` reply (a failover demoted the server this pool writes to):
+    every connection is then reopened, to the master the sentinels name by then, and that reply
+    counts as a connection error, which the store retries like redis-py's sentinel client does.
+    No sentinel naming a master is a connection error too: the call fails closed.
+    """
+
+    def __init__(
+        self,
+        sentinels: tuple[tuple[str, int], ...],
+        service_name: str,
+        *,
+        db: int,
+        options: ConnectOptions,
+        max_connections: int,
+    ) -> None:
+        super().__init__("", 0, db=db, tls=False, options=options, max_connections=max_connections)
+        self._sentinels = list(sentinels)
+        self._service_name = service_name.encode("utf-8")
+
+    def _get_endpoint(self, deadline: float) -> RespEndpoint:
+        endpoint = self._endpoint
+        if endpoint is not None:
+            return endpoint
+        with self._endpoint_lock:
+            if self._endpoint is None:
+                self._endpoint = self._endpoint_for(*self._discover_master(deadline))
+            return self._endpoint
+
+    def _call(self, slot: Slot, payload: bytes, replies: int, deadline: float) -> list[Reply]:
+        try:
+            return super()._call(slot, payload, replies, deadline)
+        except RespError as exc:
+            if not str(exc).startswith(("READONLY", "MASTERDOWN")):
+                raise
+            self._connection_failed()
+            raise RespConnectionError(f"no longer the master: {exc}") from exc
+
+    def _connection_failed(self) -> None:
+        self._endpoint = None  # ask the sentinels again before the next connection
+        super()._connection_failed()
+
+    def _discover_master(self, deadline: float) -> tuple[str, int]:
+        options = self._options
+        query = encode_command(b"SENTINEL", b"MASTER", self._service_name)
+        for index, (host, port) in enumerate(self._sentinels):
+            sentinel = RespConnection(
+                RespEndpoint(
+                    host=host,
+                    port=port,
+                    username=options.sentinel_username,
+                    password=options.sentinel_password,
+                    connect_timeout_s=options.connect_timeout_s,
+                    socket_timeout_s=options.socket_timeout_s,
+                )
+            )
+            try:
+                (reply,) = sentinel.call(query, 1, deadline)
+            except (RespError, RespConnectionError, OSError):
+                continue  # this sentinel is down or does not know the name: ask the next
+            finally:
+                sentinel.close()
+            master = _usable_master(reply)
+            if master is not None:
+                if index:  # redis-py's order too: the sentinel that answered goes first
+                    self._sentinels.insert(0, self._sentinels.pop(index))
+                return master
+        raise RespConnectionError(
+            f"no sentinel names a usable master for {self._service_name.decode()!r}"
+        )
+
+
+def _usable_master(reply: Reply) -> tuple[str, int] | None:
+    """``ip`` and ``port`` of a ``SENTINEL MASTER`` reply that describes a usable master."""
+    if not isinstance(reply, list) or len(reply) % 2:
+        return None
+    fields = dict(zip(reply[::2], reply[1::2], strict=True))
+    flags = fields.get(b"flags")
+    ip, port = fields.get(b"ip"), fields.get(b"port")
+    if not isinstance(flags, bytes) or not isinstance(ip, bytes) or not isinstance(port, bytes):
+        return None
+    states = set(flags.split(b","))
+    if b"master" not in states or states & {b"s_down", b"o_down"}:
+        return None
+    try:
+        return ip.decode("ascii"), int(port)
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 class Slot:

@@ -15,7 +15,7 @@ from redis.exceptions import MovedError
 from verifier.replay.base import ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_backends import ConnectOptions, RedisBackend, WaitPolicy, open_backend
-from verifier.replay.redis_blocking import BlockingStandalone, Slot
+from verifier.replay.redis_blocking import BlockingSentinel, BlockingStandalone, Slot
 from verifier.replay.redis_url import RedisMode, parse_redis_url
 from verifier.replay.resp import RespConnectionError
 
@@ -63,11 +63,13 @@ class RedisReplayStore:
     further callers queue for up to ``queue_timeout_s``; a queue timeout fails the call but
     is a local overload, not a Redis failure, so it does not count for the breaker.
 
-    **Worker threads** (standalone ``redis://`` / ``rediss://`` only, see
-    :attr:`blocking_supported`): :meth:`first_use_blocking` gives the same answers with the
-    same key, token, retry, ``WAIT``, deadline and breaker (one instance, shared with the async
-    path) over a lean synchronous client (:mod:`verifier.replay.resp`) and a pool of its own,
-    bounded the same way (``max_in_flight`` connections, ``queue_timeout_s``).
+    **Worker threads** (standalone ``redis://`` / ``rediss://`` and plaintext
+    ``redis+sentinel://``, see :attr:`blocking_supported`): :meth:`first_use_blocking` gives the
+    same answers with the same key, token, retry, ``WAIT``, deadline and breaker (one instance,
+    shared with the async path) over a lean synchronous client (:mod:`verifier.replay.resp`)
+    and a pool of its own, bounded the same way (``max_in_flight`` connections,
+    ``queue_timeout_s``); with Sentinel it finds the master as redis-py's sentinel client does
+    (:class:`~verifier.replay.redis_blocking.BlockingSentinel`).
 
     Every failure is raised as :class:`ReplayStoreUnavailable`; no Redis exception escapes.
     Build it with :meth:`from_url`.
@@ -161,7 +163,7 @@ class RedisReplayStore:
             connect_timeout_s=connect_timeout_s or timeout_s,
             max_connections=max_connections,
         )
-        blocking = None
+        blocking: BlockingStandalone | None = None
         if target.mode is RedisMode.STANDALONE:
             ((host, port),) = target.nodes
             blocking = BlockingStandalone(
@@ -169,6 +171,14 @@ class RedisReplayStore:
                 port,
                 db=target.db,
                 tls=target.tls,
+                options=options,
+                max_connections=max_connections,
+            )
+        elif target.mode is RedisMode.SENTINEL and not target.tls:
+            blocking = BlockingSentinel(
+                target.nodes,
+                target.service_name,
+                db=target.db,
                 options=options,
                 max_connections=max_connections,
             )
@@ -201,7 +211,8 @@ class RedisReplayStore:
     @property
     def blocking_supported(self) -> bool:
         """True when :meth:`first_use_blocking` is available: standalone ``redis://`` and
-        ``rediss://``. Sentinel and Cluster stores say False; use :meth:`first_use` there."""
+        ``rediss://``, and plaintext ``redis+sentinel://``. ``rediss+sentinel://`` and Cluster
+        stores say False; use :meth:`first_use` there."""
         return self._blocking is not None
 
     def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:

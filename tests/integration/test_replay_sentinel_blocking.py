@@ -1,0 +1,173 @@
+"""``RedisReplayStore.first_use_blocking`` (worker threads) with a Sentinel-managed master, against
+real redis-server and redis-sentinel processes: the master found through the sentinels, one
+accept across the blocking and async paths, a dead sentinel skipped, an unknown master name
+failing closed, and a forced failover (the old master demoted while the pool's connections
+still point at it) after which writes go to the new master and every earlier key is still a
+replay. The service-level Sentinel tests (test_replay_sentinel.py) run through this path too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from functools import partial
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.support.net import free_port
+from tests.support.redis_server import missing_redis_binaries
+from tests.support.redis_topologies import SentinelSetup, sentinel_setup, wait_until
+from tests.support.threads import race_in_threads as race
+from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
+
+TTL_S = 60.0
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def sentinels() -> Iterator[SentinelSetup]:
+    problem = missing_redis_binaries()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    with sentinel_setup(replicas=2, sentinels=3) as setup:
+        yield setup
+
+
+def _on_a_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def test_the_blocking_path_finds_the_master_and_shares_state_with_the_async_one(
+    sentinels: SentinelSetup,
+) -> None:
+    # Generous deadlines: this checks discovery and atomicity, not latency.
+    store = RedisReplayStore.from_url(
+        sentinels.url, timeout_s=2.0, wait_replicas=2, wait_timeout_s=2.0, queue_timeout_s=10
+    )
+    assert store.blocking_supported
+    try:
+        assert store.first_use_blocking(b"blocking-via-sentinel", TTL_S)
+        key = "dpop:jti:" + b"blocking-via-sentinel".hex()
+        # WAIT 2 on the blocking path: both replicas hold the key before the call returned.
+        assert all(r.cli("EXISTS", key) == "1" for r in sentinels.replicas)
+        assert sentinels.master.cli("EXISTS", key) == "1"
+        assert not store.first_use_blocking(b"blocking-via-sentinel", TTL_S)
+
+        # 200 threads on the blocking path and the async path of a second store race for one
+        # key: exactly one first use.
+        other = RedisReplayStore.from_url(sentinels.url, timeout_s=2.0, queue_timeout_s=10)
+        results: list[bool] = []
+        lock = threading.Lock()
+
+        def async_side() -> None:
+            async def many() -> list[bool]:
+                try:
+                    return list(
+                        await asyncio.gather(*(other.first_use(b"raced", TTL_S) for _ in range(50)))
+                    )
+                finally:
+                    await other.close()
+
+            answers = _on_a_loop(many())
+            with lock:
+                results.extend(answers)
+
+        side = threading.Thread(target=async_side)
+        side.start()
+        results_blocking = race([partial(store.first_use_blocking, b"raced", TTL_S)] * 200)
+        side.join(30)
+        assert not side.is_alive()
+        assert (results + results_blocking).count(True) == 1
+    finally:
+        _on_a_loop(store.close())
+
+
+def test_a_dead_sentinel_is_skipped_and_the_answering_one_asked_first(
+    sentinels: SentinelSetup,
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    url = sentinels.url.replace("redis+sentinel://", f"redis+sentinel://{dead},")
+    store = RedisReplayStore.from_url(url, timeout_s=2.0)
+    try:
+        assert store.first_use_blocking(b"past-a-dead-sentinel", TTL_S)
+        blocking = store._blocking
+        assert blocking is not None
+        assert blocking._sentinels[0] != ("127.0.0.1", int(dead.rsplit(":", 1)[1]))  # type: ignore[attr-defined]
+    finally:
+        _on_a_loop(store.close())
+
+
+def test_an_unknown_master_name_fails_closed_within_the_deadline(
+    sentinels: SentinelSetup,
+) -> None:
+    url = sentinels.url.replace("/mymaster/", "/no-such-master/")
+    store = RedisReplayStore.from_url(url, timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ReplayStoreUnavailable):
+            store.first_use_blocking(b"k", TTL_S)
+        assert time.monotonic() - started < 2.0
+    finally:
+        _on_a_loop(store.close())
+
+
+def test_after_a_forced_failover_writes_go_to_the_new_master() -> None:
+    problem = missing_redis_binaries()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    with sentinel_setup(replicas=1, sentinels=1) as setup:
+        store = RedisReplayStore.from_url(setup.url, timeout_s=2.0, wait_replicas=1)
+        try:
+            before = [b"before-%d" % i for i in range(20)]
+            assert race([partial(store.first_use_blocking, k, TTL_S) for k in before]) == [
+                True
+            ] * len(before)
+            old_master = setup.master
+            # The pool holds connections to the old master; the sentinel now demotes it (it
+            # answers NOGOODSLAVE until its view of the replica is fresh enough).
+            wait_until(
+                lambda: setup.sentinels[0].cli("SENTINEL", "FAILOVER", setup.name) == "OK",
+                20,
+                "the sentinel to accept a forced failover",
+            )
+            wait_until(
+                lambda: setup.current_master_port() != old_master.port,
+                20,
+                "the sentinel to promote the replica",
+            )
+            wait_until(
+                lambda: "role:slave" in old_master.cli("INFO", "replication"),
+                20,
+                "the old master to be demoted",
+            )
+            new_master = setup.server_on(setup.current_master_port())
+            # Writes land on the new master (the demoted one would answer READONLY, or its
+            # connections were closed: either way the pool asks the sentinel again) ...
+            answers = []
+            deadline = time.monotonic() + 15
+            while len(answers) < 20 and time.monotonic() < deadline:
+                try:
+                    answers.append(store.first_use_blocking(b"after-%d" % len(answers), TTL_S))
+                except ReplayStoreUnavailable:  # the new master is still syncing its replica
+                    time.sleep(0.05)
+            assert answers == [True] * 20
+            assert new_master.cli("EXISTS", "dpop:jti:" + b"after-0".hex()) == "1"
+            # A sentinel that had not heard of the failover yet would have named the old master,
+            # a replica now: its READONLY answer sends the pool back to the sentinels, and the
+            # call is retried on the new master rather than failed.
+            blocking = store._blocking
+            assert blocking is not None
+            blocking._endpoint = blocking._endpoint_for("127.0.0.1", old_master.port)
+            blocking._generation += 1  # every pooled connection reopens, to that endpoint
+            assert store.first_use_blocking(b"after-a-stale-answer", TTL_S)
+            assert new_master.cli("EXISTS", "dpop:jti:" + b"after-a-stale-answer".hex()) == "1"
+            assert old_master.cli("ROLE").splitlines()[0] == "slave"
+            # ... and every key accepted before the failover is still a replay.
+            assert race([partial(store.first_use_blocking, k, TTL_S) for k in before]) == [
+                False
+            ] * len(before)
+        finally:
+            _on_a_loop(store.close())
