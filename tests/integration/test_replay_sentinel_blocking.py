@@ -119,7 +119,9 @@ def test_after_a_forced_failover_writes_go_to_the_new_master() -> None:
     if problem is not None:
         pytest.fail(problem, pytrace=False)
     with sentinel_setup(replicas=1, sentinels=1) as setup:
-        store = RedisReplayStore.from_url(setup.url, timeout_s=2.0, wait_replicas=1)
+        store = RedisReplayStore.from_url(
+            setup.url, timeout_s=2.0, wait_replicas=1, wait_timeout_s=2.0, queue_timeout_s=10
+        )
         try:
             before = [b"before-%d" % i for i in range(20)]
             assert race([partial(store.first_use_blocking, k, TTL_S) for k in before]) == [
@@ -144,6 +146,11 @@ def test_after_a_forced_failover_writes_go_to_the_new_master() -> None:
                 "the old master to be demoted",
             )
             new_master = setup.server_on(setup.current_master_port())
+            wait_until(  # WAIT 1 needs the demoted master synced as the new one's replica
+                lambda: "state=online" in new_master.cli("INFO", "replication"),
+                20,
+                "the old master to sync from the new one",
+            )
             # Writes land on the new master (the demoted one would answer READONLY, or its
             # connections were closed: either way the pool asks the sentinel again) ...
             answers = []
