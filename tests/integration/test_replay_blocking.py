@@ -184,10 +184,11 @@ def test_close_closes_the_blocking_connections(redis_server: RedisServer) -> Non
         store.first_use_blocking(b"after-close", TTL_S)
 
 
-def test_tls_sentinel_and_cluster_stores_have_no_blocking_path() -> None:
-    # Plaintext Sentinel has one (tests/integration/test_replay_sentinel_blocking.py).
-    assert RedisReplayStore.from_url("redis+sentinel://127.0.0.1:1/mymaster").blocking_supported
-    for url in ("rediss+sentinel://127.0.0.1:1/mymaster", "redis+cluster://127.0.0.1:1"):
+def test_cluster_stores_have_no_blocking_path() -> None:
+    # Sentinel stores have one (tests/integration/test_replay_sentinel_blocking.py).
+    for url in ("redis+sentinel://127.0.0.1:1/m", "rediss+sentinel://127.0.0.1:1/m"):
+        assert RedisReplayStore.from_url(url).blocking_supported
+    for url in ("redis+cluster://127.0.0.1:1", "rediss+cluster://127.0.0.1:1"):
         store = RedisReplayStore.from_url(url)
         assert not store.blocking_supported
         with pytest.raises(ReplayStoreUnavailable):

@@ -3,7 +3,9 @@ real redis-server and redis-sentinel processes: the master found through the sen
 accept across the blocking and async paths, a dead sentinel skipped, an unknown master name
 failing closed, and a forced failover (the old master demoted while the pool's connections
 still point at it) after which writes go to the new master and every earlier key is still a
-replay. The service-level Sentinel tests (test_replay_sentinel.py) run through this path too.
+replay; and the same over TLS (sentinels, master and replication all TLS-only, client
+certificates required), where every TLS problem fails closed. The service-level Sentinel tests
+(test_replay_sentinel.py) run through this path too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -21,6 +24,7 @@ from tests.support.net import free_port
 from tests.support.redis_server import missing_redis_binaries
 from tests.support.redis_topologies import SentinelSetup, sentinel_setup, wait_until
 from tests.support.threads import race_in_threads as race
+from tests.support.tls_files import make_redis_tls, make_untrusted_ca
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 
 TTL_S = 60.0
@@ -178,3 +182,78 @@ def test_after_a_forced_failover_writes_go_to_the_new_master() -> None:
             ] * len(before)
         finally:
             _on_a_loop(store.close())
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    problem = missing_redis_binaries()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    tls = make_redis_tls(tmp_path_factory.mktemp("sentinel-tls"))
+    with sentinel_setup(replicas=1, sentinels=2, tls=tls) as setup:
+        yield setup
+
+
+def _client_tls(setup: SentinelSetup) -> dict[str, str]:
+    tls = setup.master.tls
+    assert tls is not None
+    return {
+        "ca_file": str(tls.ca_file),
+        "cert_file": str(tls.client_cert_file),
+        "key_file": str(tls.client_key_file),
+    }
+
+
+def test_tls_sentinels_and_master_on_the_blocking_path(tls_sentinels: SentinelSetup) -> None:
+    url = tls_sentinels.url
+    assert url.startswith("rediss+sentinel://")
+    options = {"timeout_s": 2.0, "queue_timeout_s": 10, **_client_tls(tls_sentinels)}
+    store = RedisReplayStore.from_url(url, wait_replicas=1, wait_timeout_s=2.0, **options)
+    assert store.blocking_supported
+    try:
+        assert store.first_use_blocking(b"sentinel-over-tls", TTL_S)
+        key = "dpop:jti:" + b"sentinel-over-tls".hex()
+        assert tls_sentinels.replicas[0].cli("EXISTS", key) == "1"  # WAIT 1, over TLS
+
+        async def async_path() -> bool:  # redis-py's TLS sentinel client, on one loop
+            other = RedisReplayStore.from_url(url, **options)
+            try:
+                return await other.first_use(b"sentinel-over-tls", TTL_S)
+            finally:
+                await other.close()
+
+        assert _on_a_loop(async_path()) is False  # the same state: a replay
+        answers = race([partial(store.first_use_blocking, b"tls-raced", TTL_S)] * 100)
+        assert answers.count(True) == 1 and answers.count(False) == 99
+    finally:
+        _on_a_loop(store.close())
+
+
+@pytest.mark.parametrize(
+    "problem", ["no client certificate", "untrusted servers", "plaintext", "missing CA file"]
+)
+def test_tls_sentinel_problems_fail_closed(
+    tls_sentinels: SentinelSetup, tmp_path: Path, problem: str
+) -> None:
+    url = tls_sentinels.url
+    options: dict[str, str] = _client_tls(tls_sentinels)
+    if problem == "no client certificate":
+        options = {"ca_file": options["ca_file"]}
+    elif problem == "untrusted servers":
+        options["ca_file"] = str(make_untrusted_ca(tmp_path))
+    elif problem == "plaintext":
+        url = url.replace("rediss+sentinel://", "redis+sentinel://")
+        options = {}
+    elif problem == "missing CA file":
+        options["ca_file"] = str(tmp_path / "absent.pem")
+    store = RedisReplayStore.from_url(url, timeout_s=0.5, **options)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ReplayStoreUnavailable):
+            store.first_use_blocking(b"k", TTL_S)
+        assert time.monotonic() - started < 3.0
+    finally:
+        _on_a_loop(store.close())

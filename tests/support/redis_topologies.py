@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tests.support.net import free_port
-from tests.support.redis_server import RedisServer, SentinelMonitor
+from tests.support.redis_server import RedisServer, RedisTls, SentinelMonitor
 
 MASTER_NAME = "mymaster"
 
@@ -44,9 +44,10 @@ class SentinelSetup:
 
     @property
     def url(self) -> str:
-        """``redis+sentinel://127.0.0.1:p1,127.0.0.1:p2,.../mymaster/0``."""
+        """``redis+sentinel://127.0.0.1:p1,127.0.0.1:p2,.../mymaster/0`` (``rediss+`` with TLS)."""
         hosts = ",".join(sentinel.address for sentinel in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.name}/0"
+        scheme = "rediss" if self.master.tls is not None else "redis"
+        return f"{scheme}+sentinel://{hosts}/{self.name}/0"
 
     def current_master_port(self) -> int:
         """The master port the first answering sentinel reports."""
@@ -89,17 +90,31 @@ _REPLICATION_OPTIONS = {"repl-diskless-sync-delay": "0"}
 
 
 @contextlib.contextmanager
-def sentinel_setup(replicas: int = 2, sentinels: int = 3) -> Iterator[SentinelSetup]:
-    """Start a master, ``replicas`` replicas and ``sentinels`` sentinels; kill all at exit."""
+def sentinel_setup(
+    replicas: int = 2, sentinels: int = 3, tls: RedisTls | None = None
+) -> Iterator[SentinelSetup]:
+    """Start a master, ``replicas`` replicas and ``sentinels`` sentinels; kill all at exit.
+
+    With ``tls`` every one of them speaks TLS only, replication and the sentinels' own
+    connections included (each server presents ``tls``'s certificate and, for the links it
+    opens, its client certificate)."""
+    base = dict(_REPLICATION_OPTIONS)
+    if tls is not None:
+        base["tls-replication"] = "yes"
+        base["tls-client-cert-file"] = str(tls.client_cert_file)
+        base["tls-client-key-file"] = str(tls.client_key_file)
     with contextlib.ExitStack() as stack:
-        master = stack.enter_context(RedisServer(options=_REPLICATION_OPTIONS))
-        replica_options = {**_REPLICATION_OPTIONS, "replicaof": f"127.0.0.1 {master.port}"}
+        master = stack.enter_context(RedisServer(options=base, tls=tls))
+        replica_options = {**base, "replicaof": f"127.0.0.1 {master.port}"}
         replica_servers = [
-            stack.enter_context(RedisServer(options=replica_options)) for _ in range(replicas)
+            stack.enter_context(RedisServer(options=replica_options, tls=tls))
+            for _ in range(replicas)
         ]
         monitor = SentinelMonitor(master_port=master.port, name=MASTER_NAME)
+        sentinel_options = {k: v for k, v in base.items() if k.startswith("tls-")}
         sentinel_servers = [
-            stack.enter_context(RedisServer(sentinel=monitor)) for _ in range(sentinels)
+            stack.enter_context(RedisServer(sentinel=monitor, tls=tls, options=sentinel_options))
+            for _ in range(sentinels)
         ]
         setup = SentinelSetup(master, replica_servers, sentinel_servers)
         setup.wait_ready()

@@ -205,7 +205,10 @@ class BlockingStandalone:
 
 
 class BlockingSentinel(BlockingStandalone):
-    """The master of a Sentinel set-up (plaintext ``redis+sentinel://``) for worker threads.
+    """The master of a Sentinel set-up (``redis+sentinel://``, ``rediss+sentinel://``) for worker
+    threads. With TLS, the sentinels and the master are reached over TLS with the same files
+    (as redis-py's sentinel client does), each server's certificate checked against the address
+    it is reached at.
 
     The master's address is asked of the sentinels, in turn, with ``SENTINEL MASTER <name>`` and
     accepted as redis-py accepts it: flagged ``master`` and neither subjectively nor objectively
@@ -223,10 +226,11 @@ class BlockingSentinel(BlockingStandalone):
         service_name: str,
         *,
         db: int,
+        tls: bool,
         options: ConnectOptions,
         max_connections: int,
     ) -> None:
-        super().__init__("", 0, db=db, tls=False, options=options, max_connections=max_connections)
+        super().__init__("", 0, db=db, tls=tls, options=options, max_connections=max_connections)
         self._sentinels = list(sentinels)
         self._service_name = service_name.encode("utf-8")
 
@@ -255,6 +259,7 @@ class BlockingSentinel(BlockingStandalone):
     def _discover_master(self, deadline: float) -> tuple[str, int]:
         options = self._options
         query = encode_command(b"SENTINEL", b"MASTER", self._service_name)
+        ssl_context = self._ssl_context() if self._tls else None
         for index, (host, port) in enumerate(self._sentinels):
             sentinel = RespConnection(
                 RespEndpoint(
@@ -262,6 +267,7 @@ class BlockingSentinel(BlockingStandalone):
                     port=port,
                     username=options.sentinel_username,
                     password=options.sentinel_password,
+                    ssl_context=ssl_context,
                     connect_timeout_s=options.connect_timeout_s,
                     socket_timeout_s=options.socket_timeout_s,
                 )

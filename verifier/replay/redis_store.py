@@ -63,8 +63,8 @@ class RedisReplayStore:
     further callers queue for up to ``queue_timeout_s``; a queue timeout fails the call but
     is a local overload, not a Redis failure, so it does not count for the breaker.
 
-    **Worker threads** (standalone ``redis://`` / ``rediss://`` and plaintext
-    ``redis+sentinel://``, see :attr:`blocking_supported`): :meth:`first_use_blocking` gives the
+    **Worker threads** (standalone and Sentinel, plaintext or TLS; not Cluster; see
+    :attr:`blocking_supported`): :meth:`first_use_blocking` gives the
     same answers with the same key, token, retry, ``WAIT``, deadline and breaker (one instance,
     shared with the async path) over a lean synchronous client (:mod:`verifier.replay.resp`)
     and a pool of its own, bounded the same way (``max_in_flight`` connections,
@@ -174,11 +174,12 @@ class RedisReplayStore:
                 options=options,
                 max_connections=max_connections,
             )
-        elif target.mode is RedisMode.SENTINEL and not target.tls:
+        elif target.mode is RedisMode.SENTINEL:
             blocking = BlockingSentinel(
                 target.nodes,
                 target.service_name,
                 db=target.db,
+                tls=target.tls,
                 options=options,
                 max_connections=max_connections,
             )
@@ -210,9 +211,9 @@ class RedisReplayStore:
 
     @property
     def blocking_supported(self) -> bool:
-        """True when :meth:`first_use_blocking` is available: standalone ``redis://`` and
-        ``rediss://``, and plaintext ``redis+sentinel://``. ``rediss+sentinel://`` and Cluster
-        stores say False; use :meth:`first_use` there."""
+        """True when :meth:`first_use_blocking` is available: standalone and Sentinel
+        (``redis[s]://``, ``redis[s]+sentinel://``). Cluster stores say False; use
+        :meth:`first_use` there."""
         return self._blocking is not None
 
     def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:
