@@ -190,6 +190,23 @@ def test_decision_line_fast_path_writes_what_the_json_formatter_writes(reason: R
         assert fast.isascii()
 
 
+def test_a_failing_decision_log_stream_never_breaks_a_decision(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    logger = logging.Logger("test.broken-decision-log")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(DecisionLineHandler(Broken()))
+    log = DecisionLog()
+    log._logger = logger
+    scope = DecisionScope(rpc_method="Check")
+    log.write(scope, _decision(Reason.OK), trace_id=1, span_id=2, seconds=0.001)  # no raise
+    assert "decision log write failed" in capsys.readouterr().err
+
+
 def test_decision_line_timestamps_match_isoformat() -> None:
     from verifier.telemetry.logs import timestamps
 

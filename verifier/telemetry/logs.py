@@ -6,6 +6,7 @@ not propagate, so they stay one JSON object per line whatever ``DPOP_LOG_FORMAT`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -99,7 +100,8 @@ class DecisionLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.stream.flush()
             except Exception:  # like Handler.handleError: never raise to the caller
                 if logging.raiseExceptions:
-                    sys.stderr.write("--- decision log write failed ---\n")
+                    with contextlib.suppress(Exception):  # stderr may be what failed
+                        sys.stderr.write("--- decision log write failed ---\n")
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
