@@ -57,7 +57,7 @@ class BlockingStandalone:
         self._options = options
         self._endpoint: RespEndpoint | None = None
         self._endpoint_lock = threading.Lock()
-        self._idle = collections.deque(Slot() for _ in range(max_connections))
+        self._idle = collections.deque(self._new_slot() for _ in range(max_connections))
         self._given_back = threading.Condition(threading.Lock())
         self._waiting = 0
         self._generation = 0
@@ -92,8 +92,8 @@ class BlockingStandalone:
 
     def release(self, slot: Slot) -> None:
         """Give back a slot taken by :meth:`acquire`."""
-        if self._closed and slot.connection is not None:
-            slot.connection.close()
+        if self._closed:
+            slot.close_connections()
         self._idle.append(slot)
         if self._waiting:
             with self._given_back:
@@ -109,19 +109,19 @@ class BlockingStandalone:
         deadline: float,
     ) -> tuple[bool, int | None]:
         """``SET key value NX PX ttl_ms`` [+ ``WAIT``]: (was set, replicas acknowledged)."""
-        payload = encode_set_nx_px(key, value, ttl_ms)
+        command = encode_set_nx_px(key, value, ttl_ms)
         if wait is None:
-            (was_set,) = self._call(slot, payload, 1, deadline)
+            (was_set,) = self._call(slot, key, (command,), None, deadline)
             return was_set is not None, None
-        was_set, acks = self._call(slot, payload + self._wait_payload(wait), 2, deadline)
+        was_set, acks = self._call(slot, key, (command,), self._wait_payload(wait), deadline)
         return was_set is not None, _integer(acks)
 
     def set_nx_then_get(
         self, slot: Slot, key: bytes, value: bytes, ttl_ms: int, deadline: float
     ) -> bytes | None:
         """``SET key value NX PX ttl_ms`` then ``GET key``: the value now stored."""
-        payload = encode_set_nx_px(key, value, ttl_ms) + encode_get(key)
-        _, stored = self._call(slot, payload, 2, deadline)
+        commands = (encode_set_nx_px(key, value, ttl_ms), encode_get(key))
+        _, stored = self._call(slot, key, commands, None, deadline)
         if stored is not None and not isinstance(stored, bytes):
             raise RespConnectionError("protocol error: GET answered a non-string")
         return stored
@@ -130,8 +130,8 @@ class BlockingStandalone:
         self, slot: Slot, key: bytes, value: bytes, wait: WaitPolicy, deadline: float
     ) -> int | None:
         """``SET key value XX KEEPTTL`` + ``WAIT``: replicas acknowledged, None if key gone."""
-        payload = encode_command(b"SET", key, value, b"XX", b"KEEPTTL") + self._wait_payload(wait)
-        rewritten, acks = self._call(slot, payload, 2, deadline)
+        command = encode_command(b"SET", key, value, b"XX", b"KEEPTTL")
+        rewritten, acks = self._call(slot, key, (command,), self._wait_payload(wait), deadline)
         return _integer(acks) if rewritten is not None else None
 
     def close(self) -> None:
@@ -139,12 +139,39 @@ class BlockingStandalone:
         Later calls fail with :class:`ReplayStoreUnavailable`."""
         self._closed = True
         for slot in list(self._idle):
-            if slot.connection is not None:
-                slot.connection.close()
+            slot.close_connections()
 
-    def _call(self, slot: Slot, payload: bytes, replies: int, deadline: float) -> list[Reply]:
+    def _new_slot(self) -> Slot:
+        return Slot()
+
+    def _call(
+        self,
+        slot: Slot,
+        key: bytes,
+        keyed: tuple[bytes, ...],
+        wait: bytes | None,
+        deadline: float,
+    ) -> list[Reply]:
+        """Send the ``keyed`` commands (all on ``key``), then ``wait`` if any, pipelined on one
+        connection, and read every reply."""
+        payload = b"".join(keyed) + wait if wait is not None else b"".join(keyed)
+        return self._send(slot, key, payload, len(keyed) + (wait is not None), deadline)
+
+    def _send(
+        self, slot: Slot, key: bytes, payload: bytes, replies: int, deadline: float
+    ) -> list[Reply]:
         if self._closed:
             raise ReplayStoreUnavailable("redis replay store closed")
+        connection = self._connection(slot, key, deadline)
+        try:
+            return connection.call(payload, replies, deadline)
+        except RespConnectionError:
+            self._connection_failed()
+            raise
+
+    def _connection(self, slot: Slot, key: bytes, deadline: float) -> RespConnection:
+        """The connection of ``slot`` to use for ``key`` (reopened if it predates a
+        connection error)."""
         connection = slot.connection
         if connection is None:
             connection = slot.connection = RespConnection(self._get_endpoint(deadline))
@@ -153,11 +180,7 @@ class BlockingStandalone:
             connection = slot.connection = RespConnection(self._get_endpoint(deadline))
         if not connection.connected:
             slot.generation = self._generation
-        try:
-            return connection.call(payload, replies, deadline)
-        except RespConnectionError:
-            self._connection_failed()
-            raise
+        return connection
 
     def _connection_failed(self) -> None:
         """A connection error: every connection opened before it is reopened before reuse."""
@@ -243,9 +266,11 @@ class BlockingSentinel(BlockingStandalone):
                 self._endpoint = self._endpoint_for(*self._discover_master(deadline))
             return self._endpoint
 
-    def _call(self, slot: Slot, payload: bytes, replies: int, deadline: float) -> list[Reply]:
+    def _send(
+        self, slot: Slot, key: bytes, payload: bytes, replies: int, deadline: float
+    ) -> list[Reply]:
         try:
-            return super()._call(slot, payload, replies, deadline)
+            return super()._send(slot, key, payload, replies, deadline)
         except RespError as exc:
             if not str(exc).startswith(("READONLY", "MASTERDOWN")):
                 raise
@@ -315,6 +340,10 @@ class Slot:
     def __init__(self) -> None:
         self.connection: RespConnection | None = None
         self.generation = 0
+
+    def close_connections(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
 
 
 def _integer(reply: Reply) -> int:
