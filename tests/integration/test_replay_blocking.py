@@ -19,6 +19,7 @@ import pytest
 
 from tests.support import redis_topologies as topologies
 from tests.support.lossy_proxy import ReplyLosingProxy
+from tests.support.net import free_port
 from tests.support.redis_server import RedisServer, missing_redis_binaries
 from tests.support.redis_topologies import wait_until
 from tests.support.threads import race_in_threads as race
@@ -184,15 +185,19 @@ def test_close_closes_the_blocking_connections(redis_server: RedisServer) -> Non
         store.first_use_blocking(b"after-close", TTL_S)
 
 
-def test_cluster_stores_have_no_blocking_path() -> None:
-    # Sentinel stores have one (tests/integration/test_replay_sentinel_blocking.py).
-    for url in ("redis+sentinel://127.0.0.1:1/m", "rediss+sentinel://127.0.0.1:1/m"):
-        assert RedisReplayStore.from_url(url).blocking_supported
-    for url in ("redis+cluster://127.0.0.1:1", "rediss+cluster://127.0.0.1:1"):
-        store = RedisReplayStore.from_url(url)
-        assert not store.blocking_supported
+def test_every_redis_mode_has_a_blocking_path_that_fails_closed_when_unreachable() -> None:
+    # Sentinel and Cluster against real servers: test_replay_{sentinel,cluster}_blocking.py.
+    for url in (
+        f"redis://127.0.0.1:{free_port()}",
+        f"redis+sentinel://127.0.0.1:{free_port()}/m",
+        f"rediss+sentinel://127.0.0.1:{free_port()}/m",
+        f"redis+cluster://127.0.0.1:{free_port()}",
+        f"rediss+cluster://127.0.0.1:{free_port()}",
+    ):
+        store = RedisReplayStore.from_url(url, timeout_s=0.5)
+        assert store.blocking_supported
         with pytest.raises(ReplayStoreUnavailable):
-            store.first_use_blocking(b"k", TTL_S)
+            store.first_use_blocking(b"k", TTL_S)  # nothing listens there
         on_loop(store.close())
 
 

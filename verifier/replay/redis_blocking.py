@@ -9,6 +9,7 @@ pipelined on ONE connection (``WAIT`` counts that connection's last write). No r
 
 from __future__ import annotations
 
+import binascii
 import collections
 import ssl
 import threading
@@ -344,6 +345,184 @@ class Slot:
     def close_connections(self) -> None:
         if self.connection is not None:
             self.connection.close()
+
+
+CLUSTER_SLOTS = 16384
+
+
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster hash slot of ``key``: CRC16 (XMODEM) of the key, or of its hash tag
+    (the part between the first ``{`` and the next ``}``, when not empty), mod 16384."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    return binascii.crc_hqx(key, 0) % CLUSTER_SLOTS
+
+
+class BlockingCluster(BlockingStandalone):
+    """The masters of a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``) for worker
+    threads.
+
+    The slot map comes from ``CLUSTER SLOTS``, asked of the seed nodes (then of every master
+    known) on first use and again after a connection error or a ``MOVED`` reply; each key's
+    commands go to the master of its slot, all on one connection (``WAIT`` counts that
+    connection's writes). A slot of the pool holds one connection per master it has talked to.
+    ``MOVED`` (the map is out of date) counts as a connection error, so the store's safe retry
+    runs on the master the new map names. ``ASK`` (the slot is being migrated and the key is
+    not on the old master) is followed once, as redis-py follows it: the same commands, each
+    keyed one after ``ASKING``, to the node named; a command ``ASK`` redirected was not run.
+    """
+
+    def __init__(
+        self,
+        seeds: tuple[tuple[str, int], ...],
+        *,
+        tls: bool,
+        options: ConnectOptions,
+        max_connections: int,
+    ) -> None:
+        super().__init__("", 0, db=0, tls=tls, options=options, max_connections=max_connections)
+        self._seeds = list(seeds)
+        self._owners: list[tuple[str, int] | None] | None = None
+        """Slot -> the address of its master; None until loaded (and after MOVED)."""
+        self._topology_lock = threading.Lock()
+        self._endpoints: dict[tuple[str, int], RespEndpoint] = {}
+
+    def _new_slot(self) -> Slot:
+        return ClusterSlot()
+
+    def _call(
+        self,
+        slot: Slot,
+        key: bytes,
+        keyed: tuple[bytes, ...],
+        wait: bytes | None,
+        deadline: float,
+    ) -> list[Reply]:
+        try:
+            return super()._call(slot, key, keyed, wait, deadline)
+        except RespError as exc:
+            redirect = str(exc)
+            if redirect.startswith("MOVED "):
+                self._owners = None  # reload the map before the next command
+                raise RespConnectionError(f"slot moved: {redirect}") from exc
+            if not redirect.startswith("ASK "):
+                raise
+        # ASK: the slot is migrating and the key is not on the master we asked; no command
+        # of ours ran there (a WAIT may have, harmlessly). Once, to the node named.
+        node = _redirect_target(redirect)
+        asking = encode_command(b"ASKING")
+        payload = b"".join(asking + command for command in keyed) + (wait or b"")
+        assert isinstance(slot, ClusterSlot)
+        connection = self._node_connection(slot, node)
+        try:
+            replies = connection.call(payload, 2 * len(keyed) + (wait is not None), deadline)
+        except RespConnectionError:
+            self._connection_failed()
+            raise
+        except RespError as exc:
+            raise RespConnectionError(f"redirected command failed: {exc}") from exc
+        keyed_replies = replies[1 : 2 * len(keyed) : 2]  # each ASKING answered +OK first
+        return [*keyed_replies, *replies[2 * len(keyed) :]]
+
+    def _connection(self, slot: Slot, key: bytes, deadline: float) -> RespConnection:
+        assert isinstance(slot, ClusterSlot)
+        return self._node_connection(slot, self._owner(key_slot(key), deadline))
+
+    def _node_connection(self, slot: ClusterSlot, node: tuple[str, int]) -> RespConnection:
+        if slot.generation != self._generation:
+            slot.close_connections()  # opened before a connection error: likely stale
+            slot.by_node.clear()
+            slot.generation = self._generation
+        connection = slot.by_node.get(node)
+        if connection is None:
+            endpoint = self._endpoints.get(node)
+            if endpoint is None:
+                endpoint = self._endpoints[node] = self._endpoint_for(*node)
+            connection = slot.by_node[node] = RespConnection(endpoint)
+        return connection
+
+    def _connection_failed(self) -> None:
+        self._owners = None  # a master may have failed over: reload the map
+        super()._connection_failed()
+
+    def _owner(self, slot_number: int, deadline: float) -> tuple[str, int]:
+        owners = self._owners
+        if owners is None:
+            with self._topology_lock:
+                owners = self._owners
+                if owners is None:
+                    owners = self._owners = self._load_slot_map(deadline)
+        owner = owners[slot_number]
+        if owner is None:
+            raise RespConnectionError(f"no master serves slot {slot_number}")
+        return owner
+
+    def _load_slot_map(self, deadline: float) -> list[tuple[str, int] | None]:
+        query = encode_command(b"CLUSTER", b"SLOTS")
+        known = list(dict.fromkeys([*self._seeds, *self._endpoints]))
+        for host, port in known:
+            connection = RespConnection(self._endpoint_for(host, port))
+            try:
+                (reply,) = connection.call(query, 1, deadline)
+            except (RespError, RespConnectionError, OSError):
+                continue  # this node is down or not a cluster node: ask the next
+            finally:
+                connection.close()
+            owners = _slot_map(reply, host)
+            if owners is not None:
+                return owners
+        raise RespConnectionError("no cluster node answered CLUSTER SLOTS")
+
+
+def _slot_map(reply: Reply, asked_host: str) -> list[tuple[str, int] | None] | None:
+    """Slot -> master address from a ``CLUSTER SLOTS`` reply; None if it is not one. An empty
+    address means the node asked (``asked_host``)."""
+    if not isinstance(reply, list):
+        return None
+    owners: list[tuple[str, int] | None] = [None] * CLUSTER_SLOTS
+    for entry in reply:
+        if not isinstance(entry, list) or len(entry) < 3:
+            return None
+        start, end, master = entry[0], entry[1], entry[2]
+        if not isinstance(start, int) or not isinstance(end, int) or not isinstance(master, list):
+            return None
+        if not 0 <= start <= end < CLUSTER_SLOTS or len(master) < 2:
+            return None
+        host, port = master[0], master[1]
+        if not isinstance(host, bytes) or not isinstance(port, int):
+            return None
+        address = (host.decode("ascii", "replace") or asked_host, port)
+        owners[start : end + 1] = [address] * (end - start + 1)
+    return owners
+
+
+def _redirect_target(redirect: str) -> tuple[str, int]:
+    """The node of a ``MOVED``/``ASK`` error: ``ASK 3999 127.0.0.1:6381`` -> (host, port)."""
+    parts = redirect.split()
+    if len(parts) != 3:
+        raise RespConnectionError(f"protocol error: {redirect!r}")
+    host, _, port = parts[2].rpartition(":")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise RespConnectionError(f"protocol error: {redirect!r}") from None
+
+
+class ClusterSlot(Slot):
+    """A pool slot of a cluster: one connection per master it has talked to."""
+
+    __slots__ = ("by_node",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_node: dict[tuple[str, int], RespConnection] = {}
+
+    def close_connections(self) -> None:
+        for connection in self.by_node.values():
+            connection.close()
 
 
 def _integer(reply: Reply) -> int:

@@ -15,7 +15,12 @@ from redis.exceptions import MovedError
 from verifier.replay.base import ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_backends import ConnectOptions, RedisBackend, WaitPolicy, open_backend
-from verifier.replay.redis_blocking import BlockingSentinel, BlockingStandalone, Slot
+from verifier.replay.redis_blocking import (
+    BlockingCluster,
+    BlockingSentinel,
+    BlockingStandalone,
+    Slot,
+)
 from verifier.replay.redis_url import RedisMode, parse_redis_url
 from verifier.replay.resp import RespConnectionError
 
@@ -63,13 +68,14 @@ class RedisReplayStore:
     further callers queue for up to ``queue_timeout_s``; a queue timeout fails the call but
     is a local overload, not a Redis failure, so it does not count for the breaker.
 
-    **Worker threads** (standalone and Sentinel, plaintext or TLS; not Cluster; see
+    **Worker threads** (standalone, Sentinel and Cluster, plaintext or TLS; see
     :attr:`blocking_supported`): :meth:`first_use_blocking` gives the
     same answers with the same key, token, retry, ``WAIT``, deadline and breaker (one instance,
     shared with the async path) over a lean synchronous client (:mod:`verifier.replay.resp`)
     and a pool of its own, bounded the same way (``max_in_flight`` connections,
     ``queue_timeout_s``); with Sentinel it finds the master as redis-py's sentinel client does
-    (:class:`~verifier.replay.redis_blocking.BlockingSentinel`).
+    (:class:`~verifier.replay.redis_blocking.BlockingSentinel`), with a cluster it routes each
+    key to its slot's master (:class:`~verifier.replay.redis_blocking.BlockingCluster`).
 
     Every failure is raised as :class:`ReplayStoreUnavailable`; no Redis exception escapes.
     Build it with :meth:`from_url`.
@@ -174,6 +180,10 @@ class RedisReplayStore:
                 options=options,
                 max_connections=max_connections,
             )
+        elif target.mode is RedisMode.CLUSTER:
+            blocking = BlockingCluster(
+                target.nodes, tls=target.tls, options=options, max_connections=max_connections
+            )
         elif target.mode is RedisMode.SENTINEL:
             blocking = BlockingSentinel(
                 target.nodes,
@@ -211,8 +221,8 @@ class RedisReplayStore:
 
     @property
     def blocking_supported(self) -> bool:
-        """True when :meth:`first_use_blocking` is available: standalone and Sentinel
-        (``redis[s]://``, ``redis[s]+sentinel://``). Cluster stores say False; use
+        """True when :meth:`first_use_blocking` is available: every mode (standalone, Sentinel,
+        Cluster; plaintext or TLS). A store built around another backend says False; use
         :meth:`first_use` there."""
         return self._blocking is not None
 
