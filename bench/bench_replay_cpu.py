@@ -1,15 +1,17 @@
 """Client CPU per replay write: redis-py (async, the io-loop path), the lean blocking client
-(worker threads), and the memory store, in one run; the same two Redis clients through Sentinel.
+(worker threads), and the memory store, in one run; the same two Redis clients through Sentinel
+and on a Redis Cluster.
 
     .venv/bin/python bench/bench_replay_cpu.py [--n 20000] [--rounds 3] [--threads 8]
-                                               [--skip-sentinel]
+                                               [--skip-sentinel] [--skip-cluster]
 
-Starts one ``redis-server`` on loopback, and a Sentinel set-up (a master, one replica, three
-sentinels) for the Sentinel rows. For each client, ``--n`` calls of ``first_use`` (fresh
-32-byte keys, TTL 66 s, the service's defaults otherwise) run one at a time, and this process's
-CPU time (user + system, from ``os.times``; Redis runs in its own process) is divided by the
-calls. Rounds alternate between the clients; each figure is the median of ``--rounds``. Also:
-the blocking client and the memory store driven by ``--threads`` threads at once.
+Starts one ``redis-server`` on loopback, a Sentinel set-up (a master, one replica, three
+sentinels) for the Sentinel rows and a 3-master cluster for the Cluster rows. For each client,
+``--n`` calls of ``first_use`` (fresh 32-byte keys, TTL 66 s, the service's defaults
+otherwise) run one at a time, and this process's CPU time (user + system, from ``os.times``;
+Redis runs in its own process) is divided by the calls. Rounds alternate between the clients;
+each figure is the median of ``--rounds``. Also: the blocking client and the memory store
+driven by ``--threads`` threads at once.
 
 System time is mostly the kernel's share of one loopback round trip (send, wake-up, receive),
 paid by any client that waits for each reply; user time is the client's own Python work.
@@ -33,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.redis_server import RedisServer
-from tests.support.redis_topologies import sentinel_setup
+from tests.support.redis_topologies import cluster_setup, sentinel_setup
 from verifier.replay import MemoryReplayStore, RedisReplayStore
 
 TTL_S = 66.0
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=8, help="threads for the concurrent rows")
     parser.add_argument("--skip-sentinel", action="store_true", help="no Sentinel rows")
+    parser.add_argument("--skip-cluster", action="store_true", help="no Cluster rows")
     args = parser.parse_args()
 
     with RedisServer() as redis, contextlib.ExitStack() as stack:
@@ -145,6 +148,14 @@ def main() -> None:
             closing.append(sentinel_lean)
             clients["Sentinel, redis-py (io loop)"] = sentinel_py
             clients["Sentinel, lean RESP"] = Blocking(sentinel_lean)
+        if not args.skip_cluster:
+            cluster = stack.enter_context(cluster_setup(masters=3))
+            cluster_py = AsyncRedisPy(cluster.url)
+            stack.callback(cluster_py.close)
+            cluster_lean = RedisReplayStore.from_url(cluster.url, timeout_s=1.0)
+            closing.append(cluster_lean)
+            clients["Cluster, redis-py (io loop)"] = cluster_py
+            clients["Cluster, lean RESP"] = Blocking(cluster_lean)
         for run in clients.values():  # warm-up: connections, pools, code paths
             measure(run, 500)
         samples: dict[str, list[Sample]] = {name: [] for name in clients}

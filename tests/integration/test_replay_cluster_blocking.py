@@ -1,7 +1,8 @@
 """``RedisReplayStore.first_use_blocking`` (worker threads) on a real 3-master Redis Cluster: keys
 routed to their slot's master, one accept across the blocking and async paths, a stale slot map
 repaired by ``MOVED``, a migrating slot followed through ``ASK``, and ``WAIT`` sent to the master
-that took the write. The service-level cluster tests (test_replay_cluster.py) run through this
+that took the write; and a TLS-only cluster (clients, bus and replication), where every TLS
+problem fails closed. The service-level cluster tests (test_replay_cluster.py) run through this
 path too.
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import pytest
 
 from tests.support.redis_server import missing_redis_binaries
 from tests.support.redis_topologies import ClusterSetup, cluster_setup, wait_until
 from tests.support.threads import race_in_threads as race
+from tests.support.tls_files import make_redis_tls, make_untrusted_ca
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_blocking import BlockingCluster, key_slot
@@ -156,3 +159,70 @@ def test_wait_is_sent_to_the_master_that_took_the_write(cluster: ClusterSetup) -
     finally:
         asyncio.run(patient.close())
         asyncio.run(hasty.close())
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSetup]:
+    problem = missing_redis_binaries()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    tls = make_redis_tls(tmp_path_factory.mktemp("cluster-tls"))
+    with cluster_setup(masters=3, tls=tls) as setup:
+        yield setup
+
+
+def _client_tls(setup: ClusterSetup) -> dict[str, str]:
+    tls = setup.masters[0].tls
+    assert tls is not None
+    return {
+        "ca_file": str(tls.ca_file),
+        "cert_file": str(tls.client_cert_file),
+        "key_file": str(tls.client_key_file),
+    }
+
+
+def test_a_tls_cluster_on_both_paths(tls_cluster: ClusterSetup) -> None:
+    assert tls_cluster.url.startswith("rediss+cluster://")
+    store = _store(tls_cluster, **_client_tls(tls_cluster))
+    keys = [b"tls-%d" % i for i in range(30)]
+    try:
+        assert race([partial(store.first_use_blocking, k, TTL_S) for k in keys]) == [True] * 30
+        holders = {tls_cluster.master_for_key(_redis_key(k)).port for k in keys}
+        assert holders == {m.port for m in tls_cluster.masters}
+
+        async def async_path() -> list[bool]:
+            other = RedisReplayStore.from_url(
+                tls_cluster.url, timeout_s=2.0, **_client_tls(tls_cluster)
+            )
+            try:
+                return list(await asyncio.gather(*(other.first_use(k, TTL_S) for k in keys)))
+            finally:
+                await other.close()
+
+        assert asyncio.run(async_path()) == [False] * 30
+    finally:
+        asyncio.run(store.close())
+
+
+@pytest.mark.parametrize("problem", ["no client certificate", "untrusted servers", "plaintext"])
+def test_tls_cluster_problems_fail_closed(
+    tls_cluster: ClusterSetup, tmp_path: Path, problem: str
+) -> None:
+    url = tls_cluster.url
+    options: dict[str, str] = _client_tls(tls_cluster)
+    if problem == "no client certificate":
+        options = {"ca_file": options["ca_file"]}
+    elif problem == "untrusted servers":
+        options["ca_file"] = str(make_untrusted_ca(tmp_path))
+    else:
+        url = url.replace("rediss+cluster://", "redis+cluster://")
+        options = {}
+    store = RedisReplayStore.from_url(url, timeout_s=0.5, **options)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(ReplayStoreUnavailable):
+            store.first_use_blocking(b"k", TTL_S)
+    finally:
+        asyncio.run(store.close())

@@ -100,9 +100,7 @@ def sentinel_setup(
     opens, its client certificate)."""
     base = dict(_REPLICATION_OPTIONS)
     if tls is not None:
-        base["tls-replication"] = "yes"
-        base["tls-client-cert-file"] = str(tls.client_cert_file)
-        base["tls-client-key-file"] = str(tls.client_key_file)
+        base.update(_tls_links(tls))
     with contextlib.ExitStack() as stack:
         master = stack.enter_context(RedisServer(options=base, tls=tls))
         replica_options = {**base, "replicaof": f"127.0.0.1 {master.port}"}
@@ -146,8 +144,9 @@ class ClusterSetup:
 
     @property
     def url(self) -> str:
-        """``redis+cluster://`` naming every master as a seed."""
-        return "redis+cluster://" + ",".join(m.address for m in self.masters)
+        """``redis+cluster://`` (``rediss+`` with TLS) naming every master as a seed."""
+        scheme = "rediss" if self.masters[0].tls is not None else "redis"
+        return f"{scheme}+cluster://" + ",".join(m.address for m in self.masters)
 
     def master_for_key(self, key: bytes) -> RedisServer:
         """The master serving ``key``'s hash slot now."""
@@ -172,24 +171,47 @@ _CLUSTER_OPTIONS = {
 }
 
 
-def _cluster_node() -> RedisServer:
+def _cluster_node(tls: RedisTls | None) -> RedisServer:
     # An explicit bus port: the default (port + 10000) fails for ports above 55535.
-    return RedisServer(options={**_CLUSTER_OPTIONS, "cluster-port": str(free_port())})
+    options = {**_CLUSTER_OPTIONS, "cluster-port": str(free_port())}
+    if tls is not None:  # the cluster bus and replication over TLS too
+        options.update(_tls_links(tls), **{"tls-cluster": "yes"})
+    return RedisServer(options=options, tls=tls)
+
+
+def _tls_links(tls: RedisTls) -> dict[str, str]:
+    """Options for the TLS links a server opens itself (replication), with its client cert."""
+    return {
+        "tls-replication": "yes",
+        "tls-client-cert-file": str(tls.client_cert_file),
+        "tls-client-key-file": str(tls.client_key_file),
+    }
+
+
+def _cli_tls(tls: RedisTls | None) -> list[str]:
+    if tls is None:
+        return []
+    return ["--tls", "--cacert", str(tls.ca_file), "--cert", str(tls.client_cert_file),
+            "--key", str(tls.client_key_file)]  # fmt: skip
 
 
 @contextlib.contextmanager
-def cluster_setup(masters: int = 3, replica_of_first: bool = False) -> Iterator[ClusterSetup]:
+def cluster_setup(
+    masters: int = 3, replica_of_first: bool = False, tls: RedisTls | None = None
+) -> Iterator[ClusterSetup]:
     """``redis-cli --cluster create`` over ``masters`` fresh nodes; optionally one replica for
-    the first master (added with ``--cluster add-node --cluster-slave``)."""
+    the first master (added with ``--cluster add-node --cluster-slave``). With ``tls`` every
+    node speaks TLS only (clients, cluster bus, replication)."""
     with contextlib.ExitStack() as stack:
-        nodes = [stack.enter_context(_cluster_node()) for _ in range(masters)]
-        _redis_cli("--cluster", "create", *(n.address for n in nodes), "--cluster-yes")
+        nodes = [stack.enter_context(_cluster_node(tls)) for _ in range(masters)]
+        _redis_cli(*_cli_tls(tls), "--cluster", "create", *(n.address for n in nodes),
+                   "--cluster-yes")  # fmt: skip
         setup = ClusterSetup(nodes)
         if replica_of_first:
-            replica = stack.enter_context(_cluster_node())
+            replica = stack.enter_context(_cluster_node(tls))
             first_id = nodes[0].cli("CLUSTER", "MYID")
             _redis_cli(
-                "--cluster", "add-node", replica.address, nodes[0].address,
+                *_cli_tls(tls), "--cluster", "add-node", replica.address, nodes[0].address,
                 "--cluster-slave", "--cluster-master-id", first_id,
             )  # fmt: skip
             setup.replicas.append(replica)
