@@ -140,22 +140,20 @@ def main() -> None:
             f"memory, {args.threads} threads": threaded(memory, args.threads),
         }
         closing: list[RedisReplayStore] = [lean_store]
-        if not args.skip_sentinel:
-            sentinels = stack.enter_context(sentinel_setup(replicas=1, sentinels=3))
-            sentinel_py = AsyncRedisPy(sentinels.url)
-            stack.callback(sentinel_py.close)
-            sentinel_lean = RedisReplayStore.from_url(sentinels.url, timeout_s=1.0)
-            closing.append(sentinel_lean)
-            clients["Sentinel, redis-py (io loop)"] = sentinel_py
-            clients["Sentinel, lean RESP"] = Blocking(sentinel_lean)
-        if not args.skip_cluster:
-            cluster = stack.enter_context(cluster_setup(masters=3))
-            cluster_py = AsyncRedisPy(cluster.url)
-            stack.callback(cluster_py.close)
-            cluster_lean = RedisReplayStore.from_url(cluster.url, timeout_s=1.0)
-            closing.append(cluster_lean)
-            clients["Cluster, redis-py (io loop)"] = cluster_py
-            clients["Cluster, lean RESP"] = Blocking(cluster_lean)
+        topologies = {
+            "Sentinel": None if args.skip_sentinel else sentinel_setup(replicas=1, sentinels=3),
+            "Cluster": None if args.skip_cluster else cluster_setup(masters=3),
+        }
+        for mode, setup in topologies.items():
+            if setup is None:
+                continue
+            url = stack.enter_context(setup).url
+            via_py = AsyncRedisPy(url)
+            stack.callback(via_py.close)
+            via_lean = RedisReplayStore.from_url(url, timeout_s=1.0)
+            closing.append(via_lean)
+            clients[f"{mode}, redis-py (io loop)"] = via_py
+            clients[f"{mode}, lean RESP"] = Blocking(via_lean)
         for run in clients.values():  # warm-up: connections, pools, code paths
             measure(run, 500)
         samples: dict[str, list[Sample]] = {name: [] for name in clients}

@@ -18,7 +18,7 @@ import pytest
 from tests.support.redis_server import missing_redis_binaries
 from tests.support.redis_topologies import ClusterSetup, cluster_setup, wait_until
 from tests.support.threads import race_in_threads as race
-from tests.support.tls_files import make_redis_tls, make_untrusted_ca
+from tests.support.tls_files import client_options, make_redis_tls, make_untrusted_ca
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_blocking import BlockingCluster, key_slot
@@ -177,11 +177,7 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet
 def _client_tls(setup: ClusterSetup) -> dict[str, str]:
     tls = setup.masters[0].tls
     assert tls is not None
-    return {
-        "ca_file": str(tls.ca_file),
-        "cert_file": str(tls.client_cert_file),
-        "key_file": str(tls.client_key_file),
-    }
+    return client_options(tls)
 
 
 def test_a_tls_cluster_on_both_paths(tls_cluster: ClusterSetup) -> None:

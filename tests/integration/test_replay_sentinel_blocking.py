@@ -24,7 +24,7 @@ from tests.support.net import free_port
 from tests.support.redis_server import missing_redis_binaries
 from tests.support.redis_topologies import SentinelSetup, sentinel_setup, wait_until
 from tests.support.threads import race_in_threads as race
-from tests.support.tls_files import make_redis_tls, make_untrusted_ca
+from tests.support.tls_files import client_options, make_redis_tls, make_untrusted_ca
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 
 TTL_S = 60.0
@@ -200,11 +200,7 @@ def tls_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentinel
 def _client_tls(setup: SentinelSetup) -> dict[str, str]:
     tls = setup.master.tls
     assert tls is not None
-    return {
-        "ca_file": str(tls.ca_file),
-        "cert_file": str(tls.client_cert_file),
-        "key_file": str(tls.client_key_file),
-    }
+    return client_options(tls)
 
 
 def test_tls_sentinels_and_master_on_the_blocking_path(tls_sentinels: SentinelSetup) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from tests.support.pki import make_pki, make_untrusted_ca
 from tests.support.redis_server import RedisTls
 
-__all__ = ["make_redis_tls", "make_untrusted_ca"]
+__all__ = ["client_options", "make_redis_tls", "make_untrusted_ca"]
 
 
 def make_redis_tls(directory: Path, *, require_client_cert: bool = True) -> RedisTls:
@@ -22,3 +22,13 @@ def make_redis_tls(directory: Path, *, require_client_cert: bool = True) -> Redi
         client_key_file=pki.client_key_file,
         require_client_cert=require_client_cert,
     )
+
+
+def client_options(tls: RedisTls) -> dict[str, str]:
+    """``RedisReplayStore.from_url`` options of a client that trusts ``tls``'s CA and presents
+    its client certificate."""
+    return {
+        "ca_file": str(tls.ca_file),
+        "cert_file": str(tls.client_cert_file),
+        "key_file": str(tls.client_key_file),
+    }
