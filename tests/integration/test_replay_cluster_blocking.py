@@ -18,7 +18,7 @@ import pytest
 from tests.support.redis_server import missing_redis_binaries
 from tests.support.redis_topologies import ClusterSetup, cluster_setup, wait_until
 from tests.support.threads import race_in_threads as race
-from tests.support.tls_files import client_options, make_redis_tls, make_untrusted_ca
+from tests.support.tls_files import TLS_PROBLEMS, client_options, make_redis_tls, with_problem
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_blocking import BlockingCluster, key_slot
@@ -203,19 +203,13 @@ def test_a_tls_cluster_on_both_paths(tls_cluster: ClusterSetup) -> None:
         asyncio.run(store.close())
 
 
-@pytest.mark.parametrize("problem", ["no client certificate", "untrusted servers", "plaintext"])
+@pytest.mark.parametrize("problem", TLS_PROBLEMS)
 def test_tls_cluster_problems_fail_closed(
     tls_cluster: ClusterSetup, tmp_path: Path, problem: str
 ) -> None:
-    url = tls_cluster.url
-    options: dict[str, str] = _client_tls(tls_cluster)
-    if problem == "no client certificate":
-        options = {"ca_file": options["ca_file"]}
-    elif problem == "untrusted servers":
-        options["ca_file"] = str(make_untrusted_ca(tmp_path))
-    else:
-        url = url.replace("rediss+cluster://", "redis+cluster://")
-        options = {}
+    tls = tls_cluster.masters[0].tls
+    assert tls is not None
+    url, options = with_problem(tls_cluster.url, tls, problem, tmp_path)
     store = RedisReplayStore.from_url(url, timeout_s=0.5, **options)  # type: ignore[arg-type]
     try:
         with pytest.raises(ReplayStoreUnavailable):

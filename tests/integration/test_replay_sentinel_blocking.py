@@ -24,7 +24,7 @@ from tests.support.net import free_port
 from tests.support.redis_server import missing_redis_binaries
 from tests.support.redis_topologies import SentinelSetup, sentinel_setup, wait_until
 from tests.support.threads import race_in_threads as race
-from tests.support.tls_files import client_options, make_redis_tls, make_untrusted_ca
+from tests.support.tls_files import TLS_PROBLEMS, client_options, make_redis_tls, with_problem
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 
 TTL_S = 60.0
@@ -228,24 +228,14 @@ def test_tls_sentinels_and_master_on_the_blocking_path(tls_sentinels: SentinelSe
         _on_a_loop(store.close())
 
 
-@pytest.mark.parametrize(
-    "problem", ["no client certificate", "untrusted servers", "plaintext", "missing CA file"]
-)
+@pytest.mark.parametrize("problem", TLS_PROBLEMS)
 def test_tls_sentinel_problems_fail_closed(
     tls_sentinels: SentinelSetup, tmp_path: Path, problem: str
 ) -> None:
-    url = tls_sentinels.url
-    options: dict[str, str] = _client_tls(tls_sentinels)
-    if problem == "no client certificate":
-        options = {"ca_file": options["ca_file"]}
-    elif problem == "untrusted servers":
-        options["ca_file"] = str(make_untrusted_ca(tmp_path))
-    elif problem == "plaintext":
-        url = url.replace("rediss+sentinel://", "redis+sentinel://")
-        options = {}
-    elif problem == "missing CA file":
-        options["ca_file"] = str(tmp_path / "absent.pem")
-    store = RedisReplayStore.from_url(url, timeout_s=0.5, **options)
+    tls = tls_sentinels.master.tls
+    assert tls is not None
+    url, options = with_problem(tls_sentinels.url, tls, problem, tmp_path)
+    store = RedisReplayStore.from_url(url, timeout_s=0.5, **options)  # type: ignore[arg-type]
     try:
         started = time.monotonic()
         with pytest.raises(ReplayStoreUnavailable):

@@ -7,7 +7,7 @@ from pathlib import Path
 from tests.support.pki import make_pki, make_untrusted_ca
 from tests.support.redis_server import RedisTls
 
-__all__ = ["client_options", "make_redis_tls", "make_untrusted_ca"]
+__all__ = ["TLS_PROBLEMS", "client_options", "make_redis_tls", "make_untrusted_ca", "with_problem"]
 
 
 def make_redis_tls(directory: Path, *, require_client_cert: bool = True) -> RedisTls:
@@ -32,3 +32,22 @@ def client_options(tls: RedisTls) -> dict[str, str]:
         "cert_file": str(tls.client_cert_file),
         "key_file": str(tls.client_key_file),
     }
+
+
+TLS_PROBLEMS = ("no client certificate", "untrusted servers", "plaintext", "missing CA file")
+
+
+def with_problem(
+    url: str, tls: RedisTls, problem: str, directory: Path
+) -> tuple[str, dict[str, str]]:
+    """A ``rediss...`` URL and client options spoiled by one of :data:`TLS_PROBLEMS`."""
+    options = client_options(tls)
+    if problem == "no client certificate":
+        return url, {"ca_file": options["ca_file"]}
+    if problem == "untrusted servers":
+        return url, {**options, "ca_file": str(make_untrusted_ca(directory))}
+    if problem == "plaintext":
+        return url.replace("rediss", "redis", 1), {}
+    if problem == "missing CA file":
+        return url, {**options, "ca_file": str(directory / "absent.pem")}
+    raise ValueError(problem)
