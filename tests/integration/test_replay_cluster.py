@@ -5,13 +5,12 @@ key's own master, and the race across two service processes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.redis_server import RedisServer, missing_redis_binaries
-from tests.support.redis_topologies import ClusterSetup, cluster_setup
+from tests.support.redis_server import RedisServer
+from tests.support.redis_topologies import ClusterSetup
 from tests.support.service import TestIssuer, dpop_request, running_service
 from tests.support.verify_load import reason, same_request_concurrently
 from verifier.dpop.proof import replay_key
@@ -20,15 +19,6 @@ from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 
 TTL_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterSetup]:
-    problem = missing_redis_binaries()
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
-    with cluster_setup(masters=3, replica_of_first=True) as setup:
-        yield setup
 
 
 async def test_keys_spread_over_every_master(cluster: ClusterSetup) -> None:

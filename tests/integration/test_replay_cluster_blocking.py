@@ -26,15 +26,6 @@ from verifier.replay.redis_blocking import BlockingCluster, key_slot
 TTL_S = 60.0
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterSetup]:
-    problem = missing_redis_binaries()
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
-    with cluster_setup(masters=3, replica_of_first=True) as setup:
-        yield setup
-
-
 def _redis_key(key: bytes) -> bytes:
     return b"dpop:jti:" + key.hex().encode()
 

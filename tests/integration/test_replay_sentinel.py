@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.redis_server import missing_redis_binaries
-from tests.support.redis_topologies import SentinelSetup, sentinel_setup, wait_until
+from tests.support.redis_topologies import SentinelSetup, wait_until
 from tests.support.service import ServiceProcess, TestIssuer, dpop_request, running_service
 from tests.support.verify_load import SteadyStream, reason, same_request_concurrently
 from verifier.mint import KeyPair, generate_key
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 
 TTL_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def sentinels() -> Iterator[SentinelSetup]:
-    problem = missing_redis_binaries()
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
-    with sentinel_setup(replicas=2, sentinels=3) as setup:
-        yield setup
 
 
 @pytest.fixture(scope="module")

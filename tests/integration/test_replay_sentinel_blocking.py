@@ -31,15 +31,6 @@ TTL_S = 60.0
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def sentinels() -> Iterator[SentinelSetup]:
-    problem = missing_redis_binaries()
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
-    with sentinel_setup(replicas=2, sentinels=3) as setup:
-        yield setup
-
-
 def _on_a_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
