@@ -15,8 +15,9 @@ passed through), so the engine and the adapters know nothing about telemetry:
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -91,29 +92,27 @@ class TracedReplayStore:
         return bool(getattr(self._store, "blocking_supported", False))
 
     async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
-        started = time.perf_counter()
-        outcome = "error"
-        with self._telemetry.child_span(SPAN_REPLAY, self._span_attributes, leaf=True) as span:
-            try:
-                first = await self._store.first_use(key, ttl_seconds)
-                outcome = "first_use" if first else "replayed"
-                return first
-            except Exception as exc:
-                outcome = self._failed(span, exc)
-                raise
-            finally:
-                self._done(span, outcome, started)
+        with self._observed() as answer:
+            answer.append(await self._store.first_use(key, ttl_seconds))
+        return answer[0]
 
     def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:
         """:meth:`first_use` for a pool thread: the wrapped store's ``first_use_blocking``,
         with the same span, metrics and exceptions."""
+        with self._observed() as answer:
+            answer.append(self._store.first_use_blocking(key, ttl_seconds))  # type: ignore[attr-defined]
+        return answer[0]
+
+    @contextlib.contextmanager
+    def _observed(self) -> Iterator[list[bool]]:
+        """One replay write's span and metrics; the caller appends the store's answer."""
         started = time.perf_counter()
         outcome = "error"
         with self._telemetry.child_span(SPAN_REPLAY, self._span_attributes, leaf=True) as span:
+            answer: list[bool] = []
             try:
-                first: bool = self._store.first_use_blocking(key, ttl_seconds)  # type: ignore[attr-defined]
-                outcome = "first_use" if first else "replayed"
-                return first
+                yield answer
+                outcome = "first_use" if answer[0] else "replayed"
             except Exception as exc:
                 outcome = self._failed(span, exc)
                 raise
