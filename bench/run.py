@@ -13,8 +13,10 @@ prints its own CPU use for every row. Rows:
   (bench/null_server.py); every service row is a ratio to it at the same concurrency;
 * ``service``: ``Check`` (Envoy's CheckRequest) and ``Verify``, per proof alg, replay store
   (memory, real redis-server) and concurrency: throughput, p50/p90/p99, allowed, service CPU;
-* ``rounds null`` / ``rounds service``: the targets' throughput ratios measured again as
-  alternating rounds (null, memory, Redis; best of ``--rounds``), which the targets use;
+* ``rounds null`` / ``rounds floor`` / ``rounds service``: the targets' throughput ratios
+  measured again as alternating rounds (null, floor, memory, Redis; best of ``--rounds``),
+  which the targets use. The floor is the null server that verifies each proof's signature and
+  does nothing else (``null_server.py --signature-only``): the bound for any verifier here;
 * ``paced 50%``: open-loop runs at half the peak ES256 ``Check`` rate (Redis store), median p99;
 * ``tracing off/on``: 100 % sampled traces exported over OTLP/gRPC to a local sink (and
   ``tracing+metrics``: metrics exported too), alternating rounds;
@@ -166,15 +168,17 @@ class Bench:
             announce="dpop-verifier listening on",
         )
 
-    def null_server(self) -> PinnedServer:
+    def null_server(self, *options: str, name: str = "null") -> PinnedServer:
         env = clean_env({"DPOP_LISTEN": "127.0.0.1:0", **self.args.service_env})
         server = PinnedServer(
-            [sys.executable, str(ROOT / "bench" / "null_server.py")],
+            [sys.executable, str(ROOT / "bench" / "null_server.py"), *options],
             self.args.service_cores,
             env,
-            self.workdir / "null.log",
+            self.workdir / f"{name}.log",
             announce="null server listening on",
         )
+        if options:
+            return server
         self.null_stack = "unknown"
         for line in server.preamble:
             if line.startswith("null server stack:"):
@@ -372,7 +376,9 @@ def target_rounds(bench: Bench, servers: dict[str, PinnedServer]) -> None:
     if best is None:
         return
     concurrency = int(best.concurrency)
-    names = [name for name in ("null", *STORES) if name in servers]
+    if "null" in servers:
+        servers["floor"] = bench.null_server("--signature-only", name="floor")
+    names = [name for name in ("null", "floor", *STORES) if name in servers]
     rounds: dict[str, list[tuple[Run, CpuUse]]] = {name: [] for name in names}
     for _ in range(bench.args.rounds):
         for name in names:
@@ -382,10 +388,10 @@ def target_rounds(bench: Bench, servers: dict[str, PinnedServer]) -> None:
     for name, (run, cpu) in kept.items():
         bench.report.add(
             Row(
-                "rounds null" if name == "null" else "rounds service",
+                f"rounds {name}" if name in ("null", "floor") else "rounds service",
                 "Check",
                 TARGET_ALG,
-                "-" if name == "null" else name,
+                "-" if name in ("null", "floor") else name,
                 str(concurrency),
                 run.per_second,
                 ratio(null, "null")(run.per_second),
@@ -614,6 +620,17 @@ def targets(bench: Bench) -> None:
             )
         else:
             out.append(("Check/s >= 0.6x null server (same concurrency)", missing, "-"))
+        floor = find(rows, kind="rounds floor", concurrency=best.concurrency)
+        if null and floor:  # not a target: what the stack allows any verifier (see rounds)
+            bound = floor[0].per_second / null[0].per_second
+            out.append(
+                (
+                    "  bound: signature-only floor server",
+                    f"{bound:.2f} ({floor[0].per_second:,.0f}/s); the service is "
+                    f"{best.per_second / floor[0].per_second:.2f}x the floor",
+                    "info",
+                )
+            )
         out.append(
             (
                 "Check/s >= 3,000 on one core",

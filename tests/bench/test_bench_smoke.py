@@ -24,6 +24,7 @@ ROW_KINDS = (
     "null",
     "service",
     "rounds null",
+    "rounds floor",
     "rounds service",
     "paced 50%",
     "tracing off",
