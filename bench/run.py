@@ -17,6 +17,11 @@ prints its own CPU use for every row. Rows:
   measured again as alternating rounds (null, floor, memory, Redis; best of ``--rounds``),
   which the targets use. The floor is the null server that verifies each proof's signature and
   does nothing else (``null_server.py --signature-only``): the bound for any verifier here;
+* ``null on <stack>`` / ``floor on <stack>``: the null server and the floor on each server stack
+  the service could run on (``threads``: its thread-pool ``grpc.server``; ``aio``:
+  ``grpc.aio.server`` on asyncio; ``uvloop``: the same on uvloop), alternating rounds, as ratios
+  to the thread-pool null server: which stack carries the most calls, empty and with a
+  signature to verify;
 * ``paced 50%``: open-loop runs at half the peak ES256 ``Check`` rate (Redis store), median p99;
 * ``tracing off/on``: 100 % sampled traces exported over OTLP/gRPC to a local sink (and
   ``tracing+metrics``: metrics exported too), alternating rounds;
@@ -43,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -407,6 +412,54 @@ def target_rounds(bench: Bench, servers: dict[str, PinnedServer]) -> None:
     bench.report.notes.append(
         f"rounds: Check {TARGET_ALG} at c={concurrency}, best of {bench.args.rounds} alternating "
         f"rounds (every round, req/s: {spread})"
+    )
+
+
+SERVER_STACKS = ("threads", "aio", "uvloop")
+
+
+def stacks(bench: Bench) -> None:
+    """The null server and the floor on every server stack (``null_server.py --stack``), as
+    alternating rounds (best of ``--rounds``), at the targets' concurrency; ratios to the
+    thread-pool null server. The servers run only for this section."""
+    measured = find(bench.report.rows, kind="rounds null")
+    concurrency = int(measured[0].concurrency) if measured else bench.args.concurrency[-1]
+    servers: dict[tuple[str, str], PinnedServer] = {}
+    rounds: dict[tuple[str, str], list[tuple[Run, CpuUse]]] = {}
+    with stopping(servers):
+        for stack in SERVER_STACKS:
+            for kind in ("null", "floor"):
+                options = ["--stack", stack, *(["--signature-only"] if kind == "floor" else [])]
+                servers[(stack, kind)] = bench.null_server(*options, name=f"{kind}-{stack}")
+                rounds[(stack, kind)] = []
+        for _ in range(bench.args.rounds):
+            for key, server in servers.items():
+                rounds[key].append(bench.closed(server, CHECK, TARGET_ALG, concurrency))
+    kept = {key: max(runs, key=lambda r: r[0].per_second) for key, runs in rounds.items()}
+    base = kept[("threads", "null")][0].per_second
+    for (stack, kind), (run, cpu) in kept.items():
+        bench.report.add(
+            Row(
+                f"{kind} on {stack}",
+                "Check",
+                TARGET_ALG,
+                "-",
+                str(concurrency),
+                run.per_second,
+                ratio(base, "threads null")(run.per_second),
+                run,
+                f"{len(run.answers)}/{len(run.answers)}",
+                cpu,
+            )
+        )
+    spread = "; ".join(
+        f"{kind} on {stack} " + ", ".join(f"{r.per_second:,.0f}" for r, _ in runs)
+        for (stack, kind), runs in rounds.items()
+    )
+    bench.report.notes.append(
+        f"stacks: Check {TARGET_ALG} at c={concurrency}; threads = the service's thread-pool "
+        f"grpc.server, aio = grpc.aio.server on asyncio, uvloop = the same on uvloop; best of "
+        f"{bench.args.rounds} alternating rounds (every round, req/s: {spread})"
     )
 
 
@@ -790,7 +843,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for every service (and the null server); repeatable",
     )
-    for part in ("null", "rounds", "paced", "tracing", "workers", "flood", "in-process"):
+    for part in ("null", "rounds", "stacks", "paced", "tracing", "workers", "flood", "in-process"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     args = parser.parse_args(argv)
 
@@ -832,7 +885,7 @@ def _names(text: str, allowed: Sequence[str], option: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def stopping(servers: dict[str, PinnedServer]) -> Iterator[None]:
+def stopping(servers: Mapping[Any, PinnedServer]) -> Iterator[None]:
     try:
         yield
     finally:
@@ -864,6 +917,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             end_to_end(bench, redis, servers)
             if not args.skip_rounds:
                 target_rounds(bench, servers)
+            if not args.skip_stacks:
+                stacks(bench)
             if not args.skip_paced:
                 paced(bench, servers)
             if not args.skip_tracing:

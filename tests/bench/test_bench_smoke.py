@@ -26,6 +26,12 @@ ROW_KINDS = (
     "rounds null",
     "rounds floor",
     "rounds service",
+    "null on threads",
+    "null on aio",
+    "null on uvloop",
+    "floor on threads",
+    "floor on aio",
+    "floor on uvloop",
     "paced 50%",
     "tracing off",
     "tracing on",
@@ -72,7 +78,7 @@ def test_quick_run_prints_every_row_kind_and_no_denial() -> None:
     kinds = {line[: header.index("method")].strip() for line in table if line.strip()}
     assert set(ROW_KINDS) <= kinds, kinds
     for line in table:
-        if line.startswith(("null", "service", "rounds", "paced", "tracing", "workers")):
+        if line.startswith(("null", "floor", "service", "rounds", "paced", "tracing", "workers")):
             allowed = re.search(r" (\d+)/(\d+) ", line)  # "150/150": every request allowed
             assert allowed is not None and allowed[1] == allowed[2], line
     rows = [line.split()[:3] for line in table]

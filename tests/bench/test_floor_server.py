@@ -1,8 +1,9 @@
-"""The benchmark's floor server (``bench/null_server.py --signature-only``) really verifies.
+"""The benchmark's floor server (``bench/null_server.py --signature-only``) really verifies,
+on every server stack it can run on (``--stack threads|aio|uvloop``).
 
-``bench/run.py`` reads the floor as the bound for any verifier on this stack, and trusts it
+``bench/run.py`` reads the floor as the bound for any verifier on a stack, and trusts it
 because the run aborts on any denial; that is only sound if a proof the floor allows had a valid
-signature. Real process, real gRPC over loopback.
+signature. Real processes, real gRPC over loopback.
 """
 
 from __future__ import annotations
@@ -23,21 +24,41 @@ ROOT = Path(__file__).resolve().parents[2]
 URL = "https://api.test/orders"
 
 
-@pytest.fixture(scope="module")
-def floor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
-    server = PinnedServer(
-        [sys.executable, str(ROOT / "bench" / "null_server.py"), "--signature-only"],
+def _server(stack: str, *options: str, log_dir: Path) -> PinnedServer:
+    return PinnedServer(
+        [sys.executable, str(ROOT / "bench" / "null_server.py"), "--stack", stack, *options],
         [0],
         clean_env({"DPOP_LISTEN": "127.0.0.1:0"}),
-        tmp_path_factory.mktemp("floor") / "floor.log",
+        log_dir / f"{stack}.log",
         announce="null server listening on",
     )
+
+
+@pytest.fixture(scope="module", params=["threads", "aio", "uvloop"])
+def floor(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[grpc.Channel]:
+    stack: str = request.param
+    server = _server(stack, "--signature-only", log_dir=tmp_path_factory.mktemp("floor"))
     try:
-        assert any("signature only" in line for line in server.preamble), server.preamble
+        (described,) = [line for line in server.preamble if line.startswith("null server stack")]
+        assert "signature only" in described
+        assert ("grpc.aio.server on " + stack in described) == (stack != "threads"), described
         with grpc.insecure_channel(server.address) as channel:
             yield channel
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("stack", ["threads", "aio", "uvloop"])
+def test_the_null_server_allows_anything_on_every_stack(stack: str, tmp_path: Path) -> None:
+    server = _server(stack, log_dir=tmp_path)
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            assert _answer(channel, "not a proof") == "allow"
+    finally:
+        assert server.stop() == ""  # stopped on SIGTERM, quietly
+        assert server.process.returncode == 0, server.log_file.read_text()
 
 
 def _answer(channel: grpc.Channel, proof: str) -> str:
