@@ -368,12 +368,42 @@ def end_to_end(bench: Bench, redis: RedisServer | None, servers: dict[str, Pinne
                     )
 
 
+Measured = tuple[Run, CpuUse]
+
+
+def alternating(
+    bench: Bench, servers: Mapping[str, PinnedServer], concurrency: int
+) -> tuple[dict[str, list[Measured]], dict[str, Measured]]:
+    """ES256 ``Check`` on every server in turn, ``--rounds`` times: every round of each, and
+    the best (fastest) of each. On a shared machine a neighbour's burst only ever slows a
+    round, so the best of alternating rounds is the fairest estimate of each one's cost."""
+    rounds: dict[str, list[Measured]] = {key: [] for key in servers}
+    for _ in range(bench.args.rounds):
+        for key, server in servers.items():
+            rounds[key].append(bench.closed(server, CHECK, TARGET_ALG, concurrency))
+    kept = {key: max(runs, key=lambda r: r[0].per_second) for key, runs in rounds.items()}
+    return rounds, kept
+
+
+def check_row(kind: str, store: str, concurrency: int, measured: Measured, ratio: str) -> Row:
+    """A row of ES256 ``Check`` calls, every one allowed (or the run would have aborted)."""
+    run, cpu = measured
+    allowed = f"{len(run.answers)}/{len(run.answers)}"
+    return Row(kind, "Check", TARGET_ALG, store, str(concurrency), run.per_second, ratio, run,
+               allowed, cpu)  # fmt: skip
+
+
+def every_round(rounds: Mapping[str, list[Measured]]) -> str:
+    return "; ".join(
+        f"{name} " + ", ".join(f"{run.per_second:,.0f}" for run, _ in runs)
+        for name, runs in rounds.items()
+    )
+
+
 def target_rounds(bench: Bench, servers: dict[str, PinnedServer]) -> None:
-    """The targets' throughput ratios again, as alternating rounds: null server, memory store,
-    Redis store, one after the other, ``--rounds`` times, at the concurrency where ES256
-    ``Check`` on Redis peaked; the best round of each is kept. On a shared machine a neighbour's
-    burst during one row would otherwise decide a ratio; interference only ever slows a round,
-    so the best of each is the fairest estimate of what each configuration costs."""
+    """The targets' throughput ratios again, as alternating rounds (:func:`alternating`): null
+    server, floor, memory store, Redis store, at the concurrency where ES256 ``Check`` on Redis
+    peaked. With single rows, a neighbour's burst during one row would decide a ratio."""
     store = TARGET_STORE if TARGET_STORE in servers else bench.args.stores[0]
     best = peak(
         find(bench.report.rows, kind="service", method="Check", alg=TARGET_ALG, store=store)
@@ -384,31 +414,17 @@ def target_rounds(bench: Bench, servers: dict[str, PinnedServer]) -> None:
     if "null" in servers:
         servers["floor"] = bench.null_server("--signature-only", name="floor")
     names = [name for name in ("null", "floor", *STORES) if name in servers]
-    rounds: dict[str, list[tuple[Run, CpuUse]]] = {name: [] for name in names}
-    for _ in range(bench.args.rounds):
-        for name in names:
-            rounds[name].append(bench.closed(servers[name], CHECK, TARGET_ALG, concurrency))
-    kept = {name: max(runs, key=lambda r: r[0].per_second) for name, runs in rounds.items()}
+    rounds, kept = alternating(bench, {name: servers[name] for name in names}, concurrency)
     null = kept["null"][0].per_second if "null" in kept else None
-    for name, (run, cpu) in kept.items():
+    for name, measured in kept.items():
+        kind = f"rounds {name}" if name in ("null", "floor") else "rounds service"
+        store = "-" if name in ("null", "floor") else name
         bench.report.add(
-            Row(
-                f"rounds {name}" if name in ("null", "floor") else "rounds service",
-                "Check",
-                TARGET_ALG,
-                "-" if name in ("null", "floor") else name,
-                str(concurrency),
-                run.per_second,
-                ratio(null, "null")(run.per_second),
-                run,
-                f"{len(run.answers)}/{len(run.answers)}",
-                cpu,
+            check_row(
+                kind, store, concurrency, measured, ratio(null, "null")(measured[0].per_second)
             )
         )
-    spread = "; ".join(
-        f"{name} " + ", ".join(f"{r.per_second:,.0f}" for r, _ in runs)
-        for name, runs in rounds.items()
-    )
+    spread = every_round(rounds)
     bench.report.notes.append(
         f"rounds: Check {TARGET_ALG} at c={concurrency}, best of {bench.args.rounds} alternating "
         f"rounds (every round, req/s: {spread})"
@@ -422,40 +438,22 @@ def stacks(bench: Bench) -> None:
     """The null server and the floor on every server stack (``null_server.py --stack``), as
     alternating rounds (best of ``--rounds``), at the targets' concurrency; ratios to the
     thread-pool null server. The servers run only for this section."""
-    measured = find(bench.report.rows, kind="rounds null")
-    concurrency = int(measured[0].concurrency) if measured else bench.args.concurrency[-1]
-    servers: dict[tuple[str, str], PinnedServer] = {}
-    rounds: dict[tuple[str, str], list[tuple[Run, CpuUse]]] = {}
+    targets = find(bench.report.rows, kind="rounds null")
+    concurrency = int(targets[0].concurrency) if targets else bench.args.concurrency[-1]
+    servers: dict[str, PinnedServer] = {}
     with stopping(servers):
         for stack in SERVER_STACKS:
             for kind in ("null", "floor"):
                 options = ["--stack", stack, *(["--signature-only"] if kind == "floor" else [])]
-                servers[(stack, kind)] = bench.null_server(*options, name=f"{kind}-{stack}")
-                rounds[(stack, kind)] = []
-        for _ in range(bench.args.rounds):
-            for key, server in servers.items():
-                rounds[key].append(bench.closed(server, CHECK, TARGET_ALG, concurrency))
-    kept = {key: max(runs, key=lambda r: r[0].per_second) for key, runs in rounds.items()}
-    base = kept[("threads", "null")][0].per_second
-    for (stack, kind), (run, cpu) in kept.items():
+                servers[f"{kind} on {stack}"] = bench.null_server(*options, name=f"{kind}-{stack}")
+        rounds, kept = alternating(bench, servers, concurrency)
+    base = kept["null on threads"][0].per_second
+    for name, measured in kept.items():
+        rate = measured[0].per_second
         bench.report.add(
-            Row(
-                f"{kind} on {stack}",
-                "Check",
-                TARGET_ALG,
-                "-",
-                str(concurrency),
-                run.per_second,
-                ratio(base, "threads null")(run.per_second),
-                run,
-                f"{len(run.answers)}/{len(run.answers)}",
-                cpu,
-            )
+            check_row(name, "-", concurrency, measured, ratio(base, "threads null")(rate))
         )
-    spread = "; ".join(
-        f"{kind} on {stack} " + ", ".join(f"{r.per_second:,.0f}" for r, _ in runs)
-        for (stack, kind), runs in rounds.items()
-    )
+    spread = every_round(rounds)
     bench.report.notes.append(
         f"stacks: Check {TARGET_ALG} at c={concurrency}; threads = the service's thread-pool "
         f"grpc.server, aio = grpc.aio.server on asyncio, uvloop = the same on uvloop; best of "
@@ -536,32 +534,16 @@ def tracing(bench: Bench, servers: dict[str, PinnedServer], redis: RedisServer |
         "tracing on": bench.service("traced", {**env, "OTEL_METRICS_EXPORTER": "none"}),
         "tracing+metrics": bench.service("traced-metrics", env),
     }
-    rounds: dict[str, list[tuple[Run, CpuUse]]] = {name: [] for name in configs}
     try:
-        for _ in range(bench.args.rounds):
-            for name, server in configs.items():
-                rounds[name].append(bench.closed(server, CHECK, TARGET_ALG, concurrency))
+        _, kept = alternating(bench, configs, concurrency)
     finally:
         configs["tracing on"].stop()
         configs["tracing+metrics"].stop()
         spans = sink.stop().strip()
-    kept = {name: max(runs, key=lambda r: r[0].per_second) for name, runs in rounds.items()}
     off = kept["tracing off"][0].per_second
-    for name, (run, cpu) in kept.items():
-        bench.report.add(
-            Row(
-                name,
-                "Check",
-                TARGET_ALG,
-                store,
-                str(concurrency),
-                run.per_second,
-                f"{run.per_second / off:.2f} off",
-                run,
-                f"{len(run.answers)}/{len(run.answers)}",
-                cpu,
-            )
-        )
+    for name, measured in kept.items():
+        rate = measured[0].per_second
+        bench.report.add(check_row(name, store, concurrency, measured, f"{rate / off:.2f} off"))
     bench.report.notes.append(
         f"tracing on: OTEL_TRACES_SAMPLER=always_on, spans over OTLP/gRPC to a local sink on core "
         f"{bench.args.generator_core}, OTEL_METRICS_EXPORTER=none; tracing+metrics: the same with "
@@ -885,7 +867,7 @@ def _names(text: str, allowed: Sequence[str], option: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def stopping(servers: Mapping[Any, PinnedServer]) -> Iterator[None]:
+def stopping(servers: Mapping[str, PinnedServer]) -> Iterator[None]:
     try:
         yield
     finally:
