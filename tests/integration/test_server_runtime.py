@@ -37,7 +37,12 @@ from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier.config import Settings, load_settings
 from verifier.dpop.reasons import Reason, RfcError
 from verifier.engine.model import Check, Decision, RequestFacts, TokenClaims
-from verifier.server.runtime import ListeningAddresses, serve
+from verifier.server.runtime import (
+    LIVENESS_HEALTH_SERVICE,
+    REPLAY_STORE_HEALTH_SERVICE,
+    ListeningAddresses,
+    serve,
+)
 
 SERVICE = "dpop.verifier.v1.VerifierService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -300,6 +305,19 @@ async def test_health_follows_the_replay_store() -> None:
         await eventually_status(bound.main, SERVING, SERVICE)
 
 
+async def test_liveness_is_serving_whatever_the_replay_store_does() -> None:
+    # Liveness probes ask dpop.verifier.v1.Liveness: a Redis outage must not restart pods.
+    store = FakeStore(up=False)
+    async with running(plain_settings(), store=store) as bound:
+        assert await health_status(bound.main) == NOT_SERVING
+        assert await health_status(bound.main, LIVENESS_HEALTH_SERVICE) == SERVING
+        store.up = True
+        await eventually_status(bound.main, SERVING)
+        store.up = False
+        await eventually_status(bound.main, NOT_SERVING, REPLAY_STORE_HEALTH_SERVICE)
+        assert await health_status(bound.main, LIVENESS_HEALTH_SERVICE) == SERVING
+
+
 async def test_a_hanging_or_failing_ping_counts_as_down() -> None:
     class BrokenStore(FakeStore):
         async def ping(self) -> bool:
@@ -546,8 +564,10 @@ async def test_sigterm_drains_in_flight_calls_then_exits() -> None:
             assert await asyncio.wait_for(proc.stdout.readline(), 5) == b"verify started\n"
             await eventually_status(bound.health, SERVING)
 
+            assert await health_status(bound.health, LIVENESS_HEALTH_SERVICE) == SERVING
             proc.send_signal(signal.SIGTERM)
             await eventually_status(bound.health, NOT_SERVING)
+            assert await health_status(bound.health, LIVENESS_HEALTH_SERVICE) == NOT_SERVING
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await _verify_over(channel)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -44,6 +44,11 @@ _HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].ful
 _HEALTH_SERVICES = ("", SERVICE_NAME, EXTAUTHZ_SERVICE_NAME)  # "" is the server as a whole
 REPLAY_STORE_HEALTH_SERVICE = "dpop.verifier.v1.ReplayStore"
 """A health "service" that always follows the replay store, even with DPOP_REPLAY_FAIL_OPEN."""
+LIVENESS_HEALTH_SERVICE = "dpop.verifier.v1.Liveness"
+"""A health "service" for liveness probes: SERVING from the moment the server answers calls
+until its shutdown begins, whatever the replay store and the issuers do (a dependency outage
+must not restart pods). Answering it takes a server thread and the GIL, so a wedged process
+fails it where a TCP check of the port would still pass."""
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -98,7 +103,8 @@ async def serve(
     """Serve until SIGTERM / SIGINT (or ``stop_event``), then shut down gracefully.
 
     Once listening, calls ``on_listening`` with the bound addresses and sets ``ready_event``.
-    Health starts NOT_SERVING, follows the replay store's ``ping()`` while running (with
+    :data:`LIVENESS_HEALTH_SERVICE` is SERVING from then on. The other health services start
+    NOT_SERVING and follow the replay store's ``ping()`` while running (with
     ``settings.replay_fail_open`` only :data:`REPLAY_STORE_HEALTH_SERVICE` does: the server
     stays SERVING), and turns NOT_SERVING for good when shutdown begins; the server then
     refuses new calls and lets in-flight ones finish for up to
@@ -108,7 +114,7 @@ async def serve(
     ports with other processes (``--workers``).
     """
     health_servicer = health.HealthServicer()
-    for service in (*_HEALTH_SERVICES, REPLAY_STORE_HEALTH_SERVICE):
+    for service in (*_HEALTH_SERVICES, REPLAY_STORE_HEALTH_SERVICE, LIVENESS_HEALTH_SERVICE):
         health_servicer.set(service, _NOT_SERVING)
 
     decisions = BlockingDecisions(engine, LoopRunner(asyncio.get_running_loop()))
@@ -145,6 +151,7 @@ async def serve(
     try:
         if health_server is not None:
             health_server.start()
+        health_servicer.set(LIVENESS_HEALTH_SERVICE, _SERVING)
         _log.info("serving %s on %s (%s)", SERVICE_NAME, main_address, _transport(settings))
         if health_address:
             _log.info("serving grpc.health.v1 on %s (plaintext)", health_address)
