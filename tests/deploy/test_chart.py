@@ -16,6 +16,7 @@ import yaml
 
 from tests.deploy import chart
 from tests.deploy.chart import FULLNAME, NAMESPACE, Rendered
+from verifier.server.runtime import LIVENESS_HEALTH_SERVICE
 
 JWKS = json.dumps(
     {
@@ -178,7 +179,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             }
         },
         "tmpVolume": {"medium": "Memory", "sizeLimit": "32Mi"},
-        "probes": {"liveness": {"grpcService": "liveness"}},
+        "probes": {"liveness": {"grpcService": None}},
         "service": {"clusterIP": "None", "trafficDistribution": "PreferClose"},
         "config": {
             "logLevel": "DEBUG",
@@ -378,12 +379,12 @@ def test_probes_use_grpc_health_on_a_plaintext_port(variant: tuple[str, Rendered
     assert readiness["grpc"] == {"port": health_port, "service": "dpop.verifier.v1.VerifierService"}
     for probe_name in ("startupProbe", "livenessProbe"):
         probe = container[probe_name]
-        if name == "kitchen-sink":  # probes.liveness.grpcService set
-            assert probe["grpc"] == {"port": health_port, "service": "liveness"}
-        else:
-            # Default: TCP, because gRPC health follows the replay store and a Redis outage
-            # must not restart every pod.
+        if name == "kitchen-sink":  # probes.liveness.grpcService: null
             assert probe["tcpSocket"] == {"port": health_port}, probe_name
+        else:
+            # Default: the process-only health service (not the overall one, which follows the
+            # replay store: a Redis outage must not restart every pod).
+            assert probe["grpc"] == {"port": health_port, "service": LIVENESS_HEALTH_SERVICE}
     assert health_port in container_ports
 
 
