@@ -95,8 +95,11 @@ USER 10001:10001
 EXPOSE 50051/tcp 50052/tcp 9464/tcp
 STOPSIGNAL SIGTERM
 
+# Liveness: SERVING while the process answers calls, whatever Redis does (orchestrators that
+# replace unhealthy containers must not do so for a dependency outage).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["/opt/venv/bin/python", "/opt/dpop-verifier/healthcheck.py", "--quiet", "--timeout", "3"]
+    CMD ["/opt/venv/bin/python", "/opt/dpop-verifier/healthcheck.py", "--quiet", "--timeout", "3", \
+         "--service", "dpop.verifier.v1.Liveness"]
 
 ENTRYPOINT ["/opt/venv/bin/dpop-verifier"]
 CMD ["serve"]

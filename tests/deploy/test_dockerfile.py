@@ -25,6 +25,7 @@ from tests.deploy import chart
 from tests.deploy import dockerfile as df
 from tests.deploy.replay import Container, Image, replay_image, replay_root
 from tests.support.net import free_port
+from verifier.server.runtime import LIVENESS_HEALTH_SERVICE
 
 ROOT = chart.ROOT
 DOCKERFILE = ROOT / "Dockerfile"
@@ -113,6 +114,8 @@ def test_runtime_is_configured_for_containers(parsed: df.Dockerfile) -> None:
     hc_cmd = healthcheck.args.split(" CMD ", 1)[1]
     argv = json.loads(hc_cmd)
     assert argv[:2] == ["/opt/venv/bin/python", "/opt/dpop-verifier/healthcheck.py"]
+    # A liveness check: the process-only health service, not the overall one (Redis-dependent).
+    assert argv[argv.index("--service") + 1] == LIVENESS_HEALTH_SERVICE
 
     labels: dict[str, str] = {}
     for ins in final.all("LABEL"):
