@@ -367,25 +367,25 @@ def test_probes_use_grpc_health_on_a_plaintext_port(variant: tuple[str, Rendered
     env = rendered.env
     container_ports = {p["containerPort"]: p["name"] for p in container["ports"]}
     main_port = port_of(env["DPOP_LISTEN"])
-    if "DPOP_TLS_CERT_FILE" in env:
-        # TLS on the main port: kubelet gRPC probes speak plaintext, so they must target the
-        # separate plaintext health listener.
-        health_port = port_of(env["DPOP_HEALTH_LISTEN"])
-        assert health_port != main_port
-    else:
-        health_port = main_port
+    # The health-only listener is always open: its own threads, outside the call limit.
+    health_port = port_of(env["DPOP_HEALTH_LISTEN"])
+    assert health_port != main_port
+    assert container_ports[health_port] == "grpc-health"
+    # Readiness asks the main port, unless it serves TLS (kubelet gRPC probes are plaintext).
+    ready_port = health_port if "DPOP_TLS_CERT_FILE" in env else main_port
 
     readiness = container["readinessProbe"]
-    assert readiness["grpc"] == {"port": health_port, "service": "dpop.verifier.v1.VerifierService"}
+    assert readiness["grpc"] == {"port": ready_port, "service": "dpop.verifier.v1.VerifierService"}
     for probe_name in ("startupProbe", "livenessProbe"):
         probe = container[probe_name]
         if name == "kitchen-sink":  # probes.liveness.grpcService: null
             assert probe["tcpSocket"] == {"port": health_port}, probe_name
         else:
             # Default: the process-only health service (not the overall one, which follows the
-            # replay store: a Redis outage must not restart every pod).
+            # replay store: a Redis outage must not restart every pod), on the health-only
+            # listener (an overloaded main port sheds calls: that must not restart the pod).
             assert probe["grpc"] == {"port": health_port, "service": LIVENESS_HEALTH_SERVICE}
-    assert health_port in container_ports
+    assert ready_port in container_ports
 
 
 def test_service_exposes_a_named_grpc_port_with_app_protocol(variant: tuple[str, Rendered]) -> None:
@@ -419,7 +419,9 @@ def test_default_service_and_probe_ports() -> None:
     service_ports = {p["name"]: p["port"] for p in rendered.one("Service")["spec"]["ports"]}
     assert service_ports == {"grpc": 50051, "metrics": 9464}
     assert rendered.env["DPOP_LISTEN"] == "0.0.0.0:50051"
-    assert "DPOP_HEALTH_LISTEN" not in rendered.env
+    assert rendered.env["DPOP_HEALTH_LISTEN"] == "0.0.0.0:50052"  # probes only: not in the Service
+    assert rendered.verifier["livenessProbe"]["grpc"]["port"] == 50052
+    assert rendered.verifier["readinessProbe"]["grpc"]["port"] == 50051
 
     tls = chart.render(VARIANTS["tls"])
     service_ports = {p["name"]: p["port"] for p in tls.one("Service")["spec"]["ports"]}

@@ -283,6 +283,9 @@ def test_replayed_image_runs_the_chart_rendered_configuration(image: Image) -> N
     with Container(image, env) as container:
         container.wait_for_line("listening on", timeout=60)
         assert wait_serving(address, SERVICE) == "SERVING", container.stderr
+        # The chart's liveness probe: the process-only service on the health-only listener.
+        liveness = rendered.verifier["livenessProbe"]["grpc"]["service"]
+        assert health(env["DPOP_HEALTH_LISTEN"], liveness) == "SERVING"
         # The Service's "metrics" port and the ServiceMonitor scrape this endpoint.
         body = scrape(f"http://{env['DPOP_METRICS_LISTEN']}/metrics")
         assert b"# TYPE" in body, body[:500]
