@@ -226,7 +226,11 @@ _SETTINGS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 OPTIONS: tuple[Option, ...] = (
     _opt("listen", "Main gRPC address (host:port, [v6]:port or unix:path); port 0 picks one."),
-    _opt("health_listen", "Extra plaintext port serving only grpc.health.v1 (for TLS setups)."),
+    _opt(
+        "health_listen",
+        "Extra plaintext port serving only grpc.health.v1, with its own threads and call limit "
+        "(for TLS setups, and for liveness probes that an overload must not fail).",
+    ),
     _opt("metrics_listen", "host:port of the Prometheus /metrics HTTP endpoint (off when empty)."),
     _opt("config_file", "TOML (.toml) or JSON (.json) config file; also --config."),
     _opt(

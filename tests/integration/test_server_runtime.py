@@ -368,6 +368,29 @@ async def test_calls_beyond_max_concurrent_calls_fail_fast_with_resource_exhaust
     assert [r.code() for r in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
 
 
+async def test_liveness_on_the_health_listener_answers_while_the_main_port_sheds_calls() -> None:
+    # What the chart's liveness probe relies on: an overloaded pod is not a dead one. The main
+    # port's call limit counts health calls too; the health-only listener has its own.
+    settings = plain_settings(max_concurrent_calls=2, server_threads=4, health_listen="127.0.0.1:0")
+    engine = FakeEngine(delay=3.0)
+    async with (
+        running(settings, engine) as bound,
+        grpc.aio.insecure_channel(bound.main) as ch,
+    ):
+        stub = verifier_stub(ch)
+        busy = [stub.Verify(pb.VerifyRequest(method="GET"), timeout=10) for _ in range(2)]
+        held = asyncio.gather(*busy)
+        async with asyncio.timeout(5):  # both calls are in the engine: the port is at its limit
+            while len(engine.seen) < 2:
+                await asyncio.sleep(0.01)
+        with pytest.raises(grpc.aio.AioRpcError) as shed:
+            await health_status(bound.main, LIVENESS_HEALTH_SERVICE)
+        assert shed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert await health_status(bound.health, LIVENESS_HEALTH_SERVICE) == SERVING
+        answers = await held
+    assert all(a.decision == pb.DECISION_ALLOW for a in answers)
+
+
 async def test_logs_the_bound_address(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="verifier.server.runtime"):
         async with running(plain_settings()) as bound:
