@@ -88,15 +88,17 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONFAULTHANDLER=1 \
     HOME=/tmp \
     TMPDIR=/tmp \
-    DPOP_LISTEN=0.0.0.0:50051
+    DPOP_LISTEN=0.0.0.0:50051 \
+    DPOP_HEALTH_LISTEN=0.0.0.0:50052
 
 WORKDIR /tmp
 USER 10001:10001
 EXPOSE 50051/tcp 50052/tcp 9464/tcp
 STOPSIGNAL SIGTERM
 
-# Liveness: SERVING while the process answers calls, whatever Redis does (orchestrators that
-# replace unhealthy containers must not do so for a dependency outage).
+# Liveness, asked on the health-only listener (DPOP_HEALTH_LISTEN, its own threads and call
+# limit): SERVING while the process answers calls, whatever Redis does. Orchestrators that
+# replace unhealthy containers must not do so for a dependency outage or an overload.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/opt/venv/bin/python", "/opt/dpop-verifier/healthcheck.py", "--quiet", "--timeout", "3", \
          "--service", "dpop.verifier.v1.Liveness"]

@@ -94,6 +94,7 @@ def test_runtime_is_configured_for_containers(parsed: df.Dockerfile) -> None:
     final = parsed.final
     env = df.stage_env(parsed, final, {"PATH": "/usr/bin"})
     assert env["DPOP_LISTEN"] == "0.0.0.0:50051"
+    assert env["DPOP_HEALTH_LISTEN"] == "0.0.0.0:50052"  # what the HEALTHCHECK asks
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"  # read-only root filesystem
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["HOME"] == "/tmp" and env["TMPDIR"] == "/tmp"
@@ -135,6 +136,7 @@ def test_chart_and_image_agree(parsed: df.Dockerfile) -> None:
     assert values["securityContext"]["runAsUser"] == int(user.args.split(":")[0])
     assert values["securityContext"]["runAsGroup"] == int(user.args.split(":")[1])
     assert values["ports"]["grpc"] == int(env["DPOP_LISTEN"].rpartition(":")[2])
+    assert values["ports"]["health"] == int(env["DPOP_HEALTH_LISTEN"].rpartition(":")[2])
     rendered = chart.render()
     test_pod = rendered.one("Pod")
     healthcheck = final.last("HEALTHCHECK")
