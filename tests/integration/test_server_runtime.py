@@ -372,7 +372,20 @@ async def test_liveness_on_the_health_listener_answers_while_the_main_port_sheds
     # What the chart's liveness probe relies on: an overloaded pod is not a dead one. The main
     # port's call limit counts health calls too; the health-only listener has its own.
     settings = plain_settings(max_concurrent_calls=2, server_threads=4, health_listen="127.0.0.1:0")
-    engine = FakeEngine(delay=3.0)
+
+    class Holding(FakeEngine):
+        """Holds every call for 3 s; ``full`` is set when the second call comes in."""
+
+        def __init__(self) -> None:
+            super().__init__(delay=3.0)
+            self.full = asyncio.Event()
+
+        async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+            if self.seen:
+                self.full.set()
+            return await super().verify(facts, explain=explain)
+
+    engine = Holding()
     async with (
         running(settings, engine) as bound,
         grpc.aio.insecure_channel(bound.main) as ch,
@@ -380,9 +393,7 @@ async def test_liveness_on_the_health_listener_answers_while_the_main_port_sheds
         stub = verifier_stub(ch)
         busy = [stub.Verify(pb.VerifyRequest(method="GET"), timeout=10) for _ in range(2)]
         held = asyncio.gather(*busy)
-        async with asyncio.timeout(5):  # both calls are in the engine: the port is at its limit
-            while len(engine.seen) < 2:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(engine.full.wait(), 5)  # both in the engine: at the limit
         with pytest.raises(grpc.aio.AioRpcError) as shed:
             await health_status(bound.main, LIVENESS_HEALTH_SERVICE)
         assert shed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
