@@ -11,6 +11,7 @@ certificates required), where every TLS problem fails closed. The service-level 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -148,15 +149,21 @@ def test_after_a_forced_failover_writes_go_to_the_new_master() -> None:
             )
             # Writes land on the new master (the demoted one would answer READONLY, or its
             # connections were closed: either way the pool asks the sentinel again) ...
-            answers = []
+            # A refused call may still have written its key (SET NX landed, WAIT 1 failed while
+            # the new master was still syncing its replica), so each attempt uses a new key.
+            accepted: dict[bytes, bool] = {}
             deadline = time.monotonic() + 15
-            while len(answers) < 20 and time.monotonic() < deadline:
+            for attempt in itertools.count():
+                if len(accepted) == 20 or time.monotonic() > deadline:
+                    break
+                key = b"after-%d" % attempt
                 try:
-                    answers.append(store.first_use_blocking(b"after-%d" % len(answers), TTL_S))
-                except ReplayStoreUnavailable:  # the new master is still syncing its replica
+                    accepted[key] = store.first_use_blocking(key, TTL_S)
+                except ReplayStoreUnavailable:
                     time.sleep(0.05)
-            assert answers == [True] * 20
-            assert new_master.cli("EXISTS", "dpop:jti:" + b"after-0".hex()) == "1"
+            assert list(accepted.values()) == [True] * 20
+            for key in accepted:
+                assert new_master.cli("EXISTS", "dpop:jti:" + key.hex()) == "1"
             # A sentinel that had not heard of the failover yet would have named the old master,
             # a replica now: its READONLY answer sends the pool back to the sentinels, and the
             # call is retried on the new master rather than failed.
