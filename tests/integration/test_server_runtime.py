@@ -97,6 +97,19 @@ class FakeEngine:
         return self.decision
 
 
+class HoldingEngine(FakeEngine):
+    """Holds every call for ``delay`` seconds; ``full`` is set when the second call is in."""
+
+    def __init__(self, delay: float = 2.0) -> None:
+        super().__init__(delay=delay)
+        self.full = asyncio.Event()
+
+    async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+        if self.seen:
+            self.full.set()
+        return await super().verify(facts, explain=explain)
+
+
 class FakeStore:
     """A replay store whose reachability the test switches."""
 
@@ -352,40 +365,33 @@ async def test_oversize_request_is_rejected_by_the_transport() -> None:
 
 
 async def test_calls_beyond_max_concurrent_calls_fail_fast_with_resource_exhausted() -> None:
-    # Two calls may run at once; the engine holds each for 0.5 s. Of four concurrent calls,
-    # two are answered and two refused at once (never queued without bound).
+    # Two calls may run at once. While two are held in the engine, two more are refused at
+    # once (never queued without bound); the two held ones are then answered.
     settings = plain_settings(max_concurrent_calls=2, server_threads=4)
+    engine = HoldingEngine()
     async with (
-        running(settings, FakeEngine(delay=0.5)) as bound,
+        running(settings, engine) as bound,
         grpc.aio.insecure_channel(bound.main) as ch,
     ):
         stub = verifier_stub(ch)
-        calls = [stub.Verify(pb.VerifyRequest(method="GET"), timeout=5) for _ in range(4)]
-        results = await asyncio.gather(*calls, return_exceptions=True)
-    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
-    answered = [r for r in results if isinstance(r, pb.VerifyResponse)]
-    assert len(answered) == 2 and all(r.decision == pb.DECISION_ALLOW for r in answered)
-    assert [r.code() for r in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+        held = asyncio.gather(
+            *[stub.Verify(pb.VerifyRequest(method="GET"), timeout=10) for _ in range(2)]
+        )
+        await asyncio.wait_for(engine.full.wait(), 5)
+        more = [stub.Verify(pb.VerifyRequest(method="GET"), timeout=5) for _ in range(2)]
+        refused = await asyncio.gather(*more, return_exceptions=True)
+        answered = await held
+    assert [r.code() for r in refused if isinstance(r, grpc.aio.AioRpcError)] == [
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    ] * 2
+    assert [r.decision for r in answered] == [pb.DECISION_ALLOW] * 2
 
 
 async def test_liveness_on_the_health_listener_answers_while_the_main_port_sheds_calls() -> None:
     # What the chart's liveness probe relies on: an overloaded pod is not a dead one. The main
     # port's call limit counts health calls too; the health-only listener has its own.
     settings = plain_settings(max_concurrent_calls=2, server_threads=4, health_listen="127.0.0.1:0")
-
-    class Holding(FakeEngine):
-        """Holds every call for 3 s; ``full`` is set when the second call comes in."""
-
-        def __init__(self) -> None:
-            super().__init__(delay=3.0)
-            self.full = asyncio.Event()
-
-        async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
-            if self.seen:
-                self.full.set()
-            return await super().verify(facts, explain=explain)
-
-    engine = Holding()
+    engine = HoldingEngine()
     async with (
         running(settings, engine) as bound,
         grpc.aio.insecure_channel(bound.main) as ch,
