@@ -97,7 +97,7 @@ EXPOSE 50051/tcp 50052/tcp 9464/tcp
 STOPSIGNAL SIGTERM
 
 # Liveness, asked on the health-only listener (DPOP_HEALTH_LISTEN, its own threads and call
-# limit): SERVING while the process answers calls, whatever Redis does. Orchestrators that
+# limit): SERVING from start-up until shutdown, whatever Redis does. Orchestrators that
 # replace unhealthy containers must not do so for a dependency outage or an overload.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/opt/venv/bin/python", "/opt/dpop-verifier/healthcheck.py", "--quiet", "--timeout", "3", \

@@ -13,7 +13,7 @@ Without ``--address`` the target is ``DPOP_HEALTH_LISTEN`` if set (the plaintext
 port), else ``DPOP_LISTEN``, else ``127.0.0.1:50051``; a wildcard host (``0.0.0.0``, ``[::]``,
 empty) becomes loopback. If the main port serves TLS (``DPOP_TLS_CERT_FILE`` is set) and no
 plaintext health port is configured, the probe refuses with exit code 2 and says why: set
-``DPOP_HEALTH_LISTEN``, which is what the Helm chart does whenever TLS is on.
+``DPOP_HEALTH_LISTEN``, which the Helm chart and the container image always set.
 
 Exit codes: 0 SERVING; 1 anything else (NOT_SERVING, unknown service, unreachable, timeout);
 2 usage or configuration error.

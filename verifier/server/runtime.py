@@ -47,8 +47,10 @@ REPLAY_STORE_HEALTH_SERVICE = "dpop.verifier.v1.ReplayStore"
 LIVENESS_HEALTH_SERVICE = "dpop.verifier.v1.Liveness"
 """A health "service" for liveness probes: SERVING from the moment the server answers calls
 until its shutdown begins, whatever the replay store and the issuers do (a dependency outage
-must not restart pods). Answering it takes a server thread and the GIL, so a wedged process
-fails it where a TCP check of the port would still pass."""
+must not restart pods). Answering it takes gRPC's core, a health thread and the GIL, so a
+process whose interpreter or gRPC core is stuck fails it where a TCP check of the port would
+still pass. It does not watch the worker pool or the event loop: busy ones are an overload,
+not a dead process."""
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -94,7 +94,8 @@ app.kubernetes.io/component: verifier
 {{- printf "%s.%s.svc.%s" (include "dpop-verifier.fullname" .) .Release.Namespace .Values.clusterDomain }}
 {{- end }}
 
-{{/* The port the kubelet probes and the health check use: plaintext health port under TLS. */}}
+{{/* The port readiness and `helm test` ask: the main port, or the plaintext health port under
+TLS. Startup and liveness always ask ports.health (the health-only listener). */}}
 {{- define "dpop-verifier.healthPort" -}}
 {{- if .Values.tls.enabled }}{{ .Values.ports.health }}{{ else }}{{ .Values.ports.grpc }}{{ end }}
 {{- end }}
@@ -264,9 +265,9 @@ seccompProfile:
 {{- end }}
 
 {{/*
-Startup/liveness check: a TCP check of the health port by default (the gRPC health status
-follows the replay store, and a Redis outage must not restart pods), or a gRPC check of
-probes.liveness.grpcService when set.
+Startup/liveness check: a gRPC check of probes.liveness.grpcService (by default
+dpop.verifier.v1.Liveness, which does not follow the replay store: a Redis outage must not
+restart pods), or a TCP check of the port when it is null.
 */}}
 {{- define "dpop-verifier.livenessCheck" -}}
 {{- $svc := .root.Values.probes.liveness.grpcService }}
