@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -87,7 +86,7 @@ class PinnedServer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the process and of its live children (``DPOP_WORKERS``)."""
-        return sum(_cpu_seconds(pid) for pid in (self.pid, *_children(self.pid)))
+        return sum(process_cpu_seconds(pid) for pid in (self.pid, *_children(self.pid)))
 
     def rss_bytes(self) -> int:
         """Resident memory (``VmRSS``) of the process and of its live children."""
@@ -154,7 +153,8 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _cpu_seconds(pid: int) -> float:
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) the process has used, all its threads; 0 once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
@@ -171,8 +171,3 @@ def _rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def python_server(script_or_module: Sequence[str]) -> list[str]:
-    """``python <args>`` with this interpreter."""
-    return [sys.executable, *script_or_module]

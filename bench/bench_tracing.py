@@ -49,6 +49,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
+from bench._procs import process_cpu_seconds
 from bench.bench_core import drive_grpc, grpc_requests
 from tests.support.net import free_port
 from tests.support.otlp_receiver import otlp_grpc_receiver
@@ -165,11 +166,6 @@ def bench_in_process(issuer: TestIssuer, n: int, config: dict[str, Any]) -> dict
     return {"rate": n / elapsed, "cpu_us": cpu / n * 1e6, "spans_per_call": spans / n}
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def _pin(pid: int, cpus: set[int]) -> None:
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(OSError):  # the thread ended
@@ -188,9 +184,9 @@ def bench_grpc(
         if pin:
             _pin(service.process.pid, {0})
         requests = grpc_requests("ES256", issuer, n)
-        cpu = _cpu_seconds(service.process.pid)
+        cpu = process_cpu_seconds(service.process.pid)
         per_sec, latencies, _ = asyncio.run(drive_grpc(service.address, requests, concurrency))
-        cpu = _cpu_seconds(service.process.pid) - cpu
+        cpu = process_cpu_seconds(service.process.pid) - cpu
     finally:
         service.stop()
     latencies.sort()

@@ -28,7 +28,6 @@ import asyncio
 import signal
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from verifier._generated.envoy.service.auth.v3 import external_auth_pb2, externa
 from verifier.config import Settings, load_settings
 from verifier.dpop.jose import ALGORITHMS, b64url_decode, parse_json_object, verify_signature
 from verifier.dpop.jwk import public_key_for_alg
+from verifier.server.runtime import create_grpc_server
 
 CHECK_ALLOW = external_auth_pb2.CheckResponse(
     status=status_pb2.Status(code=code_pb2.OK), ok_response=external_auth_pb2.OkHttpResponse()
@@ -91,14 +91,7 @@ class NullVerifier(verifier_pb2_grpc.VerifierServiceServicer):
 
 
 def build_server(settings: Settings) -> tuple[grpc.Server, str]:
-    """The service's server (``create_grpc_server``), or, where the runtime has none yet, a
-    ``grpc.server`` with a thread pool of ``settings.server_threads``; and its description."""
-    try:
-        from verifier.server.runtime import create_grpc_server
-    except ImportError:
-        pool = ThreadPoolExecutor(settings.server_threads)
-        server = grpc.server(pool, maximum_concurrent_rpcs=settings.max_concurrent_calls)
-        return server, f"grpc.server(ThreadPoolExecutor({settings.server_threads})) (fallback)"
+    """The service's own server (``create_grpc_server``) and its description."""
     return create_grpc_server(settings), "verifier.server.runtime.create_grpc_server"
 
 

@@ -257,6 +257,11 @@ def ratio(base: float | None, name: str) -> Callable[[float], str]:
     return lambda rate: f"{rate / base:.2f} {name}" if base else ""
 
 
+def itself(name: str) -> Callable[[float], str]:
+    """The ratio cell of the row that is the base itself."""
+    return lambda _: f"1.00 {name}"
+
+
 def find(rows: list[Row], **where: str) -> list[Row]:
     return [r for r in rows if all(getattr(r, k) == v for k, v in where.items())]
 
@@ -352,9 +357,10 @@ def end_to_end(bench: Bench, redis: RedisServer | None, servers: dict[str, Pinne
         for method in args.methods:
             null: float | None = None
             if "null" in servers:
-                null_row = bench.row("null", servers["null"], method, "ES256", "-", concurrency)
-                null_row.ratio = "1.00 null"
-                null = null_row.per_second
+                base = bench.row(
+                    "null", servers["null"], method, "ES256", "-", concurrency, itself("null")
+                )
+                null = base.per_second
             for store in args.stores:
                 for alg in args.algs:
                     bench.row(
@@ -820,7 +826,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--service-cores", default="0", help="cores of the service (taskset)")
     parser.add_argument("--generator-core", type=int, help="default: a core the service lacks")
     parser.add_argument(
-        "--rounds", type=int, help="alternating rounds of the target rows and tracing (default 3)"
+        "--rounds",
+        type=int,
+        help="alternating rounds of the target, stacks and tracing rows, and open-loop runs "
+        "(default 3)",
     )
     parser.add_argument("--paced-seconds", type=float, help="open-loop run length (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="DPOP_WORKERS of the workers row")
