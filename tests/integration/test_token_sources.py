@@ -22,6 +22,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.auth_server import CLIENT_ID, CLIENT_SECRET, AuthServer, auth_server
+from tests.support.telemetry import observed_telemetry
 from verifier import mint
 from verifier.app import App, build_app
 from verifier.config import IssuerSettings, Settings, load_settings
@@ -542,3 +543,35 @@ async def test_worker_threads_answer_cached_introspections_without_the_event_loo
         later = [await asyncio.to_thread(blocking, t) for t in (valid, inactive) * 3]
         assert [d.reason for d in later] == [Reason.OK, Reason.TOKEN_INACTIVE] * 3
         assert (len(hops), server.count("/introspect")) == (2, 2)
+
+
+async def test_a_cached_refusal_on_a_worker_thread_is_traced_like_the_first_one(
+    server: AuthServer,
+) -> None:
+    """The first refusal is introspected through the event loop, the second found in the
+    cache on the worker thread: both leave a ``dpop.token.validate`` span with the reason."""
+    from verifier.api.verify_service import VERIFY_METHOD
+    from verifier.server.bridge import LoopRunner
+
+    inactive = server.opaque("traced-gone", active=False)
+    observed = observed_telemetry()
+    app = build_app(Settings(issuers=(introspecting(server),)), observed.telemetry)
+    await app.start()
+    try:
+        runner = LoopRunner(asyncio.get_running_loop())
+
+        def blocking() -> Decision:
+            with observed.telemetry.decision_scope(VERIFY_METHOD) as scope:
+                scope.decision = app.engine.verify_blocking(facts(inactive), run_async=runner)
+            return scope.decision
+
+        decisions = [await asyncio.to_thread(blocking) for _ in range(2)]
+    finally:
+        await app.close()
+    assert [d.reason for d in decisions] == [Reason.TOKEN_INACTIVE] * 2
+    assert server.count("/introspect") == 1
+    token_spans = [
+        dict(s.attributes or {}) for s in observed.finished() if s.name == "dpop.token.validate"
+    ]
+    assert [a.get("dpop.reason") for a in token_spans] == ["token_inactive"] * 2
+    assert [a.get("dpop.token.cache_hit") for a in token_spans] == [None, True]

@@ -167,7 +167,8 @@ class TracedTokenValidator:
     def validate_now(self, token: str, now: float) -> TokenClaims | None:
         """The wrapped validator's sync fast path (its verified-token cache), when it has one.
 
-        Claims found are recorded like :meth:`validate` (span ``dpop.token.validate`` with
+        Claims found, or a cached refusal (its :class:`Denial`, re-raised), are recorded like
+        :meth:`validate` records them (span ``dpop.token.validate`` with
         ``dpop.token.cache_hit=true``); ``None`` (the async path must run, and traces itself)
         records nothing.
         """
@@ -175,14 +176,20 @@ class TracedTokenValidator:
         if fast is None:
             return None
         started = time.time_ns()
-        claims: TokenClaims | None = fast(token, now)
+        try:
+            claims: TokenClaims | None = fast(token, now)
+        except Denial as denial:
+            with self._cache_hit_span(started) as span:
+                _deny_on(span, denial)
+            raise
         if claims is None:
             return None
-        with self._telemetry.child_span(
-            SPAN_TOKEN, _CACHE_HIT, start_time=started, leaf=True
-        ) as span:
+        with self._cache_hit_span(started) as span:
             _note_claims(span, claims)
         return claims
+
+    def _cache_hit_span(self, started: int) -> AbstractContextManager[trace.Span]:
+        return self._telemetry.child_span(SPAN_TOKEN, _CACHE_HIT, start_time=started, leaf=True)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._validator, name)
