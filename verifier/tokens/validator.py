@@ -110,6 +110,8 @@ class TokenValidator:
         if len(opaque) > 1 or any(i.introspector is None for i in opaque):
             raise ValueError("at most one issuer resolves opaque tokens, and it must introspect")
         self._opaque_issuer = opaque[0] if opaque else None
+        self._introspects = any(i.introspector is not None for i in self._issuers.values())
+        """Whether any issuer introspects: else a cache miss has nothing more to look up."""
         self._leeway = leeway
         self._cache = cache if cache is not None else TokenCache()
         self._imported: dict[tuple[str, str], PublicKey] = {}
@@ -137,7 +139,7 @@ class TokenValidator:
         :class:`Denial`). None when :meth:`validate` must run."""
         digest = hashlib.sha256(token.encode("ascii")).digest()
         cached = self._cache.get(digest, now, self._leeway)
-        if cached is not None:
+        if cached is not None or not self._introspects:
             return cached
         try:
             issuer, jws = self._route(token)
