@@ -1,19 +1,20 @@
-"""The replay store's commands for worker threads: a standalone Redis, or the master a Sentinel
-set-up names, through the lean RESP client (:mod:`verifier.replay.resp`), with a small pool of
-connections shared by every thread.
+"""The replay store's commands for worker threads: a standalone Redis, the master a Sentinel
+set-up names, or the master of a key's slot in a Redis Cluster, through the lean RESP client
+(:mod:`verifier.replay.resp`), with a small pool of connections shared by every thread.
 
-The sync twin of ``redis_backends.ClientBackend``: the same commands, each step's commands
-pipelined on ONE connection (``WAIT`` counts that connection's last write). No retries here;
-:class:`~verifier.replay.redis_store.RedisReplayStore` retries, safely.
+The sync twin of the async backends in ``redis_backends``: the same commands, each step's
+commands pipelined on ONE connection (``WAIT`` counts that connection's last write). No
+retries here; :class:`~verifier.replay.redis_store.RedisReplayStore` retries, safely.
 """
 
 from __future__ import annotations
 
-import binascii
 import collections
 import ssl
 import threading
 import time
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from verifier.replay.base import ReplayStoreUnavailable
 from verifier.replay.redis_backends import ConnectOptions, WaitPolicy
@@ -273,7 +274,7 @@ class BlockingSentinel(BlockingStandalone):
         try:
             return super()._send(slot, key, payload, replies, deadline)
         except RespError as exc:
-            if not str(exc).startswith(("READONLY", "MASTERDOWN")):
+            if exc.code not in ("READONLY", "MASTERDOWN"):
                 raise
             self._connection_failed()
             raise RespConnectionError(f"no longer the master: {exc}") from exc
@@ -347,18 +348,9 @@ class Slot:
             self.connection.close()
 
 
-CLUSTER_SLOTS = 16384
-
-
-def key_slot(key: bytes) -> int:
-    """The Redis Cluster hash slot of ``key``: CRC16 (XMODEM) of the key, or of its hash tag
-    (the part between the first ``{`` and the next ``}``, when not empty), mod 16384."""
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1 : end]
-    return binascii.crc_hqx(key, 0) % CLUSTER_SLOTS
+CLUSTER_SLOTS = REDIS_CLUSTER_HASH_SLOTS
+"""Redis Cluster's hash slots; a key's slot is :func:`key_slot` (redis-py's: CRC16 of the key
+or of its hash tag, mod 16384)."""
 
 
 class BlockingCluster(BlockingStandalone):
@@ -405,10 +397,10 @@ class BlockingCluster(BlockingStandalone):
             return super()._call(slot, key, keyed, wait, deadline)
         except RespError as exc:
             redirect = str(exc)
-            if redirect.startswith("MOVED "):
+            if exc.code == "MOVED":
                 self._owners = None  # reload the map before the next command
                 raise RespConnectionError(f"slot moved: {redirect}") from exc
-            if not redirect.startswith("ASK "):
+            if exc.code != "ASK":
                 raise
         # ASK: the slot is migrating and the key is not on the master we asked; no command
         # of ours ran there (a WAIT may have, harmlessly). Once, to the node named.
