@@ -151,18 +151,17 @@ class Introspector:
 
     async def introspect(self, token: str, digest: bytes, now: float) -> TokenClaims:
         """The token's claims per its issuer, or raise a :class:`Denial`."""
-        outcome = self._cache.get(digest, now)
-        if outcome is not None:
-            self.counters.cache_hits += 1
+        cached = self.introspect_now(digest, now)
+        if cached is not None:
+            return cached
+        call = self._inflight.get(digest)
+        if call is None:
+            call = asyncio.ensure_future(self._resolve(token, digest, now))
+            self._inflight[digest] = call
+            call.add_done_callback(lambda _: self._inflight.pop(digest, None))
         else:
-            call = self._inflight.get(digest)
-            if call is None:
-                call = asyncio.ensure_future(self._resolve(token, digest, now))
-                self._inflight[digest] = call
-                call.add_done_callback(lambda _: self._inflight.pop(digest, None))
-            else:
-                self.counters.collapsed += 1
-            outcome = await asyncio.shield(call)
+            self.counters.collapsed += 1
+        outcome = await asyncio.shield(call)
         if isinstance(outcome, Denial):
             raise Denial(outcome.reason, outcome.detail)
         return outcome
