@@ -33,9 +33,10 @@ _DECISION_RECORD_KEYS = _STANDARD_ATTRIBUTES | {"decision_fields"}
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: timestamp, level, logger, message, trace ids and extras.
 
-    ``extra={"fields": {...}}`` merges those fields at the top level (the decision log uses it);
-    other ``extra`` keys are added as they are. Exceptions are rendered as traceback frames
-    only (``exception_type`` and ``traceback``): an exception's message may quote client input.
+    ``extra`` keys are added as they are; a decision record's ``decision_fields`` (the
+    decision log's record path) are merged at the top level. Exceptions are rendered as
+    traceback frames only (``exception_type`` and ``traceback``): an exception's message may
+    quote client input.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -58,9 +59,7 @@ class JsonFormatter(logging.Formatter):
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")
         for key, value in vars(record).items():
-            if key == "fields" and isinstance(value, dict):
-                entry.update(value)
-            elif key not in _STANDARD_ATTRIBUTES:
+            if key not in _STANDARD_ATTRIBUTES:
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception_type"] = record.exc_info[0].__name__

@@ -70,7 +70,8 @@ def _tracer_provider(otel: TelemetrySettings) -> Any:
             exporter: Any = ConsoleSpanExporter(out=sys.stderr)  # stdout carries the address
         else:
             exporter = _otlp_span_exporter(otel.traces_protocol)
-        provider.add_span_processor(SpanBatcher(exporter))  # OTEL_BSP_* as the SDK's
+        # OTEL_BSP_MAX_QUEUE_SIZE, _SCHEDULE_DELAY and _MAX_EXPORT_BATCH_SIZE as the SDK's
+        provider.add_span_processor(SpanBatcher(exporter))
     return provider
 
 
