@@ -96,6 +96,37 @@ def test_a_dead_sentinel_is_skipped_and_the_answering_one_asked_first(
         _on_a_loop(store.close())
 
 
+def test_password_protected_sentinels_are_asked_with_the_sentinel_password() -> None:
+    # DPOP_REDIS_SENTINEL_PASSWORD: the blocking path authenticates to the sentinels (the
+    # master itself is open here); without the password, or with a wrong one, it fails closed.
+    problem = missing_redis_binaries()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    with sentinel_setup(replicas=1, sentinels=2, sentinel_password="s3ntinel") as setup:
+        assert setup.sentinels[0].cli("SENTINEL", "get-master-addr-by-name", setup.name)
+        right = RedisReplayStore.from_url(
+            setup.url, sentinel_password="s3ntinel", timeout_s=2.0, queue_timeout_s=10
+        )
+        try:
+            assert right.first_use_blocking(b"past-sentinel-auth", TTL_S)
+            key = "dpop:jti:" + b"past-sentinel-auth".hex()
+            assert setup.master.cli("EXISTS", key) == "1"
+        finally:
+            _on_a_loop(right.close())
+        for password in (None, "wrong"):
+            store = RedisReplayStore.from_url(
+                setup.url, sentinel_password=password, timeout_s=0.5, retries=0
+            )
+            try:
+                started = time.monotonic()
+                with pytest.raises(ReplayStoreUnavailable):
+                    store.first_use_blocking(b"refused-%s" % str(password).encode(), TTL_S)
+                assert time.monotonic() - started < 3
+            finally:
+                _on_a_loop(store.close())
+        assert setup.master.cli("KEYS", "dpop:jti:*").split() == [key]
+
+
 def test_an_unknown_master_name_fails_closed_within_the_deadline(
     sentinels: SentinelSetup,
 ) -> None:

@@ -82,12 +82,17 @@ class RedisServer:
         options: Mapping[str, str] | None = None,
         tls: RedisTls | None = None,
         sentinel: SentinelMonitor | None = None,
+        password: str | None = None,
     ) -> None:
         problem = missing_redis_binaries()
         if problem is not None:
             raise RedisServerNotInstalled(problem)
         self._start_timeout_s = start_timeout_s
         self._options = dict(options or {})
+        self.password = password
+        """``requirepass`` (and, for a sentinel, the password it gives its peers)."""
+        if password is not None:
+            self._options["requirepass"] = password
         self.tls = tls
         self._sentinel = sentinel
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
@@ -196,6 +201,8 @@ class RedisServer:
             tls_args = ["--tls", "--cacert", str(self.tls.ca_file)]
             tls_args += ["--cert", str(self.tls.client_cert_file)]
             tls_args += ["--key", str(self.tls.client_key_file)]
+        if self.password is not None:
+            tls_args += ["-a", self.password, "--no-auth-warning"]
         completed = subprocess.run(
             ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *tls_args, *args],
             capture_output=True,
@@ -259,7 +266,9 @@ class RedisServer:
             f"sentinel monitor {name} 127.0.0.1 {monitor.master_port} {monitor.quorum}\n"
             f"sentinel down-after-milliseconds {name} {monitor.down_after_ms}\n"
             f"sentinel failover-timeout {name} {monitor.failover_timeout_ms}\n"
-            f"sentinel parallel-syncs {name} 1\n",
+            f"sentinel parallel-syncs {name} 1\n"
+            # Sentinels ask each other (failover votes) with the password they require.
+            + (f"sentinel sentinel-pass {self.password}\n" if self.password is not None else ""),
             encoding="utf-8",
         )
         return [str(config), "--sentinel", *options]
@@ -298,8 +307,9 @@ def _answers_ping(port: int, tls: RedisTls | None = None) -> bool:
 
 
 def _ping(sock: socket.socket) -> bool:
+    """The server answers (a password-protected one asks for it first)."""
     sock.sendall(b"PING\r\n")
-    return sock.recv(64).startswith(b"+PONG")
+    return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
 
 
 def _die_with_parent() -> None:

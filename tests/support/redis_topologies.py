@@ -91,13 +91,16 @@ _REPLICATION_OPTIONS = {"repl-diskless-sync-delay": "0"}
 
 @contextlib.contextmanager
 def sentinel_setup(
-    replicas: int = 2, sentinels: int = 3, tls: RedisTls | None = None
+    replicas: int = 2,
+    sentinels: int = 3,
+    tls: RedisTls | None = None,
+    sentinel_password: str | None = None,
 ) -> Iterator[SentinelSetup]:
     """Start a master, ``replicas`` replicas and ``sentinels`` sentinels; kill all at exit.
 
     With ``tls`` every one of them speaks TLS only, replication and the sentinels' own
     connections included (each server presents ``tls``'s certificate and, for the links it
-    opens, its client certificate)."""
+    opens, its client certificate). With ``sentinel_password`` the sentinels require it."""
     base = dict(_REPLICATION_OPTIONS)
     if tls is not None:
         base.update(_tls_links(tls))
@@ -111,7 +114,11 @@ def sentinel_setup(
         monitor = SentinelMonitor(master_port=master.port, name=MASTER_NAME)
         sentinel_options = {k: v for k, v in base.items() if k.startswith("tls-")}
         sentinel_servers = [
-            stack.enter_context(RedisServer(sentinel=monitor, tls=tls, options=sentinel_options))
+            stack.enter_context(
+                RedisServer(
+                    sentinel=monitor, tls=tls, options=sentinel_options, password=sentinel_password
+                )
+            )
             for _ in range(sentinels)
         ]
         setup = SentinelSetup(master, replica_servers, sentinel_servers)
@@ -122,7 +129,7 @@ def sentinel_setup(
 @contextlib.contextmanager
 def master_with_replica() -> Iterator[tuple[RedisServer, RedisServer]]:
     """A master and one replica of it, replication up (for ``WAIT`` tests)."""
-    options = {"repl-diskless-sync-delay": "0"}
+    options = dict(_REPLICATION_OPTIONS)
     with contextlib.ExitStack() as stack:
         master = stack.enter_context(RedisServer(options=options))
         replica_options = {**options, "replicaof": f"127.0.0.1 {master.port}"}
