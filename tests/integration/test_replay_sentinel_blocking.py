@@ -226,16 +226,10 @@ def tls_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentinel
         yield setup
 
 
-def _client_tls(setup: SentinelSetup) -> dict[str, str]:
-    tls = setup.master.tls
-    assert tls is not None
-    return client_options(tls)
-
-
 def test_tls_sentinels_and_master_on_the_blocking_path(tls_sentinels: SentinelSetup) -> None:
     url = tls_sentinels.url
     assert url.startswith("rediss+sentinel://")
-    options = {"timeout_s": 2.0, "queue_timeout_s": 10, **_client_tls(tls_sentinels)}
+    options = {"timeout_s": 2.0, "queue_timeout_s": 10, **client_options(tls_sentinels.tls)}
     store = RedisReplayStore.from_url(url, wait_replicas=1, wait_timeout_s=2.0, **options)
     assert store.blocking_supported
     try:
@@ -261,9 +255,7 @@ def test_tls_sentinels_and_master_on_the_blocking_path(tls_sentinels: SentinelSe
 def test_tls_sentinel_problems_fail_closed(
     tls_sentinels: SentinelSetup, tmp_path: Path, problem: str
 ) -> None:
-    tls = tls_sentinels.master.tls
-    assert tls is not None
-    url, options = with_problem(tls_sentinels.url, tls, problem, tmp_path)
+    url, options = with_problem(tls_sentinels.url, tls_sentinels.tls, problem, tmp_path)
     store = RedisReplayStore.from_url(url, timeout_s=0.5, **options)  # type: ignore[arg-type]
     try:
         started = time.monotonic()

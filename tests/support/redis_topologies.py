@@ -49,6 +49,12 @@ class SentinelSetup:
         scheme = "rediss" if self.master.tls is not None else "redis"
         return f"{scheme}+sentinel://{hosts}/{self.name}/0"
 
+    @property
+    def tls(self) -> RedisTls:
+        """The TLS files every server and sentinel uses (a TLS set-up only)."""
+        assert self.master.tls is not None, "not a TLS set-up"
+        return self.master.tls
+
     def current_master_port(self) -> int:
         """The master port the first answering sentinel reports."""
         for sentinel in self.sentinels:
@@ -154,6 +160,12 @@ class ClusterSetup:
         """``redis+cluster://`` (``rediss+`` with TLS) naming every master as a seed."""
         scheme = "rediss" if self.masters[0].tls is not None else "redis"
         return f"{scheme}+cluster://" + ",".join(m.address for m in self.masters)
+
+    @property
+    def tls(self) -> RedisTls:
+        """The TLS files every node uses (a TLS cluster only)."""
+        assert self.masters[0].tls is not None, "not a TLS cluster"
+        return self.masters[0].tls
 
     def master_for_key(self, key: bytes) -> RedisServer:
         """The master serving ``key``'s hash slot now."""
