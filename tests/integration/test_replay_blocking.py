@@ -23,7 +23,7 @@ from tests.support.net import free_port
 from tests.support.redis_server import RedisServer, missing_redis_binaries
 from tests.support.redis_topologies import wait_until
 from tests.support.threads import race_in_threads as race
-from tests.support.tls_files import make_redis_tls, make_untrusted_ca
+from tests.support.tls_files import TLS_PROBLEMS, client_options, make_redis_tls, with_problem
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import BreakerState, CircuitBreaker
 
@@ -377,34 +377,16 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 def test_tls_with_a_client_certificate(tls_redis: RedisServer) -> None:
     tls = tls_redis.tls
     assert tls is not None and tls_redis.url.startswith("rediss://")
-    with store_for(
-        tls_redis.url,
-        ca_file=str(tls.ca_file),
-        cert_file=str(tls.client_cert_file),
-        key_file=str(tls.client_key_file),
-        timeout_s=1.0,
-    ) as store:
+    with store_for(tls_redis.url, timeout_s=1.0, **client_options(tls)) as store:
         results = race([partial(store.first_use_blocking, b"over-tls", TTL_S)] * 20)
         assert results.count(True) == 1
         assert not on_loop(store.first_use(b"over-tls", TTL_S))
 
 
-@pytest.mark.parametrize(
-    "problem", ["no client certificate", "untrusted server", "plaintext", "missing CA file"]
-)
+@pytest.mark.parametrize("problem", TLS_PROBLEMS)
 def test_tls_failures_fail_closed(tls_redis: RedisServer, tmp_path: Path, problem: str) -> None:
-    tls = tls_redis.tls
-    assert tls is not None
-    url = tls_redis.url
-    client = {"cert_file": str(tls.client_cert_file), "key_file": str(tls.client_key_file)}
-    options: dict[str, Any] = {"ca_file": str(tls.ca_file)}
-    if problem == "untrusted server":
-        options = {"ca_file": str(make_untrusted_ca(tmp_path)), **client}
-    elif problem == "plaintext":
-        url = url.replace("rediss://", "redis://")
-        options = {}
-    elif problem == "missing CA file":
-        options = {"ca_file": str(tmp_path / "absent.pem"), **client}
+    assert tls_redis.tls is not None
+    url, options = with_problem(tls_redis.url, tls_redis.tls, problem, tmp_path)
     with store_for(url, timeout_s=0.5, **options) as store, pytest.raises(ReplayStoreUnavailable):
         store.first_use_blocking(b"k", TTL_S)
 
