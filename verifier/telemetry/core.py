@@ -150,10 +150,12 @@ class DeferredHistogram:
     the aggregation lock), and more on the request path, where the engine's work has evicted it
     from the CPU caches. Queued, a measurement costs a deque append; the queue is recorded into
     the SDK histogram in one loop when it reaches ``batch`` entries and before every collection
-    (Prometheus scrape, OTLP export), so collected data is exact and complete.
+    (Prometheus scrape, OTLP export), so collected data is exact and complete. The request that
+    fills a batch pays for recording it: 32 keeps that under half a millisecond with two
+    readers (256 cost 2.5 ms at p99.9) for the same mean cost per measurement.
     """
 
-    def __init__(self, histogram: metrics.Histogram, batch: int = 256) -> None:
+    def __init__(self, histogram: metrics.Histogram, batch: int = 32) -> None:
         self._histogram = histogram
         self._batch = batch
         self._queue: deque[tuple[float, Mapping[str, str]]] = deque()
