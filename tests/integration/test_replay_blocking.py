@@ -23,7 +23,12 @@ from tests.support.net import free_port
 from tests.support.redis_server import RedisServer, missing_redis_binaries
 from tests.support.redis_topologies import wait_until
 from tests.support.threads import race_in_threads as race
-from tests.support.tls_files import TLS_PROBLEMS, client_options, make_redis_tls, with_problem
+from tests.support.tls_files import (
+    TLS_PROBLEMS,
+    assert_blocking_fails_closed,
+    client_options,
+    make_redis_tls,
+)
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import BreakerState, CircuitBreaker
 
@@ -386,9 +391,7 @@ def test_tls_with_a_client_certificate(tls_redis: RedisServer) -> None:
 @pytest.mark.parametrize("problem", TLS_PROBLEMS)
 def test_tls_failures_fail_closed(tls_redis: RedisServer, tmp_path: Path, problem: str) -> None:
     assert tls_redis.tls is not None
-    url, options = with_problem(tls_redis.url, tls_redis.tls, problem, tmp_path)
-    with store_for(url, timeout_s=0.5, **options) as store, pytest.raises(ReplayStoreUnavailable):
-        store.first_use_blocking(b"k", TTL_S)
+    assert_blocking_fails_closed(tls_redis.url, tls_redis.tls, problem, tmp_path)
 
 
 # --- WAIT for replicas ----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ path too.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,12 @@ import pytest
 from tests.support.redis_server import missing_redis_binaries
 from tests.support.redis_topologies import ClusterSetup, cluster_setup, wait_until
 from tests.support.threads import race_in_threads as race
-from tests.support.tls_files import TLS_PROBLEMS, client_options, make_redis_tls, with_problem
+from tests.support.tls_files import (
+    TLS_PROBLEMS,
+    assert_blocking_fails_closed,
+    client_options,
+    make_redis_tls,
+)
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_blocking import BlockingCluster, key_slot
@@ -193,12 +197,4 @@ def test_a_tls_cluster_on_both_paths(tls_cluster: ClusterSetup) -> None:
 def test_tls_cluster_problems_fail_closed(
     tls_cluster: ClusterSetup, tmp_path: Path, problem: str
 ) -> None:
-    url, options = with_problem(tls_cluster.url, tls_cluster.tls, problem, tmp_path)
-    store = RedisReplayStore.from_url(url, timeout_s=0.5, **options)  # type: ignore[arg-type]
-    try:
-        started = time.monotonic()
-        with pytest.raises(ReplayStoreUnavailable):
-            store.first_use_blocking(b"k", TTL_S)
-        assert time.monotonic() - started < 3.0
-    finally:
-        asyncio.run(store.close())
+    assert_blocking_fails_closed(tls_cluster.url, tls_cluster.tls, problem, tmp_path)

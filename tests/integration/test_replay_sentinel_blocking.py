@@ -25,7 +25,12 @@ from tests.support.net import free_port
 from tests.support.redis_server import missing_redis_binaries
 from tests.support.redis_topologies import SentinelSetup, sentinel_setup, wait_until
 from tests.support.threads import race_in_threads as race
-from tests.support.tls_files import TLS_PROBLEMS, client_options, make_redis_tls, with_problem
+from tests.support.tls_files import (
+    TLS_PROBLEMS,
+    assert_blocking_fails_closed,
+    client_options,
+    make_redis_tls,
+)
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 
 TTL_S = 60.0
@@ -255,12 +260,4 @@ def test_tls_sentinels_and_master_on_the_blocking_path(tls_sentinels: SentinelSe
 def test_tls_sentinel_problems_fail_closed(
     tls_sentinels: SentinelSetup, tmp_path: Path, problem: str
 ) -> None:
-    url, options = with_problem(tls_sentinels.url, tls_sentinels.tls, problem, tmp_path)
-    store = RedisReplayStore.from_url(url, timeout_s=0.5, **options)  # type: ignore[arg-type]
-    try:
-        started = time.monotonic()
-        with pytest.raises(ReplayStoreUnavailable):
-            store.first_use_blocking(b"k", TTL_S)
-        assert time.monotonic() - started < 3.0
-    finally:
-        _on_a_loop(store.close())
+    assert_blocking_fails_closed(tls_sentinels.url, tls_sentinels.tls, problem, tmp_path)

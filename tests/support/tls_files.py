@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.support.pki import make_pki, make_untrusted_ca
 from tests.support.redis_server import RedisTls
+from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 
-__all__ = ["TLS_PROBLEMS", "client_options", "make_redis_tls", "make_untrusted_ca", "with_problem"]
+__all__ = [
+    "TLS_PROBLEMS",
+    "assert_blocking_fails_closed",
+    "client_options",
+    "make_redis_tls",
+    "make_untrusted_ca",
+    "with_problem",
+]
 
 
 def make_redis_tls(directory: Path, *, require_client_cert: bool = True) -> RedisTls:
@@ -51,3 +63,19 @@ def with_problem(
     if problem == "missing CA file":
         return url, {**options, "ca_file": str(directory / "absent.pem")}
     raise ValueError(problem)
+
+
+def assert_blocking_fails_closed(
+    url: str, tls: RedisTls, problem: str, directory: Path, within_s: float = 3.0
+) -> None:
+    """A store whose ``url`` and options have ``problem`` refuses a proof on the blocking path
+    (:class:`ReplayStoreUnavailable`: fail closed) within ``within_s`` seconds."""
+    spoiled, options = with_problem(url, tls, problem, directory)
+    store = RedisReplayStore.from_url(spoiled, timeout_s=0.5, **options)  # type: ignore[arg-type]
+    try:
+        started = time.monotonic()
+        with pytest.raises(ReplayStoreUnavailable):
+            store.first_use_blocking(b"k", 60.0)
+        assert time.monotonic() - started < within_s
+    finally:
+        asyncio.run(store.close())
