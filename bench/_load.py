@@ -197,3 +197,56 @@ async def open_loop(address: str, method: str, requests: list[bytes], rate: floa
         await asyncio.gather(*tasks)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
     return Run(elapsed, sorted(latencies), cpu, answers)
+
+
+class StalledCalls:
+    """``calls`` calls to ``method`` over ``connections`` HTTP/2 connections that send their
+    headers and never their request message: what a hostile caller, or a gateway that died
+    mid-request, leaves behind. Use as ``async with``; leaving releases nothing (the calls
+    stay open until :meth:`outcomes` or :meth:`close`)."""
+
+    def __init__(self, address: str, calls: int, connections: int, method: str = CHECK) -> None:
+        self._release = asyncio.Event()
+        self._channels = [
+            grpc.aio.insecure_channel(
+                address, options=[("grpc.use_local_subchannel_pool", 1), ("grpc.channel_id", i)]
+            )
+            for i in range(connections)
+        ]
+        self._calls = [
+            self._channels[i % connections].stream_unary(method)(self._nothing())
+            for i in range(calls)
+        ]
+
+    async def _nothing(self):  # type: ignore[no-untyped-def]
+        await self._release.wait()
+        return
+        yield b""  # an async generator that sends no message
+
+    async def __aenter__(self) -> StalledCalls:
+        # Every call's headers are on the wire once this returns.
+        await asyncio.gather(*(call.wait_for_connection() for call in self._calls))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def pending(self) -> int:
+        """How many calls the server has not ended yet."""
+        return sum(1 for call in self._calls if not call.done())
+
+    async def outcomes(self) -> Counter[str]:
+        """Wait until the server ends every call; count their status codes."""
+        counts: Counter[str] = Counter()
+        for call in self._calls:
+            try:
+                await call
+                counts["OK"] += 1
+            except grpc.aio.AioRpcError as exc:
+                counts[exc.code().name] += 1
+        return counts
+
+    async def close(self) -> None:
+        self._release.set()
+        for ch in self._channels:
+            await ch.close()

@@ -152,6 +152,13 @@ class Settings:
     max_message_bytes: int = 65536
     server_threads: int = 16
     max_concurrent_calls: int = 1024
+    max_pending_calls: int = 4096
+    receive_timeout_ms: int = 5000
+    max_streams_per_connection: int = 100
+    max_connections: int = 4096
+    keepalive_seconds: int = 20
+    keepalive_timeout_seconds: int = 10
+    liveness_stall_seconds: int = 30
     workers: int = 1
     allow_explain: bool = False
     log_level: str = "INFO"
@@ -279,7 +286,36 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _opt(
         "max_concurrent_calls",
-        "Calls accepted at once per process; beyond it a call fails fast with RESOURCE_EXHAUSTED.",
+        "Calls accepted at once per process (counted once their request message is in); "
+        "beyond it a call fails fast with RESOURCE_EXHAUSTED.",
+    ),
+    _opt(
+        "max_pending_calls",
+        "Calls still waiting for their request message, per process (they hold no thread); "
+        "beyond it a new call fails fast with RESOURCE_EXHAUSTED.",
+    ),
+    _opt(
+        "receive_timeout_ms",
+        "How long a call may take to deliver its request message; then DEADLINE_EXCEEDED.",
+    ),
+    _opt(
+        "max_streams_per_connection",
+        "Concurrent calls per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS).",
+    ),
+    _opt("max_connections", "Open connections per listener; beyond it new ones are refused."),
+    _opt(
+        "keepalive_seconds",
+        "Ping a connection after this long without traffic (HTTP/2 keepalive).",
+    ),
+    _opt(
+        "keepalive_timeout_seconds",
+        "A peer that does not answer a keepalive ping within this is closed (dead peers "
+        "are reaped within keepalive + timeout).",
+    ),
+    _opt(
+        "liveness_stall_seconds",
+        "Liveness turns NOT_SERVING when admitted calls make no progress, or the event loop "
+        "does not run, for this long.",
     ),
     _opt(
         "workers",
@@ -649,6 +685,13 @@ def _validate(s: Settings) -> None:
     _check_min("DPOP_MAX_MESSAGE_BYTES", s.max_message_bytes, 1)
     _check_min("DPOP_SERVER_THREADS", s.server_threads, 1)
     _check_min("DPOP_MAX_CONCURRENT_CALLS", s.max_concurrent_calls, 1)
+    _check_min("DPOP_MAX_PENDING_CALLS", s.max_pending_calls, 1)
+    _check_min("DPOP_RECEIVE_TIMEOUT_MS", s.receive_timeout_ms, 1)
+    _check_min("DPOP_MAX_STREAMS_PER_CONNECTION", s.max_streams_per_connection, 1)
+    _check_min("DPOP_MAX_CONNECTIONS", s.max_connections, 1)
+    _check_min("DPOP_KEEPALIVE_SECONDS", s.keepalive_seconds, 1)
+    _check_min("DPOP_KEEPALIVE_TIMEOUT_SECONDS", s.keepalive_timeout_seconds, 1)
+    _check_min("DPOP_LIVENESS_STALL_SECONDS", s.liveness_stall_seconds, 1)
     _check_min("DPOP_WORKERS", s.workers, 1)
     if s.workers > 1 and "unix:" in (s.listen[:5], s.health_listen[:5]):
         raise ConfigError(

@@ -145,6 +145,7 @@ async def running(
             stop_event=stop,
             handle_signals=False,
             health_probe_interval=0.05,
+            health_probe_timeout=0.05,
         )
     )
     ready_wait = asyncio.create_task(ready.wait())
@@ -338,6 +339,94 @@ async def test_a_hanging_or_failing_ping_counts_as_down() -> None:
 
     async with running(plain_settings(), store=BrokenStore()) as bound:
         assert await health_status(bound.main) == NOT_SERVING
+
+
+class HangingStore(FakeStore):
+    """A store whose pings never answer (as under a starved event loop)."""
+
+    async def ping(self) -> bool:
+        await asyncio.Event().wait()
+        return True
+
+
+async def test_requests_the_store_answers_keep_the_service_ready_while_pings_hang() -> None:
+    # Readiness takes requests that reached the replay store as evidence: a probe starved of
+    # CPU on a busy pod must not pull it out of the Service. Without requests, pings decide.
+    async with running(plain_settings(), store=HangingStore()) as bound:
+        assert await health_status(bound.main) == NOT_SERVING
+        async with grpc.aio.insecure_channel(bound.main) as ch:
+            stub = verifier_stub(ch)
+            await stub.Verify(pb.VerifyRequest(method="GET"), timeout=5)  # ALLOW with a jti
+            await eventually_status(bound.main, SERVING)
+            for _ in range(40):  # 2 s of traffic: 40 probe intervals, every ping hanging
+                await stub.Verify(pb.VerifyRequest(method="GET"), timeout=5)
+                assert await health_status(bound.main) == SERVING
+                await asyncio.sleep(0.05)
+        await eventually_status(bound.main, NOT_SERVING)  # no traffic: the pings decide
+
+
+async def test_one_failed_ping_is_not_an_outage() -> None:
+    class FlakyStore(FakeStore):
+        """Every third ping fails."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pings = 0
+
+        async def ping(self) -> bool:
+            self.pings += 1
+            return self.pings % 3 != 0
+
+    store = FlakyStore()
+    async with running(plain_settings(), store=store) as bound:
+        while store.pings < 30:
+            assert await health_status(bound.main) == SERVING
+            await asyncio.sleep(0.02)
+
+
+class WedgingEngine(FakeEngine):
+    """Never answers until ``release`` is set: a port call that hangs, a stuck worker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+        await self.release.wait()
+        return self.decision
+
+
+async def test_liveness_fails_while_the_serving_path_is_wedged_and_recovers() -> None:
+    settings = plain_settings(
+        server_threads=2, liveness_stall_seconds=1, health_listen="127.0.0.1:0"
+    )
+    engine = WedgingEngine()
+    async with running(settings, engine) as bound, grpc.aio.insecure_channel(bound.main) as ch:
+        assert await health_status(bound.health, LIVENESS_HEALTH_SERVICE) == SERVING
+        stub = verifier_stub(ch)
+        stuck = [stub.Verify(pb.VerifyRequest(method="GET"), timeout=30) for _ in range(2)]
+        held = asyncio.gather(*stuck)
+        await eventually_status(bound.health, NOT_SERVING, LIVENESS_HEALTH_SERVICE)
+        engine.release.set()
+        assert [a.decision for a in await held] == [pb.DECISION_ALLOW] * 2
+        await eventually_status(bound.health, SERVING, LIVENESS_HEALTH_SERVICE)
+
+
+async def test_liveness_stays_serving_while_calls_keep_finishing() -> None:
+    # Busy is not wedged: calls that each take a while, back to back, beyond the stall time.
+    settings = plain_settings(
+        server_threads=2, liveness_stall_seconds=1, health_listen="127.0.0.1:0"
+    )
+    async with (
+        running(settings, FakeEngine(delay=0.2)) as bound,
+        grpc.aio.insecure_channel(bound.main) as ch,
+    ):
+        stub = verifier_stub(ch)
+        for _ in range(10):  # 2 s of calls on both workers
+            await asyncio.gather(
+                *(stub.Verify(pb.VerifyRequest(method="GET"), timeout=5) for _ in range(2))
+            )
+            assert await health_status(bound.health, LIVENESS_HEALTH_SERVICE) == SERVING
 
 
 async def test_reflection_lists_and_describes_the_services() -> None:

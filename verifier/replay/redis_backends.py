@@ -286,7 +286,7 @@ def _sentinel_client(target: RedisTarget, options: ConnectOptions) -> tuple[Redi
     if target.tls:
         sentinel_kwargs.update(ssl=True, **_tls_kwargs(options))
         master_kwargs.update(ssl=True, **_tls_kwargs(options))
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
     client: Redis = sentinel.master_for(
         target.service_name,
         connection_pool_class=SentinelConnectionPool,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from verifier.engine.model import Decision, RequestFacts
@@ -61,13 +61,23 @@ class LoopRunner:
 class BlockingDecisions:
     """The front doors' engine port: ``decide(facts, explain=)`` on the calling thread."""
 
-    def __init__(self, engine: AsyncEngine, run_async: RunAsync[Any]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        run_async: RunAsync[Any],
+        *,
+        observe: Callable[[Decision], None] | None = None,
+    ) -> None:
         self._engine = engine
         self._run_async = run_async
         self._blocking = getattr(engine, "verify_blocking", None)
+        self._observe = observe
 
     def decide(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
         if self._blocking is not None:
-            return self._blocking(facts, explain=explain, run_async=self._run_async)  # type: ignore[no-any-return]
-        # An engine with no sync driver (test doubles) runs wholly on the loop.
-        return self._run_async(self._engine.verify(facts, explain=explain))  # type: ignore[no-any-return]
+            decision: Decision = self._blocking(facts, explain=explain, run_async=self._run_async)
+        else:  # an engine with no sync driver (test doubles) runs wholly on the loop
+            decision = self._run_async(self._engine.verify(facts, explain=explain))
+        if self._observe is not None:
+            self._observe(decision)
+        return decision

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,13 +31,21 @@ from verifier.api.extauthz_service import ExtAuthzService
 from verifier.api.options import extauthz_options, route_table
 from verifier.api.verify_service import SERVICE_NAME, VerifyService
 from verifier.config import Settings
+from verifier.server.admission import AdmissionExecutor
 from verifier.server.bridge import AsyncEngine, BlockingDecisions, LoopRunner
+from verifier.server.health import (
+    PROBE_INTERVAL_SECONDS,
+    PROBE_TIMEOUT_SECONDS,
+    Hysteresis,
+    StoreEvidence,
+    Watchdog,
+    store_answers,
+)
 from verifier.telemetry import Telemetry
 
 _log = logging.getLogger(__name__)
 
-HEALTH_PROBE_INTERVAL_SECONDS = 1.0
-"""How often the replay store is pinged; a ping slower than this counts as down."""
+HEALTH_PROBE_INTERVAL_SECONDS = PROBE_INTERVAL_SECONDS
 
 _HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 _HEALTH_SERVICES = ("", SERVICE_NAME, EXTAUTHZ_SERVICE_NAME)  # "" is the server as a whole
@@ -70,22 +77,64 @@ class ListeningAddresses:
     """The plaintext health-only listener, if ``DPOP_HEALTH_LISTEN`` is set."""
 
 
+MAX_CONNECTION_IDLE_SECONDS = 300
+"""A connection without calls for this long is closed with GOAWAY (clients reconnect on
+demand), so idle connections cannot hold the DPOP_MAX_CONNECTIONS slots for good."""
+HANDSHAKE_TIMEOUT_SECONDS = 10
+"""A connection must finish its TLS handshake and HTTP/2 preface within this."""
+
+
+def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """grpc core's per-listener bounds: message size, streams per connection, connections,
+    handshake time, idle connections, and HTTP/2 keepalive that reaps peers gone silent (a
+    half-open connection is closed within keepalive + keepalive timeout)."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        # Calls grpc core holds until the serving thread takes them (microseconds each, unless
+        # the process is starved): bounded like the calls that wait for their message.
+        ("grpc.server.max_pending_requests", settings.max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_calls),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_SECONDS * 1000),
+        ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_SECONDS * 1000),
+        ("grpc.keepalive_time_ms", settings.keepalive_seconds * 1000),
+        ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_seconds * 1000),
+        # grpc core times a keepalive ping out after the smaller of the two (default 60 s).
+        ("grpc.http2.ping_timeout_ms", settings.keepalive_timeout_seconds * 1000),
+        # Keepalive pings keep going out on a connection whose calls are silent (a peer that
+        # vanished mid-request sends no data frames, and must still be found out).
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
 def create_grpc_server(
     settings: Settings, *, reuse_port: bool = False, threads: int | None = None
 ) -> grpc.Server:
     """The gRPC server every listener of the service runs on (the benchmark's null server uses
-    it too): a thread pool of ``settings.server_threads``, at most
-    ``settings.max_concurrent_calls`` calls at once (beyond: RESOURCE_EXHAUSTED at once, never an
-    unbounded queue), messages up to ``settings.max_message_bytes``. ``reuse_port`` lets several
-    processes share the port (``--workers``); otherwise a port in use is an error."""
-    options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 1 if reuse_port else 0),
-    ]
-    pool = ThreadPoolExecutor(
-        max_workers=threads or settings.server_threads, thread_name_prefix="dpop-grpc"
+    it too). Its thread pool is an :class:`~verifier.server.admission.AdmissionExecutor`: a
+    call takes one of ``settings.server_threads`` only once its request message is in, at most
+    ``settings.max_concurrent_calls`` complete calls at once and ``settings.max_pending_calls``
+    waiting ones (beyond either: RESOURCE_EXHAUSTED at once, never an unbounded queue), each
+    waiting at most ``settings.receive_timeout_ms``. :func:`server_options` sets the rest.
+    ``reuse_port`` lets several processes share the port (``--workers``); otherwise a port in
+    use is an error."""
+    return grpc_server_with_admission(settings, reuse_port=reuse_port, threads=threads)[0]
+
+
+def grpc_server_with_admission(
+    settings: Settings, *, reuse_port: bool = False, threads: int | None = None
+) -> tuple[grpc.Server, AdmissionExecutor]:
+    """:func:`create_grpc_server` and its thread pool (whose progress liveness watches)."""
+    pool = AdmissionExecutor(
+        workers=threads or settings.server_threads,
+        max_calls=settings.max_concurrent_calls,
+        max_pending=settings.max_pending_calls,
+        receive_timeout=settings.receive_timeout_ms / 1000,
     )
-    return grpc.server(pool, options=options, maximum_concurrent_rpcs=settings.max_concurrent_calls)
+    return grpc.server(pool, options=server_options(settings, reuse_port=reuse_port)), pool
 
 
 async def serve(
@@ -98,6 +147,7 @@ async def serve(
     stop_event: asyncio.Event | None = None,
     handle_signals: bool = True,
     health_probe_interval: float = HEALTH_PROBE_INTERVAL_SECONDS,
+    health_probe_timeout: float = PROBE_TIMEOUT_SECONDS,
     telemetry: Telemetry | None = None,
     issuer_health: Callable[[], Mapping[str, bool]] | None = None,
     reuse_port: bool = False,
@@ -105,10 +155,11 @@ async def serve(
     """Serve until SIGTERM / SIGINT (or ``stop_event``), then shut down gracefully.
 
     Once listening, calls ``on_listening`` with the bound addresses and sets ``ready_event``.
-    :data:`LIVENESS_HEALTH_SERVICE` is SERVING from then on. The other health services start
-    NOT_SERVING and follow the replay store's ``ping()`` while running (with
+    :data:`LIVENESS_HEALTH_SERVICE` is SERVING from then on while the serving path is not
+    wedged (:mod:`verifier.server.health`). The other health services start NOT_SERVING and
+    follow the replay store (requests it answered, else its ``ping()``, with hysteresis; with
     ``settings.replay_fail_open`` only :data:`REPLAY_STORE_HEALTH_SERVICE` does: the server
-    stays SERVING), and turns NOT_SERVING for good when shutdown begins; the server then
+    stays SERVING), and turn NOT_SERVING for good when shutdown begins; the server then
     refuses new calls and lets in-flight ones finish for up to
     ``settings.shutdown_grace_seconds``. Raises ``RuntimeError`` if an address cannot be bound.
     ``engine`` is driven on the server's worker threads (``verify_blocking`` when it has one);
@@ -119,8 +170,13 @@ async def serve(
     for service in (*_HEALTH_SERVICES, REPLAY_STORE_HEALTH_SERVICE, LIVENESS_HEALTH_SERVICE):
         health_servicer.set(service, _NOT_SERVING)
 
-    decisions = BlockingDecisions(engine, LoopRunner(asyncio.get_running_loop()))
-    server = create_grpc_server(settings, reuse_port=reuse_port)
+    evidence = None if settings.replay_fail_open else StoreEvidence()
+    decisions = BlockingDecisions(
+        engine,
+        LoopRunner(asyncio.get_running_loop()),
+        observe=evidence.observe if evidence is not None else None,
+    )
+    server, admission = grpc_server_with_admission(settings, reuse_port=reuse_port)
     routes = route_table(settings)
     verifier_pb2_grpc.add_VerifierServiceServicer_to_server(  # type: ignore[no-untyped-call]
         VerifyService(
@@ -148,44 +204,54 @@ async def serve(
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
         health_address = _bind(health_server, settings.health_listen, None)
 
+    def publish_liveness(alive: bool) -> None:
+        health_servicer.set(LIVENESS_HEALTH_SERVICE, _SERVING if alive else _NOT_SERVING)
+
+    watchdog = Watchdog(
+        stall_seconds=settings.liveness_stall_seconds,
+        progress_ages=lambda: [admission.progress_age()],
+        publish=publish_liveness,
+    )
     stop = stop_event if stop_event is not None else asyncio.Event()
     server.start()
+    tasks: list[asyncio.Task[None]] = []
     try:
         if health_server is not None:
             health_server.start()
-        health_servicer.set(LIVENESS_HEALTH_SERVICE, _SERVING)
+        tasks.append(asyncio.create_task(watchdog.beat_forever()))
+        watchdog.start()
         _log.info("serving %s on %s (%s)", SERVICE_NAME, main_address, _transport(settings))
         if health_address:
             _log.info("serving grpc.health.v1 on %s (plaintext)", health_address)
 
         fail_open = settings.replay_fail_open
-        serving = await _update_health(
-            health_servicer, replay_store, None, health_probe_interval, fail_open
+        readiness = _Readiness(
+            health_servicer,
+            replay_store,
+            evidence,
+            (health_probe_interval, health_probe_timeout),
+            fail_open,
         )
+        await readiness.update()
         with _signals_set(stop, enabled=handle_signals):
-            monitor = asyncio.create_task(
-                _monitor_replay_store(
-                    health_servicer, replay_store, serving, health_probe_interval, fail_open
-                )
-            )
-            issuers = None
+            tasks.append(asyncio.create_task(readiness.run()))
             if issuer_health is not None:
-                issuers = asyncio.create_task(
-                    _monitor_issuers(health_servicer, issuer_health, health_probe_interval)
+                tasks.append(
+                    asyncio.create_task(
+                        _monitor_issuers(health_servicer, issuer_health, health_probe_interval)
+                    )
                 )
-            try:
-                if on_listening is not None:
-                    on_listening(ListeningAddresses(main_address, health_address))
-                if ready_event is not None:
-                    ready_event.set()
-                await stop.wait()
-            finally:
-                for task in (monitor, issuers):
-                    if task is not None:
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+            if on_listening is not None:
+                on_listening(ListeningAddresses(main_address, health_address))
+            if ready_event is not None:
+                ready_event.set()
+            await stop.wait()
     finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        watchdog.stop()
         grace = settings.shutdown_grace_seconds
         _log.info("shutting down: draining in-flight calls for up to %ss", grace)
         health_servicer.enter_graceful_shutdown()
@@ -258,45 +324,50 @@ async def _monitor_issuers(
         await asyncio.sleep(interval)
 
 
-async def _monitor_replay_store(
-    health_servicer: Any, store: HealthProbe, serving: bool, interval: float, fail_open: bool
-) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        serving = await _update_health(health_servicer, store, serving, interval, fail_open)
+class _Readiness:
+    """Publishes the replay store's state (see :mod:`verifier.server.health`). With
+    ``fail_open`` the server keeps answering (unchecked) while the store is down, so only
+    :data:`REPLAY_STORE_HEALTH_SERVICE` turns NOT_SERVING."""
 
+    def __init__(
+        self,
+        health_servicer: Any,
+        store: HealthProbe,
+        evidence: StoreEvidence | None,
+        timing: tuple[float, float],
+        fail_open: bool,
+    ) -> None:
+        self._servicer = health_servicer
+        self._store = store
+        self._evidence = evidence
+        self._interval, self._deadline = timing
+        self._fail_open = fail_open
+        self._state = Hysteresis()
+        self._published: bool | None = None
 
-async def _update_health(
-    health_servicer: Any,
-    store: HealthProbe,
-    was_serving: bool | None,
-    deadline: float,
-    fail_open: bool = False,
-) -> bool:
-    """Ping the store and publish the result when it changed; return whether it is up.
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.update()
 
-    With ``fail_open`` the server keeps answering (unchecked) while the store is down, so
-    only :data:`REPLAY_STORE_HEALTH_SERVICE` turns NOT_SERVING.
-    """
-    try:
-        async with asyncio.timeout(deadline):
-            up = bool(await store.ping())
-    except Exception:
-        up = False
-    if up != was_serving:
-        health_servicer.set(REPLAY_STORE_HEALTH_SERVICE, _SERVING if up else _NOT_SERVING)
+    async def update(self) -> None:
+        ok = await store_answers(self._store, self._evidence, self._interval, self._deadline)
+        up = self._state.observe(ok)
+        if up is self._published:
+            return
+        self._published = up
+        self._servicer.set(REPLAY_STORE_HEALTH_SERVICE, _SERVING if up else _NOT_SERVING)
         for service in _HEALTH_SERVICES:
-            health_servicer.set(service, _SERVING if up or fail_open else _NOT_SERVING)
+            self._servicer.set(service, _SERVING if up or self._fail_open else _NOT_SERVING)
         if up:
             _log.info("replay store reachable: health SERVING")
-        elif fail_open:
+        elif self._fail_open:
             _log.error(
                 "replay store unreachable: DPOP_REPLAY_FAIL_OPEN is set, so health stays "
                 "SERVING and proofs are accepted WITHOUT replay protection"
             )
         else:
             _log.warning("replay store unreachable: health NOT_SERVING")
-    return up
 
 
 @contextlib.contextmanager
