@@ -202,21 +202,18 @@ async def open_loop(address: str, method: str, requests: list[bytes], rate: floa
 class StalledCalls:
     """``calls`` calls to ``method`` over ``connections`` HTTP/2 connections that send their
     headers and never their request message: what a hostile caller, or a gateway that died
-    mid-request, leaves behind. Use as ``async with``; leaving releases nothing (the calls
-    stay open until :meth:`outcomes` or :meth:`close`)."""
+    mid-request, leaves behind. Use as ``async with``: the calls are open inside the block
+    until the server ends them (:meth:`outcomes` waits for that); leaving it closes them."""
 
     def __init__(self, address: str, calls: int, connections: int, method: str = CHECK) -> None:
-        self._release = asyncio.Event()
-        self._channels = [
-            grpc.aio.insecure_channel(
-                address, options=[("grpc.use_local_subchannel_pool", 1), ("grpc.channel_id", i)]
-            )
-            for i in range(connections)
-        ]
-        self._calls = [
-            self._channels[i % connections].stream_unary(method)(self._nothing())
-            for i in range(calls)
-        ]
+        self._address, self._n, self._connections, self._method = (
+            address,
+            calls,
+            connections,
+            method,
+        )
+        self._channels: list[grpc.aio.Channel] = []
+        self._calls: list[grpc.aio.StreamUnaryCall] = []
 
     async def _nothing(self):  # type: ignore[no-untyped-def]
         await self._release.wait()
@@ -224,7 +221,20 @@ class StalledCalls:
         yield b""  # an async generator that sends no message
 
     async def __aenter__(self) -> StalledCalls:
-        # Every call's headers are on the wire once this returns.
+        # Built here, on the running event loop (grpc.aio objects belong to one loop); every
+        # call's headers are on the wire once this returns.
+        self._release = asyncio.Event()
+        self._channels = [
+            grpc.aio.insecure_channel(
+                self._address,
+                options=[("grpc.use_local_subchannel_pool", 1), ("grpc.channel_id", i)],
+            )
+            for i in range(self._connections)
+        ]
+        self._calls = [
+            self._channels[i % self._connections].stream_unary(self._method)(self._nothing())
+            for i in range(self._n)
+        ]
         await asyncio.gather(*(call.wait_for_connection() for call in self._calls))
         return self
 

@@ -16,6 +16,8 @@ import pytest
 from tests.support.redis_server import missing_redis_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
+HANG_GUARD_SECONDS = 900
+"""Only a hung run is stopped: how long a run takes on a busy machine is no test's business."""
 
 ROW_KINDS = (
     "raw verify",
@@ -31,6 +33,8 @@ ROW_KINDS = (
     "floor on threads",
     "floor on aio",
     "floor on uvloop",
+    "no stalled calls",
+    "stalled callers",
     "paced 50%",
     "tracing off",
     "tracing on",
@@ -38,7 +42,9 @@ ROW_KINDS = (
     "workers=2",
 )
 TARGETS = (
-    "Check/s >= 0.6x null server",
+    "Check/s >= 0.35x null server",
+    "with 3,000 stalled calls >= 0.8x without",
+    "health answers within 1 s meanwhile",
     "Check/s >= 3,000 on one core",
     "p50 <= 1 ms at concurrency 1",
     "p99 <= 5 ms at half of peak",
@@ -47,6 +53,7 @@ TARGETS = (
 )
 
 
+@pytest.mark.timeout(HANG_GUARD_SECONDS + 60)
 def test_quick_run_prints_every_row_kind_and_no_denial() -> None:
     problem = missing_redis_binaries()
     if problem is not None:
@@ -65,7 +72,7 @@ def test_quick_run_prints_every_row_kind_and_no_denial() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=HANG_GUARD_SECONDS,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     out = completed.stdout
@@ -85,6 +92,7 @@ def test_quick_run_prints_every_row_kind_and_no_denial() -> None:
     assert "machine: " in out and "grpcio" in out
 
 
+@pytest.mark.timeout(HANG_GUARD_SECONDS + 60)
 def test_a_denial_aborts_the_run_and_names_its_reason() -> None:
     # Every row is counted only if every answer was an allow: a service whose replay store is
     # unreachable denies (fail closed), and the run must stop there, saying why.
@@ -97,7 +105,8 @@ def test_a_denial_aborts_the_run_and_names_its_reason() -> None:
             "memory",
             "--methods",
             "Check",
-            *(f"--skip-{part}" for part in ("null", "rounds", "stacks", "paced", "tracing")),
+            *(f"--skip-{part}" for part in ("null", "rounds", "stacks", "stalled", "paced")),
+            "--skip-tracing",
             *(f"--skip-{part}" for part in ("workers", "flood", "in-process")),
             "--service-env",
             "DPOP_REPLAY_URL=redis://127.0.0.1:1",  # nothing listens on port 1
@@ -105,11 +114,11 @@ def test_a_denial_aborts_the_run_and_names_its_reason() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=HANG_GUARD_SECONDS,
     )
     assert completed.returncode == 1, completed.stderr[-4000:]
     assert "ABORTED: a request was denied: Check denied: replay_store_unavailable" in (
         completed.stderr
     )
     assert '"reason":"replay_store_unavailable"' in completed.stderr  # the service's own lines
-    assert "targets (issue 9" not in completed.stdout
+    assert "targets (issues" not in completed.stdout
