@@ -538,9 +538,7 @@ async def health_check_ms(address: str) -> float:
     """How long one grpc.health.v1 Check takes (a new connection, as a kubelet probe makes)."""
     started = time.perf_counter()
     async with grpc.aio.insecure_channel(address) as channel:
-        await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=30
-        )
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
     return (time.perf_counter() - started) * 1000
 
 
