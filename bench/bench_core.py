@@ -82,7 +82,7 @@ def bench_pure_proof_check(alg: str, n: int) -> float:
     return rate(n, time.perf_counter() - started)
 
 
-async def bench_engine(alg: str, issuer: TestIssuer, n: int) -> float:
+def bench_engine(alg: str, issuer: TestIssuer, n: int) -> float:
     client = generate_key(alg)
     source = StaticKeySource.from_file(issuer.jwks_file)
     tokens = TokenValidator([TrustedIssuer("https://issuer.test", source, "https://api.test")])
@@ -96,7 +96,7 @@ async def bench_engine(alg: str, issuer: TestIssuer, n: int) -> float:
     ]
     started = time.perf_counter()
     for fact in facts:
-        decision = await engine.verify(fact)
+        decision = engine.verify(fact)
         assert decision.allow, decision
     return rate(n, time.perf_counter() - started)
 
@@ -176,7 +176,7 @@ def main() -> None:
         rows.append(
             (
                 "engine: proof+token+memory replay",
-                asyncio.run(bench_engine(args.alg, issuer, args.n)),
+                bench_engine(args.alg, issuer, args.n),
                 "",
                 "",
             )

@@ -4,8 +4,9 @@
 
 The authorization server is the test stand-in (tests/support/auth_server.py, Python's threaded
 http.server) running in its own process on loopback, so its CPU is not this process's. The
-service side is the real wiring (``build_app``) deciding through ``Verifier.verify`` in process;
-proofs are made before the clock starts. Rows:
+service side is the real wiring (``build_app``) deciding through ``Verifier.verify`` in process,
+on ``--concurrency`` threads as the gRPC worker threads do; proofs are made before the clock
+starts. Rows:
 
   * JWT, verified locally (reference; every token distinct, so no verified-token cache hit);
   * opaque, uncached: every token distinct, each one introspection call over HTTP/1.1 keep-alive;
@@ -26,6 +27,7 @@ import multiprocessing
 import resource
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,21 +71,24 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _run(
-    app: App, items: list[RequestFacts], concurrency: int
-) -> tuple[float, float, list[float]]:
+def _run(app: App, items: list[RequestFacts], concurrency: int) -> tuple[float, float, list[float]]:
     latencies: list[float] = []
-    queue = iter(items)
 
-    async def worker() -> None:
-        for facts in queue:
+    def worker(share: list[RequestFacts]) -> None:
+        for facts in share:
             started = time.perf_counter()
-            decision = await app.engine.verify(facts)
+            decision = app.engine.verify(facts)
             latencies.append(time.perf_counter() - started)
             assert decision.allow, decision.reason
 
+    threads = [
+        threading.Thread(target=worker, args=(items[i::concurrency],)) for i in range(concurrency)
+    ]
     started, cpu = time.perf_counter(), _cpu()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return time.perf_counter() - started, _cpu() - cpu, latencies
 
 
@@ -95,7 +100,7 @@ def _row(name: str, n: int, seconds: float, cpu: float, latencies: list[float]) 
     )
 
 
-async def main(n: int, concurrency: int) -> None:
+def main(n: int, concurrency: int) -> None:
     client = mint.generate_key("ES256")
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Queue(), context.Event()
@@ -117,7 +122,7 @@ async def main(n: int, concurrency: int) -> None:
         )
     )
     app = build_app(settings)
-    await app.start()
+    asyncio.run(app.start())
     print(f"{'measurement':<38}{'per second':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
     try:
         for width in (1, concurrency):
@@ -135,16 +140,16 @@ async def main(n: int, concurrency: int) -> None:
                 ],
                 f"opaque, cached, {label}": [_facts(client, "tok-cached") for _ in range(n)],
             }
-            await app.engine.verify(_facts(client, "tok-cached"))  # fill the cache
+            app.engine.verify(_facts(client, "tok-cached"))  # fill the cache
             for name, items in rows.items():
-                seconds, cpu, latencies = await _run(app, items, width)
+                seconds, cpu, latencies = _run(app, items, width)
                 print(_row(name, n, seconds, cpu, latencies))
         introspector = app.issuers[0].trusted.introspector
         assert introspector is not None
         counters = introspector.counters
         print(f"introspection calls: {counters.calls}, cache hits: {counters.cache_hits}")
     finally:
-        await app.close()
+        asyncio.run(app.close())
         stop.set()
         process.join(10)
 
@@ -154,4 +159,4 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.concurrency))
+    main(args.n, args.concurrency)

@@ -149,32 +149,29 @@ def bench_verify(
     }
 
 
-async def store_latencies(store: ReplayStore, n: int) -> tuple[float, float]:
-    """first_use one call at a time: p50 and p99 in microseconds."""
+def store_latencies(store: ReplayStore, n: int) -> tuple[float, float]:
+    """first_use one call at a time: p50 and p99 in microseconds; closes the store."""
     latencies = []
-    for i in range(n):
-        key = os.urandom(32)
-        started = time.perf_counter()
-        assert await store.first_use(key, 66.0), i
-        latencies.append(time.perf_counter() - started)
-    await store.close()
+    try:
+        for i in range(n):
+            key = os.urandom(32)
+            started = time.perf_counter()
+            assert store.first_use(key, 66.0), i
+            latencies.append(time.perf_counter() - started)
+    finally:
+        store.close()
     return percentile(latencies, 0.5) * 1e6, percentile(latencies, 0.99) * 1e6
 
 
 def redis_memory_per_key(server: RedisServer, n: int) -> float:
     server.cli("FLUSHALL")
     before = int(server.cli("INFO", "memory").split("used_memory:")[1].split()[0])
-
-    async def fill() -> None:
-        store = RedisReplayStore.from_url(server.url, timeout_s=2.0)
-        try:
-            for _ in range(0, n, 500):
-                batch = [store.first_use(os.urandom(32), 66.0) for _key in range(500)]
-                assert all(await asyncio.gather(*batch))
-        finally:
-            await store.close()
-
-    asyncio.run(fill())
+    store = RedisReplayStore.from_url(server.url, timeout_s=2.0)
+    try:
+        for _ in range(n):
+            assert store.first_use(os.urandom(32), 66.0)
+    finally:
+        store.close()
     after = int(server.cli("INFO", "memory").split("used_memory:")[1].split()[0])
     return (after - before) / n
 
@@ -222,14 +219,14 @@ def main() -> None:
         verify = bench_verify(modes, issuer, workdir, args.n, args.concurrency, args.rounds)
 
         store_rows = [
-            ("memory", asyncio.run(store_latencies(MemoryReplayStore(), 2000))),
-            ("redis", asyncio.run(store_latencies(RedisReplayStore.from_url(redis.url), 2000))),
+            ("memory", store_latencies(MemoryReplayStore(), 2000)),
+            ("redis", store_latencies(RedisReplayStore.from_url(redis.url), 2000)),
         ]
         if replicated is not None:
             waiting = RedisReplayStore.from_url(
                 replicated.url, wait_replicas=1, wait_timeout_s=0.05
             )
-            store_rows.append(("redis + WAIT 1", asyncio.run(store_latencies(waiting, 2000))))
+            store_rows.append(("redis + WAIT 1", store_latencies(waiting, 2000)))
         bytes_per_key = redis_memory_per_key(redis, 20_000)
 
     print(

@@ -4,10 +4,10 @@
 
 Two views of the same question:
   * **in process**: the engine driven as the thread-pool server drives it (a decision scope per
-    call, ``verify_blocking`` on this thread, the ports wrapped, the io loop in a thread), no
+    call, ``Verifier.verify`` on this thread, the ports wrapped, the io loop in a thread), no
     gRPC. Telemetry off; tracing alone (100 % sampled); metrics alone; tracing + metrics; the
-    same with 10 % sampling; and tracing through the SDK's own batch processor and OTLP encoder
-    for comparison. Spans go through the service's batch processor to an exporter that encodes
+    same with 10 % sampling; and tracing through the SDK's own OTLP encoder
+    for comparison. Spans go through the SDK's batch processor to an exporter that encodes
     them as the OTLP/gRPC exporter does and drops the bytes, so serialization is counted.
     ``cpu us/req`` is the process's CPU time (all threads, including the batch processor's)
     per request, the figure least disturbed by other load on the machine; ``per span`` is the
@@ -57,9 +57,7 @@ from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
 from verifier.api.verify_service import VERIFY_METHOD, request_facts
 from verifier.app import build_app
 from verifier.config import IssuerSettings, Settings
-from verifier.server.bridge import LoopRunner
 from verifier.telemetry import DecisionLog, Telemetry
-from verifier.telemetry.batching import SpanBatcher
 from verifier.telemetry.otlp import SpanEncoder
 
 
@@ -94,11 +92,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "metrics": {"metrics": True},
     "tracing 100% + metrics": {"ratio": 1.0, "metrics": True},
     "tracing 10% + metrics": {"ratio": 0.1, "metrics": True},
-    "tracing 100%, SDK's batch processor and OTLP encoder": {
-        "ratio": 1.0,
-        "sdk_encoder": True,
-        "sdk_processor": True,
-    },
+    "tracing 100%, SDK's OTLP encoder": {"ratio": 1.0, "sdk_encoder": True},
 }
 
 
@@ -106,14 +100,13 @@ def _telemetry(
     ratio: float | None = None,
     metrics: bool = False,
     sdk_encoder: bool = False,
-    sdk_processor: bool = False,
 ) -> tuple[Telemetry, EncodingExporter | None]:
     quiet = DecisionLog("none")
     tracer_provider, exporter = None, None
     if ratio is not None:
         exporter = EncodingExporter(sdk_encoder)
         tracer_provider = TracerProvider(sampler=TraceIdRatioBased(ratio))
-        processor = BatchSpanProcessor(exporter) if sdk_processor else SpanBatcher(exporter)
+        processor = BatchSpanProcessor(exporter)
         tracer_provider.add_span_processor(processor)
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()]) if metrics else None
     telemetry = Telemetry(
@@ -123,7 +116,7 @@ def _telemetry(
 
 
 SDK_PIPELINE = False
-"""``--sdk-pipeline``: every traced configuration through the SDK's batch processor and OTLP
+"""``--sdk-pipeline``: every traced configuration through the SDK's OTLP
 encoder (to measure a version of the service that used them)."""
 
 
@@ -135,21 +128,20 @@ def bench_in_process(issuer: TestIssuer, n: int, config: dict[str, Any]) -> dict
         memory_replay_max_entries=max(n * 2, 1000),
     )
     if SDK_PIPELINE and "ratio" in config:
-        config = {**config, "sdk_encoder": True, "sdk_processor": True}
+        config = {**config, "sdk_encoder": True}
     telemetry, exporter = _telemetry(**config)
     loop = asyncio.new_event_loop()
     io_thread = threading.Thread(target=loop.run_forever, daemon=True)
     io_thread.start()
     app = build_app(settings, telemetry)
     asyncio.run_coroutine_threadsafe(app.start(), loop).result()
-    run_async = LoopRunner(loop)
     engine = app.engine
     requests = grpc_requests("ES256", issuer, n)
     cpu, started = time.process_time(), time.perf_counter()
     for request in requests:
         with telemetry.decision_scope(VERIFY_METHOD) as scope:
             scope.facts = request_facts(request)
-            scope.decision = engine.verify_blocking(scope.facts, run_async=run_async)
+            scope.decision = engine.verify(scope.facts)
         if not scope.decision.allow:
             raise SystemExit(f"unexpected denial: {scope.decision.reason}")
     if telemetry.tracer_provider is not None:
@@ -207,7 +199,7 @@ def main() -> None:
     parser.add_argument(
         "--sdk-pipeline",
         action="store_true",
-        help="in process, trace through the SDK's batch processor and OTLP encoder",
+        help="in process, trace through the SDK's OTLP encoder",
     )
     args = parser.parse_args()
     global SDK_PIPELINE

@@ -25,6 +25,10 @@ prints its own CPU use for every row. Rows:
 * ``no stalled calls`` / ``stalled callers``: a service with 3,000 calls that never send their
   request message held open over 60 connections, against itself without them (alternating
   rounds), plus how long a health check took meanwhile;
+* ``ours: <stand-in>``: each piece of our own code that stands in for a library (lean spans, the
+  span batcher, the OTLP encoder, the decision counter, the lean RESP replay client) as
+  operations per second, its ratio the library's CPU per operation over ours (in process;
+  ``bench/bench_standins.py``);
 * ``paced 50%``: open-loop runs at half the peak ES256 ``Check`` rate (Redis store), median p99;
 * ``tracing off/on``: 100 % sampled traces exported over OTLP/gRPC to a local sink (and
   ``tracing+metrics``: metrics exported too), alternating rounds;
@@ -63,6 +67,7 @@ import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench import bench_replay_cpu, bench_standins
 from bench._load import (
     CHECK,
     METHODS,
@@ -87,7 +92,6 @@ from verifier.dpop.jose import verify_signature
 from verifier.dpop.jwk import public_key_for_alg
 from verifier.engine.model import RequestFacts
 from verifier.mint import KeyPair, generate_key, make_proof
-from verifier.server.bridge import LoopRunner
 from verifier.telemetry import DecisionLog, Telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,30 +326,22 @@ async def engine_rate(issuer: TestIssuer, client: KeyPair, token: str, n: int) -
             )
             for _ in range(n + 1)
         ]
-        first = await app.engine.verify(facts[0])  # the token is verified and cached here
-        if not first.allow:
-            raise Denied(f"engine denied: {first.reason.value}")
-        blocking = getattr(app.engine, "verify_blocking", None)
-        if blocking is not None:
-            run_async = LoopRunner(asyncio.get_running_loop())
+        engine = app.engine
 
-            def drive() -> float:
-                started = time.perf_counter()
-                for fact in facts[1:]:
-                    decision = blocking(fact, run_async=run_async)
-                    if not decision.allow:
-                        raise Denied(f"engine denied: {decision.reason.value}")
-                return time.perf_counter() - started
+        def drive() -> float:
+            first = engine.verify(facts[0])  # the token is verified and cached here
+            if not first.allow:
+                raise Denied(f"engine denied: {first.reason.value}")
+            started = time.perf_counter()
+            for fact in facts[1:]:
+                decision = engine.verify(fact)
+                if not decision.allow:
+                    raise Denied(f"engine denied: {decision.reason.value}")
+            return time.perf_counter() - started
 
-            # On a worker thread, as the service runs it; the loop stays free for the ports.
-            elapsed = await asyncio.to_thread(drive)
-            return n / elapsed, "Verifier.verify_blocking on a worker thread"
-        started = time.perf_counter()
-        for fact in facts[1:]:
-            decision = await app.engine.verify(fact)
-            if not decision.allow:
-                raise Denied(f"engine denied: {decision.reason.value}")
-        return n / (time.perf_counter() - started), "await Verifier.verify"
+        # On a worker thread, as the service runs it.
+        elapsed = await asyncio.to_thread(drive)
+        return n / elapsed, "Verifier.verify on a worker thread"
     finally:
         await app.close()
 
@@ -540,6 +536,36 @@ async def health_check_ms(address: str) -> float:
     async with grpc.aio.insecure_channel(address) as channel:
         await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
     return (time.perf_counter() - started) * 1000
+
+
+def stand_ins(bench: Bench, redis: RedisServer | None) -> None:
+    """Each piece of our own code that stands in for a library, against that library, in
+    process (``bench/bench_standins.py``, and ``bench/bench_replay_cpu.py`` for the replay
+    client against a real redis-server): CPU per operation, best of ``--rounds``."""
+    n = 2000 if bench.args.quick else 20_000
+    pairs = bench_standins.measure_all(n, bench.args.rounds)
+    if redis is not None:
+        cpu = bench_replay_cpu.client_cpu_per_write(redis.url, n // 4)
+        pairs.append(
+            bench_standins.Pair(
+                "replay client (SET NX PX, lean RESP vs redis-py+hiredis)",
+                cpu["lean"],
+                cpu["redis-py+hiredis"],
+            )
+        )
+    for pair in pairs:
+        bench.report.add(
+            Row(
+                f"ours: {pair.name.split(' (')[0]}",
+                per_second=1e6 / pair.ours_us,
+                ratio=f"{pair.saving:.2f}x lib",
+            )
+        )
+    bench.report.notes.append(
+        "stand-ins (CPU µs per operation, ours vs the library's, best of "
+        f"{bench.args.rounds}): "
+        + "; ".join(f"{pair.name}: {pair.ours_us:.2f} vs {pair.library_us:.2f}" for pair in pairs)
+    )
 
 
 def paced(bench: Bench, servers: dict[str, PinnedServer]) -> None:
@@ -938,7 +964,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for every service (and the null server); repeatable",
     )
-    parts = ("null", "rounds", "stacks", "stalled", "paced", "tracing", "workers", "flood")
+    parts = ("null", "rounds", "stacks", "stalled", "stand-ins", "paced", "tracing", "workers")
+    parts += ("flood",)
     for part in (*parts, "in-process"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     args = parser.parse_args(argv)
@@ -1019,6 +1046,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.skip_stalled:
                 print("stalled callers ...", file=sys.stderr, flush=True)
                 stalled(bench, redis)
+            if not args.skip_stand_ins:
+                print("stand-ins ...", file=sys.stderr, flush=True)
+                stand_ins(bench, redis)
             if not args.skip_paced:
                 paced(bench, servers)
             if not args.skip_tracing:

@@ -92,7 +92,7 @@ class App:
     async def close(self) -> None:
         for issuer in self.issuers:
             await issuer.close()
-        await self.replay.close()
+        self.replay.close()
 
     def issuer_health(self) -> dict[str, bool]:
         """Per issuer: can its tokens be checked now (published as gRPC health services)."""

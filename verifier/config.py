@@ -154,7 +154,7 @@ class Settings:
     max_concurrent_calls: int = 1024
     max_pending_calls: int = 4096
     receive_timeout_ms: int = 5000
-    max_streams_per_connection: int = 100
+    max_streams_per_connection: int = 1024
     max_connections: int = 4096
     keepalive_seconds: int = 20
     keepalive_timeout_seconds: int = 10

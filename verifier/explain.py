@@ -36,7 +36,8 @@ async def _explain(settings: Settings, facts: RequestFacts, clock: Any) -> Decis
     app = build_app(settings, clock=clock)
     await app.start()
     try:
-        return await app.engine.verify(facts, explain=True)
+        # On a thread, as the server's workers call it (its ports may block on I/O).
+        return await asyncio.to_thread(app.engine.verify, facts, explain=True)
     finally:
         await app.close()
 

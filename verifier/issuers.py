@@ -6,6 +6,7 @@ JWKS URL or the metadata's ``jwks_uri``) and an introspection client. See docs/t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from verifier.tokens.validator import TrustedIssuer
 log = logging.getLogger(__name__)
 
 WrapFetcher = Callable[[Fetcher, str], Fetcher]
-"""Decorates an issuer's document fetcher (telemetry); gets the fetcher and the issuer."""
+"""Decorates an issuer's document fetcher (telemetry); gets the (synchronous) fetcher and the
+issuer."""
 WrapSource = Callable[[KeySource, str], KeySource]
 """Decorates an issuer's key source (telemetry); gets the source and the issuer."""
 
@@ -50,13 +52,14 @@ class IssuerParts:
             await self.source.start()
         elif self.metadata is not None:
             with contextlib.suppress(MetadataUnavailable):
-                await self.metadata.current()
+                await asyncio.to_thread(self.metadata.current)
 
     async def close(self) -> None:
+        """Stop the key source's refresh, then close the HTTP clients."""
         if self.source is not None:
             await self.source.close()
         for client in self.clients:
-            await client.close()
+            client.close()
 
     def healthy(self) -> bool:
         """Its tokens can be checked: keys usable (if remote), last introspection answered."""

@@ -16,7 +16,7 @@ ROWS = (
     "in process: metrics",
     "in process: tracing 100% + metrics",
     "in process: tracing 10% + metrics",
-    "in process: tracing 100%, SDK's batch processor and OTLP encoder",
+    "in process: tracing 100%, SDK's OTLP encoder",
     "gRPC: telemetry off",
     "gRPC: tracing 100%, OTLP",
     "gRPC: metrics, OTLP + Prometheus",

@@ -18,6 +18,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from verifier.server.runtime import (
     LIVENESS_HEALTH_SERVICE,
     REPLAY_STORE_HEALTH_SERVICE,
     ListeningAddresses,
+    exit_process,
     serve,
 )
 
@@ -85,13 +88,14 @@ class FakeEngine:
         self.announce = announce
         self.seen: list[RequestFacts] = []
         self.explained: list[bool] = []
+        self._lock = threading.Lock()
 
-    async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+    def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
         self.seen.append(facts)
         self.explained.append(explain)
         if self.announce:
             print("verify started", flush=True)
-        await asyncio.sleep(self.delay)
+        time.sleep(self.delay)
         if self.error is not None:
             raise self.error
         return self.decision
@@ -102,12 +106,18 @@ class HoldingEngine(FakeEngine):
 
     def __init__(self, delay: float = 2.0) -> None:
         super().__init__(delay=delay)
-        self.full = asyncio.Event()
+        self.full = threading.Event()
 
-    async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
-        if self.seen:
-            self.full.set()
-        return await super().verify(facts, explain=explain)
+    def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+        with self._lock:
+            self.seen.append(facts)
+            if len(self.seen) >= 2:
+                self.full.set()
+        time.sleep(self.delay)
+        return self.decision
+
+    async def until_full(self) -> None:
+        assert await asyncio.to_thread(self.full.wait, 5), "the engine never held two calls"
 
 
 class FakeStore:
@@ -116,7 +126,7 @@ class FakeStore:
     def __init__(self, up: bool = True) -> None:
         self.up = up
 
-    async def ping(self) -> bool:
+    def ping(self) -> bool:
         return self.up
 
 
@@ -334,7 +344,7 @@ async def test_liveness_is_serving_whatever_the_replay_store_does() -> None:
 
 async def test_a_hanging_or_failing_ping_counts_as_down() -> None:
     class BrokenStore(FakeStore):
-        async def ping(self) -> bool:
+        def ping(self) -> bool:
             raise ConnectionError("down")
 
     async with running(plain_settings(), store=BrokenStore()) as bound:
@@ -342,10 +352,10 @@ async def test_a_hanging_or_failing_ping_counts_as_down() -> None:
 
 
 class HangingStore(FakeStore):
-    """A store whose pings never answer (as under a starved event loop)."""
+    """A store whose pings never answer in time (as under a starved process)."""
 
-    async def ping(self) -> bool:
-        await asyncio.Event().wait()
+    def ping(self) -> bool:
+        time.sleep(1)
         return True
 
 
@@ -373,7 +383,7 @@ async def test_one_failed_ping_is_not_an_outage() -> None:
             super().__init__()
             self.pings = 0
 
-        async def ping(self) -> bool:
+        def ping(self) -> bool:
             self.pings += 1
             return self.pings % 3 != 0
 
@@ -389,10 +399,10 @@ class WedgingEngine(FakeEngine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.release = asyncio.Event()
+        self.release = threading.Event()
 
-    async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
-        await self.release.wait()
+    def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+        self.release.wait(30)
         return self.decision
 
 
@@ -466,7 +476,7 @@ async def test_calls_beyond_max_concurrent_calls_fail_fast_with_resource_exhaust
         held = asyncio.gather(
             *[stub.Verify(pb.VerifyRequest(method="GET"), timeout=10) for _ in range(2)]
         )
-        await asyncio.wait_for(engine.full.wait(), 5)
+        await engine.until_full()
         more = [stub.Verify(pb.VerifyRequest(method="GET"), timeout=5) for _ in range(2)]
         refused = await asyncio.gather(*more, return_exceptions=True)
         answered = await held
@@ -488,7 +498,7 @@ async def test_liveness_on_the_health_listener_answers_while_the_main_port_sheds
         stub = verifier_stub(ch)
         busy = [stub.Verify(pb.VerifyRequest(method="GET"), timeout=10) for _ in range(2)]
         held = asyncio.gather(*busy)
-        await asyncio.wait_for(engine.full.wait(), 5)  # both in the engine: at the limit
+        await engine.until_full()  # both in the engine: at the limit
         with pytest.raises(grpc.aio.AioRpcError) as shed:
             await health_status(bound.main, LIVENESS_HEALTH_SERVICE)
         assert shed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -726,7 +736,8 @@ def _child_main() -> None:
     def announce(bound: ListeningAddresses) -> None:
         print(json.dumps({"main": bound.main, "health": bound.health}), flush=True)
 
-    asyncio.run(serve(load_settings(), engine, FakeStore(), on_listening=announce))
+    stuck = asyncio.run(serve(load_settings(), engine, FakeStore(), on_listening=announce))
+    exit_process(0, stuck)  # as the service's entry point does
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Every test builds the service from settings (``build_app``, the real wiring) and decides real
 requests through ``Verifier.verify`` with proofs and tokens from :mod:`verifier.mint`: discovery,
 key rotation, unknown ``kid`` refetches, the issuer going down, opaque tokens by introspection,
-client authentication and multi-issuer routing.
+client authentication and multi-issuer routing. Concurrent requests are threads, as the gRPC
+worker threads are.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.auth_server import CLIENT_ID, CLIENT_SECRET, AuthServer, auth_server
 from tests.support.telemetry import observed_telemetry
+from tests.support.threads import race_in_threads
 from verifier import mint
 from verifier.app import App, build_app
 from verifier.config import IssuerSettings, Settings, load_settings
@@ -43,14 +48,15 @@ def server() -> Iterator[AuthServer]:
         yield running
 
 
-@asynccontextmanager
-async def running_app(*issuers: IssuerSettings) -> AsyncIterator[App]:
+@contextmanager
+def running_app(*issuers: IssuerSettings) -> Iterator[App]:
+    """The service built and started (keys and metadata loaded), closed at the end."""
     app = build_app(Settings(issuers=issuers))
-    await app.start()
+    asyncio.run(app.start())
     try:
         yield app
     finally:
-        await app.close()
+        asyncio.run(app.close())
 
 
 def discovered(server: AuthServer, **options: Any) -> IssuerSettings:
@@ -83,8 +89,16 @@ def facts(
     )
 
 
-async def decide(app: App, token: str, **options: Any) -> Decision:
-    return await app.engine.verify(facts(token, **options))
+def decide(app: App, token: str, **options: Any) -> Decision:
+    return app.engine.verify(facts(token, **options))
+
+
+def decide_at_once(app: App, tokens: list[str]) -> list[Decision]:
+    """Decide each token on a thread of its own, all released together."""
+    results = race_in_threads([partial(decide, app, t) for t in tokens])
+    decisions = [r for r in results if isinstance(r, Decision)]
+    assert len(decisions) == len(tokens), results
+    return decisions
 
 
 def remote(app: App, index: int = 0) -> RemoteKeySource:
@@ -113,46 +127,48 @@ def active(jkt: str | None = CLIENT.jkt, **answer: Any) -> dict[str, Any]:
 # --- discovery ---------------------------------------------------------------------------------
 
 
-async def test_discovery_by_rfc8414_metadata(server: AuthServer) -> None:
-    async with running_app(discovered(server)) as app:
-        decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+def test_discovery_by_rfc8414_metadata(server: AuthServer) -> None:
+    with running_app(discovered(server)) as app:
+        decision = decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
     assert decision.reason is Reason.OK
     assert server.count("/.well-known/oauth-authorization-server") == 1
     assert server.count("/.well-known/openid-configuration") == 0
     assert server.count("/jwks") == 1
 
 
-async def test_discovery_falls_back_to_openid_configuration_for_an_issuer_with_a_path() -> None:
+def test_discovery_falls_back_to_openid_configuration_for_an_issuer_with_a_path() -> None:
     with auth_server("/realms/demo") as keycloak_like:
         keycloak_like.serve_rfc8414 = False
-        async with running_app(discovered(keycloak_like)) as app:
+        with running_app(discovered(keycloak_like)) as app:
             token = keycloak_like.token(jkt=CLIENT.jkt, audience=AUDIENCE)
-            assert (await decide(app, token)).reason is Reason.OK
+            assert (decide(app, token)).reason is Reason.OK
         assert keycloak_like.count("/.well-known/oauth-authorization-server/realms/demo") == 1
         assert keycloak_like.count("/realms/demo/.well-known/openid-configuration") == 1
 
 
-async def test_metadata_naming_another_issuer_is_refused(
+def test_metadata_naming_another_issuer_is_refused(
     server: AuthServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.metadata_issuer = "https://impostor.example"
-    with caplog.at_level(logging.ERROR, logger="verifier.tokens.discovery"):
-        async with running_app(discovered(server)) as app:
-            decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
-            (status,) = app.issuer_status()
+    with (
+        caplog.at_level(logging.ERROR, logger="verifier.tokens.discovery"),
+        running_app(discovered(server)) as app,
+    ):
+        decision = decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+        (status,) = app.issuer_status()
     assert decision.reason is Reason.KEY_SOURCE_UNAVAILABLE
     assert server.count("/jwks") == 0  # the refused document's jwks_uri was never followed
     assert status["metadata_error"] == "IssuerMismatch" and status["usable"] is False
     assert any("names another issuer" in r.getMessage() for r in caplog.records)
 
 
-async def test_dpop_signing_algs_of_the_issuer_narrow_the_proof_algs(server: AuthServer) -> None:
+def test_dpop_signing_algs_of_the_issuer_narrow_the_proof_algs(server: AuthServer) -> None:
     server.dpop_algs = ["ES256"]
     es384_client = mint.generate_key("ES384")
-    async with running_app(discovered(server)) as app:
-        allowed = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+    with running_app(discovered(server)) as app:
+        allowed = decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
         token = server.token(jkt=es384_client.jkt, audience=AUDIENCE)
-        refused = await decide(app, token, key=es384_client)
+        refused = decide(app, token, key=es384_client)
     assert allowed.reason is Reason.OK
     assert refused.reason is Reason.PROOF_ALG_NOT_ALLOWED
 
@@ -160,82 +176,83 @@ async def test_dpop_signing_algs_of_the_issuer_narrow_the_proof_algs(server: Aut
 # --- key rotation ------------------------------------------------------------------------------
 
 
-async def test_rotation_is_picked_up_by_the_background_refresh_with_no_failed_request(
+def test_rotation_is_picked_up_by_the_background_refresh_with_no_failed_request(
     server: AuthServer,
 ) -> None:
     server.cache_control = "max-age=1"  # refreshed after 0.8 s (min bound lowered to 1 s)
     old_key, new_key = server.signing_key, mint.generate_key("ES256")
-    signing = {"key": old_key, "kid": "key-1"}
+    signing: dict[str, Any] = {"key": old_key, "kid": "key-1"}
     decisions: list[Decision] = []
-    async with running_app(discovered(server, jwks_min_refresh_seconds=1)) as app:
+    with running_app(discovered(server, jwks_min_refresh_seconds=1)) as app:
         source = remote(app)
 
-        async def traffic(stop: asyncio.Event) -> None:
-            while not stop.is_set():
+        def traffic() -> None:
+            while not stop.wait(0.02):
                 token = server.token(
                     jkt=CLIENT.jkt, audience=AUDIENCE, key=signing["key"], kid=signing["kid"]
                 )
-                decisions.append(await decide(app, token))
-                await asyncio.sleep(0.02)
+                decisions.append(decide(app, token))
 
-        async def fetches_after(count: int) -> None:
-            while source.counters.fetches <= count:  # noqa: ASYNC110 - polling a plain counter
-                await asyncio.sleep(0.02)
+        def wait_for_a_fetch() -> None:
+            deadline, count = time.monotonic() + 5, source.counters.fetches
+            while source.counters.fetches <= count:
+                assert time.monotonic() < deadline, "no background refresh within 5 s"
+                time.sleep(0.02)
 
-        stop = asyncio.Event()
-        running = asyncio.create_task(traffic(stop))
+        stop = threading.Event()
+        running = threading.Thread(target=traffic)
+        running.start()
         # 1. The issuer publishes the next key next to the current one ...
         server.jwks = {"keys": [*server.jwks["keys"], *mint.jwks_for(new_key, "key-2")["keys"]]}
-        await asyncio.wait_for(fetches_after(source.counters.fetches), 5)
+        wait_for_a_fetch()
         # 2. ... starts signing with it once the refresh has run, 3. retires the old key.
         signing.update(key=new_key, kid="key-2")
         server.jwks = mint.jwks_for(new_key, "key-2")
-        await asyncio.wait_for(fetches_after(source.counters.fetches), 5)
+        wait_for_a_fetch()
         stop.set()
-        await running
+        running.join()
     assert len(decisions) > 10
     assert {d.reason for d in decisions} == {Reason.OK}
     assert source.counters.unknown_kid_refetches == 0  # the background refresh did it all
     assert source.counters.fetch_failures == 0
 
 
-async def test_unknown_kid_refetches_once_per_cooldown_under_100_concurrent_requests(
+def test_unknown_kid_refetches_once_per_cooldown_under_100_concurrent_requests(
     server: AuthServer,
 ) -> None:
     rotated = mint.generate_key("ES256")
-    async with running_app(discovered(server, unknown_kid_cooldown_seconds=1)) as app:
+    with running_app(discovered(server, unknown_kid_cooldown_seconds=1)) as app:
         assert server.count("/jwks") == 1
 
-        async def hundred(key: mint.KeyPair, kid: str) -> set[Reason]:
+        def hundred(key: mint.KeyPair, kid: str) -> set[Reason]:
             tokens = [
                 server.token(jkt=CLIENT.jkt, audience=AUDIENCE, key=key, kid=kid)
                 for _ in range(100)
             ]
-            decisions = await asyncio.gather(*(decide(app, token) for token in tokens))
-            return {d.reason for d in decisions}
+            return {d.reason for d in decide_at_once(app, tokens)}
 
-        await asyncio.sleep(1.05)  # past the cool-down of the start-up fetch
-        assert await hundred(mint.generate_key("ES256"), "nobody") == {Reason.TOKEN_KEY_UNKNOWN}
+        time.sleep(1.05)  # past the cool-down of the start-up fetch
+        assert hundred(mint.generate_key("ES256"), "nobody") == {Reason.TOKEN_KEY_UNKNOWN}
         assert server.count("/jwks") == 2
-        assert await hundred(mint.generate_key("ES256"), "nobody") == {Reason.TOKEN_KEY_UNKNOWN}
+        assert hundred(mint.generate_key("ES256"), "nobody") == {Reason.TOKEN_KEY_UNKNOWN}
         assert server.count("/jwks") == 2  # inside the cool-down: no fetch at all
 
         # An unannounced rotation: the first token with the new kid fetches once, all pass.
         server.jwks = mint.jwks_for(rotated, "key-2")
-        await asyncio.sleep(1.05)
-        assert await hundred(rotated, "key-2") == {Reason.OK}
+        time.sleep(1.05)
+        assert hundred(rotated, "key-2") == {Reason.OK}
         assert server.count("/jwks") == 3
         assert remote(app).counters.unknown_kid_refetches == 2
 
 
-async def test_issuer_down_keeps_verification_working_on_cached_keys(server: AuthServer) -> None:
-    async with running_app(discovered(server)) as app:
+def test_issuer_down_keeps_verification_working_on_cached_keys(server: AuthServer) -> None:
+    with running_app(discovered(server)) as app:
         source = remote(app)
-        assert (await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))).allow
+        assert (decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))).allow
         server.stop()
-        await source.refresh()  # a refresh fails: the last good keys stay
+        source.refresh()  # a refresh fails: the last good keys stay
         for _ in range(3):  # fresh tokens each time: not served by the verified-token cache
-            decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+            decision = decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
             assert decision.reason is Reason.OK
         (status,) = app.issuer_status()
     assert status["usable"] is True and status["consecutive_failures"] == 1
@@ -243,20 +260,20 @@ async def test_issuer_down_keeps_verification_working_on_cached_keys(server: Aut
     assert source.counters.fetch_failures == 1
 
 
-async def test_stale_keys_are_bounded_then_the_source_recovers(server: AuthServer) -> None:
+def test_stale_keys_are_bounded_then_the_source_recovers(server: AuthServer) -> None:
     server.cache_control = "max-age=1"
     options = {"jwks_min_refresh_seconds": 1, "jwks_max_stale_seconds": 0}
-    async with running_app(discovered(server, **options)) as app:
+    with running_app(discovered(server, **options)) as app:
         source = remote(app)
-        assert (await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))).allow
+        assert (decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))).allow
         server.stop()
-        await asyncio.sleep(1.1)  # past the key set's lifetime, with no staleness allowed
-        decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+        time.sleep(1.1)  # past the key set's lifetime, with no staleness allowed
+        decision = decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
         assert decision.reason is Reason.KEY_SOURCE_UNAVAILABLE
         assert source.status().state == "expired"
         server.restart()
-        await source.refresh()
-        decision = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+        source.refresh()
+        decision = decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
         assert decision.reason is Reason.OK
         assert source.status().state == "fresh"
 
@@ -264,18 +281,18 @@ async def test_stale_keys_are_bounded_then_the_source_recovers(server: AuthServe
 # --- opaque tokens: introspection --------------------------------------------------------------
 
 
-async def test_opaque_dpop_token_with_matching_proof_is_allowed(server: AuthServer) -> None:
+def test_opaque_dpop_token_with_matching_proof_is_allowed(server: AuthServer) -> None:
     token = server.opaque("opaque-1", **active())
-    async with running_app(introspecting(server)) as app:
-        decision = await decide(app, token)
+    with running_app(introspecting(server)) as app:
+        decision = decide(app, token)
     assert decision.reason is Reason.OK
     assert decision.claims is not None
     assert (decision.claims.issuer, decision.claims.subject) == (server.issuer, "alice")
     assert decision.claims.jkt == CLIENT.jkt
 
 
-async def test_opaque_token_refusals(server: AuthServer) -> None:
-    tokens = {
+def test_opaque_token_refusals(server: AuthServer) -> None:
+    tokens: dict[str, tuple[str, dict[str, Any]]] = {
         "mismatched proof": (server.opaque("t-1", **active()), {"key": OTHER_CLIENT}),
         "sent as Bearer": (server.opaque("t-2", **active()), {"scheme": "Bearer"}),
         "inactive": (server.opaque("t-3", active=False), {}),
@@ -302,74 +319,71 @@ async def test_opaque_token_refusals(server: AuthServer) -> None:
         "other audience": Reason.TOKEN_AUDIENCE_INVALID,
         "other issuer": Reason.TOKEN_ISSUER_UNKNOWN,
     }
-    async with running_app(introspecting(server)) as app:
+    with running_app(introspecting(server)) as app:
         got = {
-            why: (await decide(app, token, **options)).reason
-            for why, (token, options) in tokens.items()
+            why: (decide(app, token, **options)).reason for why, (token, options) in tokens.items()
         }
     assert got == expected
 
 
-async def test_unbound_opaque_bearer_token_passes_where_the_route_allows_bearer(
+def test_unbound_opaque_bearer_token_passes_where_the_route_allows_bearer(
     server: AuthServer,
 ) -> None:
     token = server.opaque("bearer-1", **active(jkt=None, token_type="Bearer"))
-    async with running_app(introspecting(server)) as app:
-        decision = await decide(app, token, scheme="Bearer", mode=Mode.ALLOW_BEARER)
+    with running_app(introspecting(server)) as app:
+        decision = decide(app, token, scheme="Bearer", mode=Mode.ALLOW_BEARER)
     assert decision.reason is Reason.OK
 
 
-async def test_100_concurrent_requests_with_one_opaque_token_cause_one_introspection(
+def test_100_concurrent_requests_with_one_opaque_token_cause_one_introspection(
     server: AuthServer,
 ) -> None:
     token = server.opaque("popular", **active())
     server.introspection_delay = 0.2  # all 100 arrive while the first call is out
-    async with running_app(introspecting(server)) as app:
-        decisions = await asyncio.gather(*(decide(app, token) for _ in range(100)))
+    with running_app(introspecting(server)) as app:
+        decisions = decide_at_once(app, [token] * 100)
         assert {d.reason for d in decisions} == {Reason.OK}
         assert server.count("/introspect") == 1
-        assert (await decide(app, token)).reason is Reason.OK  # and later ones hit the cache
+        assert (decide(app, token)).reason is Reason.OK  # and later ones hit the cache
         assert server.count("/introspect") == 1
         counters = app.issuers[0].trusted.introspector.counters  # type: ignore[union-attr]
     assert (counters.calls, counters.collapsed, counters.cache_hits) == (1, 99, 1)
 
 
-async def test_refusals_are_cached_briefly_and_answers_no_longer_than_configured(
+def test_refusals_are_cached_briefly_and_answers_no_longer_than_configured(
     server: AuthServer,
 ) -> None:
     inactive = server.opaque("gone", active=False)
     valid = server.opaque("valid", **active())
     options = {"introspection_negative_cache_seconds": 1, "introspection_cache_seconds": 1}
-    async with running_app(introspecting(server, **options)) as app:
+    with running_app(introspecting(server, **options)) as app:
         for _ in range(3):
-            assert (await decide(app, inactive)).reason is Reason.TOKEN_INACTIVE
-            assert (await decide(app, valid)).reason is Reason.OK
+            assert (decide(app, inactive)).reason is Reason.TOKEN_INACTIVE
+            assert (decide(app, valid)).reason is Reason.OK
         assert server.count("/introspect") == 2
-        await asyncio.sleep(1.05)
-        assert (await decide(app, inactive)).reason is Reason.TOKEN_INACTIVE
+        time.sleep(1.05)
+        assert (decide(app, inactive)).reason is Reason.TOKEN_INACTIVE
         server.opaque("valid", active=False)  # revoked at the issuer
-        assert (await decide(app, valid)).reason is Reason.TOKEN_INACTIVE
+        assert (decide(app, valid)).reason is Reason.TOKEN_INACTIVE
         assert server.count("/introspect") == 4
 
 
-async def test_introspection_endpoint_down_fails_closed_and_is_not_cached(
+def test_introspection_endpoint_down_fails_closed_and_is_not_cached(
     server: AuthServer,
 ) -> None:
     token = server.opaque("opaque-1", **active())
-    async with running_app(introspecting(server)) as app:
+    with running_app(introspecting(server)) as app:
         server.stop()
-        decision = await decide(app, token)
+        decision = decide(app, token)
         assert decision.reason is Reason.INTROSPECTION_UNAVAILABLE
         assert (decision.http_status, decision.www_authenticate) == (503, "")
         assert app.issuer_status()[0]["introspection_error"] == "ConnectError"
         server.restart()
-        assert (await decide(app, token)).reason is Reason.OK
+        assert (decide(app, token)).reason is Reason.OK
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "private_key_jwt"])
-async def test_client_authentication_methods(
-    server: AuthServer, method: str, tmp_path: Path
-) -> None:
+def test_client_authentication_methods(server: AuthServer, method: str, tmp_path: Path) -> None:
     server.client_auth = method
     options: dict[str, Any] = {"introspection_auth": method}
     if method == "private_key_jwt":
@@ -379,20 +393,20 @@ async def test_client_authentication_methods(
         key_file.write_text(json.dumps({**client_key.private_jwk(), "kid": "c1"}))
         options.update(introspection_key_file=str(key_file), introspection_secret="")
     token = server.opaque("opaque-1", **active())
-    async with running_app(introspecting(server, **options)) as app:
-        assert (await decide(app, token)).reason is Reason.OK
+    with running_app(introspecting(server, **options)) as app:
+        assert (decide(app, token)).reason is Reason.OK
     if method == "private_key_jwt":
         (assertion,) = server.assertions
         assert assertion["aud"] == server.issuer and assertion["iss"] == CLIENT_ID
 
 
-async def test_wrong_client_secret_is_a_fault_not_a_token_problem(server: AuthServer) -> None:
+def test_wrong_client_secret_is_a_fault_not_a_token_problem(server: AuthServer) -> None:
     token = server.opaque("opaque-1", **active())
-    async with running_app(introspecting(server, introspection_secret="wrong")) as app:
-        assert (await decide(app, token)).reason is Reason.INTROSPECTION_UNAVAILABLE
+    with running_app(introspecting(server, introspection_secret="wrong")) as app:
+        assert (decide(app, token)).reason is Reason.INTROSPECTION_UNAVAILABLE
 
 
-async def test_config_file_with_discovery_and_a_secret_from_the_environment(
+def test_config_file_with_discovery_and_a_secret_from_the_environment(
     server: AuthServer, tmp_path: Path
 ) -> None:
     """The whole path from a TOML file: discovery finds the introspection endpoint."""
@@ -416,12 +430,12 @@ opaque_tokens = true
     assert CLIENT_SECRET not in repr(settings)
     token = server.opaque("opaque-1", **active())
     app = build_app(settings)
-    await app.start()
+    asyncio.run(app.start())
     try:
-        opaque = await decide(app, token)
-        jwt = await decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
+        opaque = decide(app, token)
+        jwt = decide(app, server.token(jkt=CLIENT.jkt, audience=AUDIENCE))
     finally:
-        await app.close()
+        asyncio.run(app.close())
     assert (opaque.reason, jwt.reason) == (Reason.OK, Reason.OK)
     assert server.count("/introspect") == 1  # the JWT was verified locally
 
@@ -429,37 +443,37 @@ opaque_tokens = true
 # --- multi-issuer routing ----------------------------------------------------------------------
 
 
-async def test_tokens_are_routed_to_their_issuer_and_unknown_issuers_denied() -> None:
+def test_tokens_are_routed_to_their_issuer_and_unknown_issuers_denied() -> None:
     with auth_server("/a") as first, auth_server("/b") as second, auth_server("/c") as unknown:
         jwt_b = second.token(jkt=CLIENT.jkt, audience=AUDIENCE)
         opaque = first.opaque("opaque-1", **active())
-        async with running_app(
+        with running_app(
             introspecting(first, discovery=True), discovered(second, introspect_jwts=False)
         ) as app:
             reasons = [
-                (await decide(app, first.token(jkt=CLIENT.jkt, audience=AUDIENCE))).reason,
-                (await decide(app, jwt_b)).reason,
-                (await decide(app, opaque)).reason,
-                (await decide(app, unknown.token(jkt=CLIENT.jkt, audience=AUDIENCE))).reason,
+                (decide(app, first.token(jkt=CLIENT.jkt, audience=AUDIENCE))).reason,
+                (decide(app, jwt_b)).reason,
+                (decide(app, opaque)).reason,
+                (decide(app, unknown.token(jkt=CLIENT.jkt, audience=AUDIENCE))).reason,
             ]
         assert reasons == [Reason.OK, Reason.OK, Reason.OK, Reason.TOKEN_ISSUER_UNKNOWN]
         assert (first.count("/jwks"), second.count("/jwks"), unknown.count("/jwks")) == (1, 1, 0)
         assert (first.count("/introspect"), second.count("/introspect")) == (1, 0)
 
 
-async def test_introspect_jwts_sends_the_issuers_jwts_to_introspection(server: AuthServer) -> None:
+def test_introspect_jwts_sends_the_issuers_jwts_to_introspection(server: AuthServer) -> None:
     token = server.token(jkt=CLIENT.jkt, audience=AUDIENCE)
     server.opaque(token, **active())
     settings = introspecting(server, discovery=True, introspect_jwts=True, opaque_tokens=False)
-    async with running_app(settings) as app:
-        assert (await decide(app, token)).reason is Reason.OK
+    with running_app(settings) as app:
+        assert (decide(app, token)).reason is Reason.OK
         assert server.count("/jwks") == 1  # discovered, but not used for this issuer's JWTs
     assert server.count("/introspect") == 1
 
 
-async def test_opaque_token_without_an_opaque_issuer_is_malformed(server: AuthServer) -> None:
-    async with running_app(discovered(server)) as app:
-        assert (await decide(app, "opaque-1")).reason is Reason.TOKEN_MALFORMED
+def test_opaque_token_without_an_opaque_issuer_is_malformed(server: AuthServer) -> None:
+    with running_app(discovered(server)) as app:
+        assert (decide(app, "opaque-1")).reason is Reason.TOKEN_MALFORMED
 
 
 # --- health --------------------------------------------------------------------------------------
@@ -506,8 +520,7 @@ async def test_issuer_health_is_published_per_issuer(server: AuthServer) -> None
         overall = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert overall.status == health_pb2.HealthCheckResponse.SERVING  # the server is fine
         server.restart()
-        source = remote(app)
-        await source.refresh()
+        await asyncio.to_thread(remote(app).refresh)
         await asyncio.wait_for(status_becomes(health_pb2.HealthCheckResponse.SERVING), 5)
     finally:
         await channel.close()
@@ -516,62 +529,45 @@ async def test_issuer_health_is_published_per_issuer(server: AuthServer) -> None
         await app.close()
 
 
-async def test_worker_threads_answer_cached_introspections_without_the_event_loop(
-    server: AuthServer,
-) -> None:
-    """The thread-pool server's path: the first request for an opaque token goes through the
-    event loop (one introspection); later ones, a cached refusal included, are answered on the
-    worker thread from the cache, with no hop to the loop and no new introspection."""
-    from verifier.server.bridge import LoopRunner
-
+def test_worker_threads_answer_introspected_tokens_from_the_cache(server: AuthServer) -> None:
+    """On worker threads, the first request for an opaque token introspects it (a refusal
+    too); later ones, on other threads, are answered from the cache without a call."""
     valid = server.opaque("threaded", **active())
     inactive = server.opaque("threaded-gone", active=False)
-    async with running_app(introspecting(server)) as app:
-        runner = LoopRunner(asyncio.get_running_loop())
-        hops: list[object] = []
-
-        def run_async(coro: Any) -> Any:
-            hops.append(coro)
-            return runner(coro)
-
-        def blocking(token: str) -> Decision:
-            return app.engine.verify_blocking(facts(token), run_async=run_async)
-
-        first = [await asyncio.to_thread(blocking, t) for t in (valid, inactive)]
+    with running_app(introspecting(server)) as app:
+        first = decide_at_once(app, [valid, inactive])
         assert [d.reason for d in first] == [Reason.OK, Reason.TOKEN_INACTIVE]
-        assert (len(hops), server.count("/introspect")) == (2, 2)
-        later = [await asyncio.to_thread(blocking, t) for t in (valid, inactive) * 3]
+        assert server.count("/introspect") == 2
+        later = decide_at_once(app, [valid, inactive] * 3)
         assert [d.reason for d in later] == [Reason.OK, Reason.TOKEN_INACTIVE] * 3
-        assert (len(hops), server.count("/introspect")) == (2, 2)
+        assert server.count("/introspect") == 2
 
 
-async def test_a_cached_refusal_on_a_worker_thread_is_traced_like_the_first_one(
+def test_a_cached_refusal_on_a_worker_thread_is_traced_like_the_first_one(
     server: AuthServer,
 ) -> None:
-    """The first refusal is introspected through the event loop, the second found in the
-    cache on the worker thread: both leave a ``dpop.token.validate`` span with the reason."""
+    """The first refusal is introspected, the second found in the cache: both leave a
+    ``dpop.token.validate`` span with the reason."""
     from verifier.api.verify_service import VERIFY_METHOD
-    from verifier.server.bridge import LoopRunner
 
     inactive = server.opaque("traced-gone", active=False)
     observed = observed_telemetry()
     app = build_app(Settings(issuers=(introspecting(server),)), observed.telemetry)
-    await app.start()
+    asyncio.run(app.start())
+
+    def on_a_worker_thread() -> Decision:
+        with observed.telemetry.decision_scope(VERIFY_METHOD) as scope:
+            scope.decision = app.engine.verify(facts(inactive))
+        return scope.decision
+
     try:
-        runner = LoopRunner(asyncio.get_running_loop())
-
-        def blocking() -> Decision:
-            with observed.telemetry.decision_scope(VERIFY_METHOD) as scope:
-                scope.decision = app.engine.verify_blocking(facts(inactive), run_async=runner)
-            return scope.decision
-
-        decisions = [await asyncio.to_thread(blocking) for _ in range(2)]
+        with ThreadPoolExecutor(1) as workers:
+            decisions = [workers.submit(on_a_worker_thread).result() for _ in range(2)]
     finally:
-        await app.close()
+        asyncio.run(app.close())
     assert [d.reason for d in decisions] == [Reason.TOKEN_INACTIVE] * 2
     assert server.count("/introspect") == 1
     token_spans = [
         dict(s.attributes or {}) for s in observed.finished() if s.name == "dpop.token.validate"
     ]
     assert [a.get("dpop.reason") for a in token_spans] == ["token_inactive"] * 2
-    assert [a.get("dpop.token.cache_hit") for a in token_spans] == [None, True]

@@ -3,6 +3,7 @@ the boilerplate of one quiet handler and one complete response."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -26,12 +27,17 @@ class QuietHandler(BaseHTTPRequestHandler):
 
 class LoopbackHttpServer:
     """``handler`` served on 127.0.0.1 (a free port) by a ``ThreadingHTTPServer`` in a daemon
-    thread, until :meth:`close` (or the end of a ``with`` block)."""
+    thread, until :meth:`close` (or the end of a ``with`` block); over TLS with ``tls`` (a
+    server context), a failed handshake dropping the connection."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port: int = self.server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )

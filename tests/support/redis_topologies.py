@@ -145,6 +145,13 @@ def master_with_replica() -> Iterator[tuple[RedisServer, RedisServer]]:
             10,
             "the replica to sync",
         )
+        # With diskless sync the master counts the replica (for WAIT) only after its first
+        # acknowledgement, up to a second after the replica reports the link up.
+        wait_until(
+            lambda: "state=online" in master.cli("INFO", "replication"),
+            10,
+            "the master to count the replica",
+        )
         yield master, replica
 
 

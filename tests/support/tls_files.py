@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 
 __all__ = [
     "TLS_PROBLEMS",
-    "assert_blocking_fails_closed",
+    "assert_fails_closed",
     "client_options",
     "make_redis_tls",
     "make_untrusted_ca",
@@ -65,17 +64,21 @@ def with_problem(
     raise ValueError(problem)
 
 
-def assert_blocking_fails_closed(
+def assert_fails_closed(
     url: str, tls: RedisTls, problem: str, directory: Path, within_s: float = 3.0
 ) -> None:
-    """A store whose ``url`` and options have ``problem`` refuses a proof on the blocking path
-    (:class:`ReplayStoreUnavailable`: fail closed) within ``within_s`` seconds."""
+    """A store whose ``url`` and options have ``problem`` refuses a proof
+    (:class:`ReplayStoreUnavailable`: fail closed) and answers False to ``ping``, each within
+    ``within_s`` seconds."""
     spoiled, options = with_problem(url, tls, problem, directory)
     store = RedisReplayStore.from_url(spoiled, timeout_s=0.5, **options)  # type: ignore[arg-type]
     try:
         started = time.monotonic()
         with pytest.raises(ReplayStoreUnavailable):
-            store.first_use_blocking(b"k", 60.0)
+            store.first_use(b"k", 60.0)
+        assert time.monotonic() - started < within_s
+        started = time.monotonic()
+        assert not store.ping()
         assert time.monotonic() - started < within_s
     finally:
-        asyncio.run(store.close())
+        store.close()

@@ -177,20 +177,20 @@ def make_token(
 class UnavailableReplayStore:
     """Test double: a replay store that never answers."""
 
-    async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
+    def first_use(self, key: bytes, ttl_seconds: float) -> bool:
         raise ReplayStoreUnavailable("test: store down")
 
-    async def ping(self) -> bool:
+    def ping(self) -> bool:
         return False
 
-    async def close(self) -> None:
+    def close(self) -> None:
         return None
 
 
 class BrokenReplayStore(UnavailableReplayStore):
     """Test double: a replay store with a bug (an unexpected exception)."""
 
-    async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
+    def first_use(self, key: bytes, ttl_seconds: float) -> bool:
         raise RuntimeError("test: unexpected fault")
 
 

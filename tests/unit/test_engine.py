@@ -55,8 +55,8 @@ def _expected_challenge(reason: Reason, algs: tuple[str, ...] = DEFAULT_PROOF_AL
     return dpop_challenge(info.rfc_error, info.message, algs)
 
 
-async def _decide(facts: RequestFacts, **env: Any) -> Decision:
-    return await make_verifier(**env).verify(facts)
+def _decide(facts: RequestFacts, **env: Any) -> Decision:
+    return make_verifier(**env).verify(facts)
 
 
 def _with_token(token: str, **proof: Any) -> RequestFacts:
@@ -70,19 +70,19 @@ def _proof_with(**overrides: Any) -> RequestFacts:
     return resource_facts(token=token, proof=make_proof(access_token=token, **overrides))
 
 
-async def _replayed() -> Decision:
+def _replayed() -> Decision:
     verifier = make_verifier()
     facts = resource_facts()
-    assert_allowed(await verifier.verify(facts))
-    return await verifier.verify(facts)
+    assert_allowed(verifier.verify(facts))
+    return verifier.verify(facts)
 
 
-async def _failing_key_source() -> Decision:
-    async def down(url: str) -> Any:
+def _failing_key_source() -> Decision:
+    def down(url: str) -> Any:
         raise OSError("down")
 
     source = RemoteKeySource("https://as.example.com/jwks", fetcher=down)
-    return await _decide(resource_facts(), issuers=(trusted_issuer(source=source),))
+    return _decide(resource_facts(), issuers=(trusted_issuer(source=source),))
 
 
 @dataclass(frozen=True)
@@ -416,8 +416,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.why for c in CASES])
-async def test_denial(c: Case) -> None:
-    decision = await c.run()
+def test_denial(c: Case) -> None:
+    decision = c.run()
     assert_denied(decision, c.reason)
     assert decision.http_status == CATALOGUE[c.reason].http_status
     assert decision.www_authenticate == _expected_challenge(c.reason, c.algs)
@@ -434,10 +434,10 @@ def test_every_denial_reason_has_a_real_trigger() -> None:
 # --- allowed requests -------------------------------------------------------------------------
 
 
-async def test_valid_dpop_request() -> None:
+def test_valid_dpop_request() -> None:
     token = make_token()
     proof = make_proof(access_token=token, jti="the-jti")
-    decision = await _decide(resource_facts(token=token, proof=proof))
+    decision = _decide(resource_facts(token=token, proof=proof))
     assert_allowed(decision)
     assert (decision.jkt, decision.jti, decision.alg) == (proof_key().jkt, "the-jti", "ES256")
     assert decision.claims is not None
@@ -451,18 +451,16 @@ PROOF_SIGNERS["EdDSA with Ed448"] = replace(key("Ed448"), alg="EdDSA")
 
 
 @pytest.mark.parametrize("name", list(PROOF_SIGNERS))
-async def test_every_default_proof_alg(name: str) -> None:
+def test_every_default_proof_alg(name: str) -> None:
     signer = PROOF_SIGNERS[name]
     alg = signer.alg
     token = make_token(jkt=signer.jkt)
-    decision = await _decide(
-        resource_facts(token=token, proof=make_proof(signer, access_token=token))
-    )
+    decision = _decide(resource_facts(token=token, proof=make_proof(signer, access_token=token)))
     assert_allowed(decision)
     assert (decision.alg, decision.jkt) == (alg, signer.jkt)
 
 
-async def test_key_hints_in_the_proof_header_are_not_used() -> None:
+def test_key_hints_in_the_proof_header_are_not_used() -> None:
     other = key("ES256", 2)
     hints = {
         "kid": other.jkt,
@@ -470,17 +468,15 @@ async def test_key_hints_in_the_proof_header_are_not_used() -> None:
         "x5u": "https://evil.example/cert.pem",
         "x5c": ["MIIBszCCAVmgAwIBAgIUX"],
     }
-    decision = await _decide(_proof_with(header=hints))
+    decision = _decide(_proof_with(header=hints))
     assert_allowed(decision)
     assert decision.jkt == proof_key().jkt
     # And a proof signed by the hinted key with the good jwk does not verify.
-    decision = await _decide(
-        _proof_with(signer=other, header={**hints, "jwk": proof_key().public_jwk})
-    )
+    decision = _decide(_proof_with(signer=other, header={**hints, "jwk": proof_key().public_jwk}))
     assert_denied(decision, Reason.PROOF_SIGNATURE_INVALID)
 
 
-async def test_query_and_fragment_of_the_request_are_ignored() -> None:
+def test_query_and_fragment_of_the_request_are_ignored() -> None:
     token = make_token()
     facts = RequestFacts(
         method="GET",
@@ -488,17 +484,17 @@ async def test_query_and_fragment_of_the_request_are_ignored() -> None:
         authorization=(f"DPoP {token}",),
         dpop=(make_proof(access_token=token, url=RESOURCE_URL + "?page=1"),),
     )
-    assert_allowed(await _decide(facts))
+    assert_allowed(_decide(facts))
 
 
-async def test_iat_window_edges_through_the_engine() -> None:
+def test_iat_window_edges_through_the_engine() -> None:
     for iat, expected in [
         (NOW - 60, Reason.OK),
         (NOW - 61, Reason.PROOF_IAT_TOO_OLD),
         (NOW + 5, Reason.OK),
         (NOW + 6, Reason.PROOF_IAT_IN_FUTURE),
     ]:
-        assert (await _decide(_proof_with(iat=iat))).reason is expected
+        assert (_decide(_proof_with(iat=iat))).reason is expected
 
 
 # --- modes --------------------------------------------------------------------------------------
@@ -507,58 +503,56 @@ async def test_iat_window_edges_through_the_engine() -> None:
 ALLOW_BEARER = Policy(mode=Mode.ALLOW_BEARER)
 
 
-async def test_bearer_allowed_under_allow_bearer() -> None:
-    decision = await _decide(
-        resource_facts(token=UNBOUND, scheme="Bearer", dpop=(), policy=ALLOW_BEARER)
-    )
+def test_bearer_allowed_under_allow_bearer() -> None:
+    decision = _decide(resource_facts(token=UNBOUND, scheme="Bearer", dpop=(), policy=ALLOW_BEARER))
     assert_allowed(decision)
     assert decision.claims is not None and decision.claims.jkt == ""
     assert decision.jkt == ""
 
 
-async def test_invalid_bearer_token_keeps_its_reason_under_allow_bearer() -> None:
+def test_invalid_bearer_token_keeps_its_reason_under_allow_bearer() -> None:
     expired = make_token(bound=False, now=NOW - 1000)
     facts = resource_facts(token=expired, scheme="Bearer", dpop=(), policy=ALLOW_BEARER)
-    assert_denied(await _decide(facts), Reason.TOKEN_EXPIRED)
+    assert_denied(_decide(facts), Reason.TOKEN_EXPIRED)
 
 
-async def test_dpop_is_still_fully_checked_under_allow_bearer() -> None:
-    assert_allowed(await _decide(resource_facts(policy=ALLOW_BEARER)))
-    assert_denied(await _decide(resource_facts(dpop=(), policy=ALLOW_BEARER)), Reason.PROOF_MISSING)
+def test_dpop_is_still_fully_checked_under_allow_bearer() -> None:
+    assert_allowed(_decide(resource_facts(policy=ALLOW_BEARER)))
+    assert_denied(_decide(resource_facts(dpop=(), policy=ALLOW_BEARER)), Reason.PROOF_MISSING)
     facts = resource_facts(token=UNBOUND, policy=ALLOW_BEARER)
-    assert_denied(await _decide(facts), Reason.TOKEN_NOT_BOUND)
+    assert_denied(_decide(facts), Reason.TOKEN_NOT_BOUND)
 
 
 REPORT_ONLY = Policy(mode=Mode.REPORT_ONLY)
 
 
-async def test_report_only_allows_but_keeps_the_reason() -> None:
+def test_report_only_allows_but_keeps_the_reason() -> None:
     token = make_token()
     facts = resource_facts(
         token=token, proof=flip_signature_bit(make_proof(access_token=token)), policy=REPORT_ONLY
     )
-    decision = await _decide(facts)
+    decision = _decide(facts)
     assert (decision.allow, decision.enforced) == (True, False)
     assert decision.reason is Reason.PROOF_SIGNATURE_INVALID
     assert decision.http_status == 401
     assert decision.www_authenticate == _expected_challenge(Reason.PROOF_SIGNATURE_INVALID)
 
 
-async def test_report_only_of_a_valid_request_is_enforced_ok() -> None:
-    decision = await _decide(resource_facts(policy=REPORT_ONLY))
+def test_report_only_of_a_valid_request_is_enforced_ok() -> None:
+    decision = _decide(resource_facts(policy=REPORT_ONLY))
     assert_allowed(decision)
 
 
-async def test_report_only_still_records_replays() -> None:
+def test_report_only_still_records_replays() -> None:
     verifier = make_verifier()
     facts = resource_facts(policy=REPORT_ONLY)
-    assert_allowed(await verifier.verify(facts))
-    decision = await verifier.verify(facts)
+    assert_allowed(verifier.verify(facts))
+    decision = verifier.verify(facts)
     assert (decision.allow, decision.enforced, decision.reason) == (True, False, Reason.REPLAYED)
 
 
-async def test_report_only_of_a_fault() -> None:
-    decision = await _decide(resource_facts(policy=REPORT_ONLY), replay=UnavailableReplayStore())
+def test_report_only_of_a_fault() -> None:
+    decision = _decide(resource_facts(policy=REPORT_ONLY), replay=UnavailableReplayStore())
     assert (decision.allow, decision.enforced) == (True, False)
     assert decision.reason is Reason.REPLAY_STORE_UNAVAILABLE
 
@@ -576,9 +570,9 @@ async def test_report_only_of_a_fault() -> None:
         ),
     ],
 )
-async def test_off_allows_everything_without_checking(facts: RequestFacts) -> None:
+def test_off_allows_everything_without_checking(facts: RequestFacts) -> None:
     replay = MemoryReplayStore()
-    decision = await make_verifier(replay=replay).verify(facts, explain=True)
+    decision = make_verifier(replay=replay).verify(facts, explain=True)
     assert_allowed(decision)
     assert decision.checks == () and decision.claims is None and len(replay) == 0
 
@@ -586,33 +580,33 @@ async def test_off_allows_everything_without_checking(facts: RequestFacts) -> No
 # --- nonces -------------------------------------------------------------------------------------
 
 
-async def test_nonce_challenge_then_retry() -> None:
+def test_nonce_challenge_then_retry() -> None:
     verifier = make_verifier(nonce_keys=NONCE_KEYS)
     token = make_token()
-    first = await verifier.verify(resource_facts(token=token, policy=NONCE_POLICY))
+    first = verifier.verify(resource_facts(token=token, policy=NONCE_POLICY))
     assert_denied(first, Reason.NONCE_REQUIRED)
     assert first.www_authenticate.startswith('DPoP error="use_dpop_nonce", ')
     assert first.dpop_nonce == issue_nonce(NONCE_KEYS, NOW)
 
     proof = make_proof(access_token=token, nonce=first.dpop_nonce)
-    retry = await verifier.verify(resource_facts(token=token, proof=proof, policy=NONCE_POLICY))
+    retry = verifier.verify(resource_facts(token=token, proof=proof, policy=NONCE_POLICY))
     assert_allowed(retry)
     assert retry.dpop_nonce == ""  # a fresh nonce is not replaced
 
 
 @pytest.mark.parametrize("reason", [Reason.NONCE_INVALID, Reason.NONCE_EXPIRED])
-async def test_every_nonce_denial_offers_a_fresh_nonce(reason: Reason) -> None:
+def test_every_nonce_denial_offers_a_fresh_nonce(reason: Reason) -> None:
     nonce = "x" * 34 if reason is Reason.NONCE_INVALID else issue_nonce(NONCE_KEYS, NOW - 1000)
     token = make_token()
     facts = resource_facts(
         token=token, proof=make_proof(access_token=token, nonce=nonce), policy=NONCE_POLICY
     )
-    decision = await _decide(facts, nonce_keys=NONCE_KEYS)
+    decision = _decide(facts, nonce_keys=NONCE_KEYS)
     assert_denied(decision, reason)
     assert decision.dpop_nonce == issue_nonce(NONCE_KEYS, NOW)
 
 
-async def test_nonce_is_refreshed_only_past_half_its_lifetime() -> None:
+def test_nonce_is_refreshed_only_past_half_its_lifetime() -> None:
     clock = FakeClock()
     verifier = make_verifier(clock=clock, nonce_keys=NONCE_KEYS)
     nonce = issue_nonce(NONCE_KEYS, NOW)
@@ -625,76 +619,72 @@ async def test_nonce_is_refreshed_only_past_half_its_lifetime() -> None:
         clock.now = issued + age
         token = make_token(now=clock.now)
         proof = make_proof(access_token=token, nonce=nonce, iat=clock.now)
-        decision = await verifier.verify(
-            resource_facts(token=token, proof=proof, policy=NONCE_POLICY)
-        )
+        decision = verifier.verify(resource_facts(token=token, proof=proof, policy=NONCE_POLICY))
         assert_allowed(decision)
         assert decision.dpop_nonce == (issue_nonce(NONCE_KEYS, clock.now) if refreshed else "")
 
 
-async def test_nonce_of_the_previous_secret_is_accepted_after_rotation() -> None:
+def test_nonce_of_the_previous_secret_is_accepted_after_rotation() -> None:
     rotated = NonceKeys(current=b"r" * 32, previous=NONCE_KEYS.current)
     token = make_token()
     proof = make_proof(access_token=token, nonce=issue_nonce(NONCE_KEYS, NOW))
     facts = resource_facts(token=token, proof=proof, policy=NONCE_POLICY)
-    assert_allowed(await _decide(facts, nonce_keys=rotated))
+    assert_allowed(_decide(facts, nonce_keys=rotated))
     without_previous = NonceKeys(current=b"r" * 32)
-    assert_denied(await _decide(facts, nonce_keys=without_previous), Reason.NONCE_INVALID)
+    assert_denied(_decide(facts, nonce_keys=without_previous), Reason.NONCE_INVALID)
 
 
-async def test_nonce_is_not_checked_when_the_route_does_not_require_it() -> None:
+def test_nonce_is_not_checked_when_the_route_does_not_require_it() -> None:
     token = make_token()
-    assert_allowed(await _decide(_with_token(token, nonce="anything"), nonce_keys=NONCE_KEYS))
+    assert_allowed(_decide(_with_token(token, nonce="anything"), nonce_keys=NONCE_KEYS))
 
 
 # --- replay and ordering ------------------------------------------------------------------------
 
 
-async def test_replay_is_scoped_by_key_and_uri() -> None:
+def test_replay_is_scoped_by_key_and_uri() -> None:
     verifier = make_verifier()
     token = make_token()
     assert_allowed(
-        await verifier.verify(
+        verifier.verify(
             resource_facts(token=token, proof=make_proof(access_token=token, jti="same"))
         )
     )
     other_url = "https://api.example.com/orders/43"
     proof = make_proof(access_token=token, jti="same", url=other_url)
-    assert_allowed(await verifier.verify(resource_facts(token=token, proof=proof, url=other_url)))
+    assert_allowed(verifier.verify(resource_facts(token=token, proof=proof, url=other_url)))
     other_key = key("ES256", 2)
     token2 = make_token(jkt=other_key.jkt)
     proof = make_proof(other_key, access_token=token2, jti="same")
-    assert_allowed(await verifier.verify(resource_facts(token=token2, proof=proof)))
+    assert_allowed(verifier.verify(resource_facts(token=token2, proof=proof)))
     proof = make_proof(access_token=token, jti="same", iat=NOW - 1)  # a new signature, same jti
-    assert_denied(await verifier.verify(resource_facts(token=token, proof=proof)), Reason.REPLAYED)
+    assert_denied(verifier.verify(resource_facts(token=token, proof=proof)), Reason.REPLAYED)
 
 
-async def test_a_denied_request_does_not_consume_the_proof() -> None:
+def test_a_denied_request_does_not_consume_the_proof() -> None:
     replay = MemoryReplayStore(clock=FakeClock())
     verifier = make_verifier(replay=replay)
     expired = make_token(now=NOW - 1000)
-    decision = await verifier.verify(_with_token(expired))
+    decision = verifier.verify(_with_token(expired))
     assert_denied(decision, Reason.TOKEN_EXPIRED)
     assert len(replay) == 0
 
 
-async def test_replay_store_down_fail_open_allows() -> None:
-    decision = await _decide(
-        resource_facts(), replay=UnavailableReplayStore(), replay_fail_open=True
-    )
+def test_replay_store_down_fail_open_allows() -> None:
+    decision = _decide(resource_facts(), replay=UnavailableReplayStore(), replay_fail_open=True)
     assert_allowed(decision)
     assert decision.jkt == proof_key().jkt
 
 
-async def test_replay_fail_open_does_not_cover_unexpected_faults() -> None:
-    decision = await _decide(resource_facts(), replay=BrokenReplayStore(), replay_fail_open=True)
+def test_replay_fail_open_does_not_cover_unexpected_faults() -> None:
+    decision = _decide(resource_facts(), replay=BrokenReplayStore(), replay_fail_open=True)
     assert_denied(decision, Reason.INTERNAL_ERROR)
 
 
-async def test_explain_lists_the_checks_up_to_the_failure() -> None:
+def test_explain_lists_the_checks_up_to_the_failure() -> None:
     token = make_token()
     facts = resource_facts(token=token, proof=flip_signature_bit(make_proof(access_token=token)))
-    decision = await make_verifier().verify(facts, explain=True)
+    decision = make_verifier().verify(facts, explain=True)
     names = [(check.name, check.passed) for check in decision.checks]
     assert names == [
         ("request", True),
@@ -705,10 +695,10 @@ async def test_explain_lists_the_checks_up_to_the_failure() -> None:
         ("proof.jwk", True),
         ("proof.signature", False),
     ]
-    allowed = await make_verifier().verify(resource_facts(), explain=True)
+    allowed = make_verifier().verify(resource_facts(), explain=True)
     assert [c.name for c in allowed.checks][-3:] == ["token", "token.cnf.jkt", "replay"]
     assert all(c.passed for c in allowed.checks)
-    assert (await make_verifier().verify(resource_facts())).checks == ()
+    assert (make_verifier().verify(resource_facts())).checks == ()
 
 
 # --- proof-only mode (token endpoint, RFC 9449 §5) ----------------------------------------------
@@ -718,8 +708,8 @@ def _token_request(**overrides: Any) -> RequestFacts:
     return token_request_facts(make_proof(method="POST", url=TOKEN_URL, **overrides))
 
 
-async def test_proof_only_allows_and_returns_the_thumbprint() -> None:
-    decision = await _decide(_token_request())
+def test_proof_only_allows_and_returns_the_thumbprint() -> None:
+    decision = _decide(_token_request())
     assert_allowed(decision)
     assert decision.jkt == proof_key().jkt and decision.claims is None
 
@@ -733,15 +723,15 @@ async def test_proof_only_allows_and_returns_the_thumbprint() -> None:
         ({"header": {"jwk": key("ES384").public_jwk}}, Reason.PROOF_JWK_INVALID),
     ],
 )
-async def test_proof_only_denials_are_400_without_a_challenge(
+def test_proof_only_denials_are_400_without_a_challenge(
     overrides: dict[str, Any], reason: Reason
 ) -> None:
-    decision = await _decide(_token_request(**overrides))
+    decision = _decide(_token_request(**overrides))
     assert_denied(decision, reason)
     assert (decision.http_status, decision.www_authenticate) == (400, "")
 
 
-async def test_proof_only_missing_malformed_and_replayed_are_400() -> None:
+def test_proof_only_missing_malformed_and_replayed_are_400() -> None:
     verifier = make_verifier()
     for facts, reason in [
         (
@@ -750,18 +740,18 @@ async def test_proof_only_missing_malformed_and_replayed_are_400() -> None:
         ),
         (token_request_facts("not.a.jws"), Reason.PROOF_MALFORMED),
     ]:
-        decision = await verifier.verify(facts)
+        decision = verifier.verify(facts)
         assert_denied(decision, reason)
         assert (decision.http_status, decision.www_authenticate) == (400, "")
     facts = _token_request()
-    assert_allowed(await verifier.verify(facts))
-    decision = await verifier.verify(facts)
+    assert_allowed(verifier.verify(facts))
+    decision = verifier.verify(facts)
     assert_denied(decision, Reason.REPLAYED)
     assert (decision.http_status, decision.www_authenticate) == (400, "")
 
 
-async def test_proof_only_nonce_denial_is_400_with_a_nonce() -> None:
-    decision = await _decide(
+def test_proof_only_nonce_denial_is_400_with_a_nonce() -> None:
+    decision = _decide(
         token_request_facts(make_proof(method="POST", url=TOKEN_URL), policy=NONCE_POLICY),
         nonce_keys=NONCE_KEYS,
     )
@@ -770,16 +760,14 @@ async def test_proof_only_nonce_denial_is_400_with_a_nonce() -> None:
     assert decision.dpop_nonce == issue_nonce(NONCE_KEYS, NOW)
 
 
-async def test_proof_only_faults_keep_their_status() -> None:
-    decision = await _decide(_token_request(), replay=UnavailableReplayStore())
+def test_proof_only_faults_keep_their_status() -> None:
+    decision = _decide(_token_request(), replay=UnavailableReplayStore())
     assert_denied(decision, Reason.REPLAY_STORE_UNAVAILABLE)
     assert (decision.http_status, decision.www_authenticate) == (503, "")
-    decision = await _decide(
-        _token_request(), replay=UnavailableReplayStore(), replay_fail_open=True
-    )
+    decision = _decide(_token_request(), replay=UnavailableReplayStore(), replay_fail_open=True)
     assert_allowed(decision)
 
 
-async def test_proof_only_does_not_need_an_access_token_or_ath() -> None:
-    decision = await _decide(_token_request(claims={"ath": DROP}))
+def test_proof_only_does_not_need_an_access_token_or_ath() -> None:
+    decision = _decide(_token_request(claims={"ath": DROP}))
     assert_allowed(decision)

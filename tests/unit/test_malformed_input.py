@@ -8,7 +8,6 @@ the engine never raises, never allows, never reports ``internal_error``, and wha
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import replace
@@ -54,7 +53,7 @@ FAST = settings(
 
 
 def _verify(facts: RequestFacts, verifier: Verifier = VERIFIER) -> Decision:
-    decision = asyncio.run(verifier.verify(facts))
+    decision = verifier.verify(facts)
     assert isinstance(decision, Decision)
     assert decision.allow is False, decision
     assert decision.reason in Reason

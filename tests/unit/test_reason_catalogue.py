@@ -277,16 +277,16 @@ class _TokensDenying:
     def __init__(self, reason: Reason) -> None:
         self.reason = reason
 
-    async def validate(self, token: str, now: float) -> TokenClaims:
+    def validate(self, token: str, now: float) -> TokenClaims:
         if self.reason is Reason.OK:
             return TokenClaims(issuer="https://as.example.com", jkt=proof_key().jkt)
         raise Denial(self.reason, "from the test double")
 
 
 @pytest.mark.parametrize("reason", list(Reason), ids=[reason.value for reason in Reason])
-async def test_engine_reports_each_reason_as_the_golden_table_says(reason: Reason) -> None:
+def test_engine_reports_each_reason_as_the_golden_table_says(reason: Reason) -> None:
     verifier = make_verifier(tokens=_TokensDenying(reason))
-    decision = await verifier.verify(resource_facts())
+    decision = verifier.verify(resource_facts())
     status, error, challenge = GOLDEN[reason]
     assert decision.reason is reason
     assert decision.allow is (reason is Reason.OK)
@@ -297,18 +297,18 @@ async def test_engine_reports_each_reason_as_the_golden_table_says(reason: Reaso
 # --- a few in full, produced from real requests -------------------------------------------
 
 
-async def test_no_credentials_challenge_in_full() -> None:
-    decision = await make_verifier().verify(resource_facts(authorization=()))
+def test_no_credentials_challenge_in_full() -> None:
+    decision = make_verifier().verify(resource_facts(authorization=()))
     assert decision.www_authenticate == (
         'DPoP algs="ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA Ed25519"'
     )
     assert decision.http_status == 401
 
 
-async def test_bad_signature_challenge_in_full() -> None:
+def test_bad_signature_challenge_in_full() -> None:
     token = make_token()
     proof = flip_signature_bit(make_proof(access_token=token))
-    decision = await make_verifier().verify(resource_facts(token=token, proof=proof))
+    decision = make_verifier().verify(resource_facts(token=token, proof=proof))
     assert decision.www_authenticate == (
         'DPoP error="invalid_dpop_proof", error_description="DPoP proof signature invalid", '
         'algs="ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA Ed25519"'
@@ -316,19 +316,19 @@ async def test_bad_signature_challenge_in_full() -> None:
     assert decision.http_status == 401
 
 
-async def test_expired_token_challenge_in_full() -> None:
+def test_expired_token_challenge_in_full() -> None:
     token = make_token(now=NOW - 3600)
-    decision = await make_verifier().verify(resource_facts(token=token))
+    decision = make_verifier().verify(resource_facts(token=token))
     assert decision.www_authenticate == (
         'DPoP error="invalid_token", error_description="Access token expired", '
         'algs="ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA Ed25519"'
     )
 
 
-async def test_nonce_challenge_in_full() -> None:
+def test_nonce_challenge_in_full() -> None:
     keys = NonceKeys(current=b"k" * 32)
     facts = resource_facts(policy=Policy(nonce_required=True))
-    decision = await make_verifier(nonce_keys=keys).verify(facts)
+    decision = make_verifier(nonce_keys=keys).verify(facts)
     assert decision.www_authenticate == (
         'DPoP error="use_dpop_nonce", error_description="DPoP nonce required", '
         'algs="ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA Ed25519"'
@@ -336,15 +336,13 @@ async def test_nonce_challenge_in_full() -> None:
     assert decision.dpop_nonce == issue_nonce(keys, NOW)
 
 
-async def test_configured_algs_are_advertised() -> None:
-    decision = await make_verifier(proof_algs=("ES256", "EdDSA")).verify(
-        resource_facts(authorization=())
-    )
+def test_configured_algs_are_advertised() -> None:
+    decision = make_verifier(proof_algs=("ES256", "EdDSA")).verify(resource_facts(authorization=()))
     assert decision.www_authenticate == 'DPoP algs="ES256 EdDSA"'
 
 
-async def test_fault_has_no_challenge() -> None:
-    decision = await make_verifier(replay=UnavailableReplayStore()).verify(resource_facts())
+def test_fault_has_no_challenge() -> None:
+    decision = make_verifier(replay=UnavailableReplayStore()).verify(resource_facts())
     assert (decision.reason, decision.http_status, decision.www_authenticate) == (
         Reason.REPLAY_STORE_UNAVAILABLE,
         503,

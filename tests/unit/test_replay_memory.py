@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 
@@ -27,91 +26,85 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-async def test_first_use_then_replay(clock: FakeClock) -> None:
+def test_first_use_then_replay(clock: FakeClock) -> None:
     store = MemoryReplayStore(clock=clock)
-    assert await store.first_use(b"k1", 60)
-    assert not await store.first_use(b"k1", 60)
-    assert not await store.first_use(b"k1", 60)
-    assert await store.first_use(b"k2", 60)
+    assert store.first_use(b"k1", 60)
+    assert not store.first_use(b"k1", 60)
+    assert not store.first_use(b"k1", 60)
+    assert store.first_use(b"k2", 60)
 
 
-async def test_key_is_remembered_until_its_ttl_has_passed(clock: FakeClock) -> None:
+def test_key_is_remembered_until_its_ttl_has_passed(clock: FakeClock) -> None:
     store = MemoryReplayStore(clock=clock)
-    assert await store.first_use(b"k", 10)
+    assert store.first_use(b"k", 10)
     clock.now += 9.999
-    assert not await store.first_use(b"k", 10)
+    assert not store.first_use(b"k", 10)
     clock.now += 0.001
-    assert await store.first_use(b"k", 10)
-    assert not await store.first_use(b"k", 10)
+    assert store.first_use(b"k", 10)
+    assert not store.first_use(b"k", 10)
 
 
-async def test_expiry_with_the_real_clock() -> None:
+def test_expiry_with_the_real_clock() -> None:
     store = MemoryReplayStore()
-    assert await store.first_use(b"k", 0.05)
-    assert not await store.first_use(b"k", 0.05)
-    await asyncio.sleep(0.1)
-    assert await store.first_use(b"k", 0.05)
+    assert store.first_use(b"k", 0.05)
+    assert not store.first_use(b"k", 0.05)
+    time.sleep(0.1)
+    assert store.first_use(b"k", 0.05)
 
 
-async def test_expired_keys_are_purged(clock: FakeClock) -> None:
+def test_expired_keys_are_purged(clock: FakeClock) -> None:
     store = MemoryReplayStore(clock=clock)
     for i in range(100):
-        assert await store.first_use(i.to_bytes(4, "big"), 5)
+        assert store.first_use(i.to_bytes(4, "big"), 5)
     assert len(store) == 100
     clock.now += 5
-    assert await store.first_use(b"new", 5)
+    assert store.first_use(b"new", 5)
     assert len(store) == 1
 
 
-async def test_full_store_refuses_instead_of_evicting_a_live_key(clock: FakeClock) -> None:
+def test_full_store_refuses_instead_of_evicting_a_live_key(clock: FakeClock) -> None:
     store = MemoryReplayStore(max_entries=3, clock=clock)
     for key in (b"a", b"b", b"c"):
-        assert await store.first_use(key, 60)
+        assert store.first_use(key, 60)
     with pytest.raises(ReplayStoreUnavailable):
-        await store.first_use(b"d", 60)
+        store.first_use(b"d", 60)
     # Every live key is still remembered: replays are still caught.
     for key in (b"a", b"b", b"c"):
-        assert not await store.first_use(key, 60)
+        assert not store.first_use(key, 60)
 
 
-async def test_full_store_accepts_again_once_keys_expire(clock: FakeClock) -> None:
+def test_full_store_accepts_again_once_keys_expire(clock: FakeClock) -> None:
     store = MemoryReplayStore(max_entries=2, clock=clock)
-    assert await store.first_use(b"short", 1)
-    assert await store.first_use(b"long", 60)
+    assert store.first_use(b"short", 1)
+    assert store.first_use(b"long", 60)
     with pytest.raises(ReplayStoreUnavailable):
-        await store.first_use(b"new", 60)
+        store.first_use(b"new", 60)
     clock.now += 1
-    assert await store.first_use(b"new", 60)
-    assert not await store.first_use(b"long", 60)
+    assert store.first_use(b"new", 60)
+    assert not store.first_use(b"long", 60)
     with pytest.raises(ReplayStoreUnavailable):
-        await store.first_use(b"newer", 60)
+        store.first_use(b"newer", 60)
 
 
-async def test_concurrent_first_use_of_one_key_sees_one_true() -> None:
-    store = MemoryReplayStore()
-    results = await asyncio.gather(*(store.first_use(b"same", 60) for _ in range(200)))
-    assert results.count(True) == 1
-
-
-async def test_rejects_a_non_positive_ttl(clock: FakeClock) -> None:
+def test_rejects_a_non_positive_ttl(clock: FakeClock) -> None:
     store = MemoryReplayStore(clock=clock)
     with pytest.raises(ValueError):
-        await store.first_use(b"k", 0)
+        store.first_use(b"k", 0)
 
 
-async def test_ping_and_close(clock: FakeClock) -> None:
+def test_ping_and_close(clock: FakeClock) -> None:
     store = MemoryReplayStore(clock=clock)
-    assert await store.ping()
-    assert await store.first_use(b"k", 60)
-    await store.close()
+    assert store.ping()
+    assert store.first_use(b"k", 60)
+    store.close()
     assert len(store) == 0
 
 
 @pytest.mark.parametrize("url", ["", "  ", "memory://", "MEMORY://"])
-async def test_factory_opens_a_memory_store(url: str) -> None:
+def test_factory_opens_a_memory_store(url: str) -> None:
     store = open_replay_store(url, memory_max_entries=7)
     assert isinstance(store, MemoryReplayStore)
-    await store.close()
+    store.close()
 
 
 @pytest.mark.parametrize(
@@ -128,18 +121,18 @@ def test_factory_error_does_not_echo_a_password() -> None:
     assert "s3cret" not in str(excinfo.value)
 
 
-async def test_a_flood_of_unique_jtis_stays_within_the_bound(clock: FakeClock) -> None:
+def test_a_flood_of_unique_jtis_stays_within_the_bound(clock: FakeClock) -> None:
     cap = 20_000
     store = MemoryReplayStore(max_entries=cap, clock=clock)
     for i in range(cap):
-        assert await store.first_use(b"live-%d" % i, 60)
+        assert store.first_use(b"live-%d" % i, 60)
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
         refused = 0
         for i in range(100_000):  # five times the bound, all inside the window
             try:
-                await store.first_use(b"flood-%d" % i, 60)
+                store.first_use(b"flood-%d" % i, 60)
             except ReplayStoreUnavailable:
                 refused += 1
         grown = tracemalloc.get_traced_memory()[0] - before
@@ -149,13 +142,13 @@ async def test_a_flood_of_unique_jtis_stays_within_the_bound(clock: FakeClock) -
     assert len(store) == cap
     assert grown < 64 * 1024  # nothing was kept for the refused keys
     # No live key was evicted to make room: every earlier proof is still a replay.
-    assert not any([await store.first_use(b"live-%d" % i, 60) for i in range(0, cap, 97)])
+    assert not any([store.first_use(b"live-%d" % i, 60) for i in range(0, cap, 97)])
     clock.now += 60
-    assert await store.first_use(b"after-the-window", 60)
+    assert store.first_use(b"after-the-window", 60)
     assert len(store) == 1
 
 
-# --- Worker threads (the synchronous server's path) ---------------------------------------------
+# --- Many threads at once -----------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -169,51 +162,14 @@ def fast_thread_switching() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-def test_blocking_is_supported() -> None:
-    assert MemoryReplayStore().blocking_supported
-
-
-def test_first_use_blocking_then_replay_then_expiry(clock: FakeClock) -> None:
-    store = MemoryReplayStore(clock=clock)
-    assert store.first_use_blocking(b"k", 10)
-    assert not store.first_use_blocking(b"k", 10)
-    clock.now += 10
-    assert store.first_use_blocking(b"k", 10)
-    with pytest.raises(ValueError):
-        store.first_use_blocking(b"k", 0)
-
-
 @pytest.mark.usefixtures("fast_thread_switching")
 def test_many_threads_racing_on_one_key_see_one_true() -> None:
     store = MemoryReplayStore()
     for round_ in range(5):
         key = b"same-%d" % round_
-        results = race_in_threads([lambda k=key: store.first_use_blocking(k, 60)] * 200)
+        results = race_in_threads([lambda k=key: store.first_use(k, 60)] * 200)
         assert results.count(True) == 1
         assert results.count(False) == 199
-
-
-@pytest.mark.usefixtures("fast_thread_switching")
-def test_threads_and_an_event_loop_share_the_store() -> None:
-    store = MemoryReplayStore()
-    loop = asyncio.new_event_loop()
-    loop_thread = threading.Thread(target=loop.run_forever)
-    loop_thread.start()
-    try:
-
-        def on_loop(key: bytes) -> bool:
-            return asyncio.run_coroutine_threadsafe(store.first_use(key, 60), loop).result()
-
-        for round_ in range(5):
-            key = b"mixed-%d" % round_
-            calls = [lambda k=key: store.first_use_blocking(k, 60), lambda k=key: on_loop(k)] * 100
-            results = race_in_threads(calls)
-            assert results.count(True) == 1
-            assert results.count(False) == 199
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        loop_thread.join()
-        loop.close()
 
 
 @pytest.mark.usefixtures("fast_thread_switching")
@@ -228,7 +184,7 @@ def test_threads_filling_a_bounded_store_never_exceed_the_bound(clock: FakeClock
                 clock.now += 1  # the 1 s keys written so far expire
             key = b"%d-%d" % (thread, i)
             try:
-                if store.first_use_blocking(key, 1 if i < 100 else 60) and i >= 100:
+                if store.first_use(key, 1 if i < 100 else 60) and i >= 100:
                     long_lived[thread].append(key)
             except ReplayStoreUnavailable:
                 pass
@@ -242,5 +198,5 @@ def test_threads_filling_a_bounded_store_never_exceed_the_bound(clock: FakeClock
     # still hold their room and 3,400 long-lived ones fit; at best all 5,000 do.
     assert 5_000 - 16 * 100 <= len(accepted) <= 5_000
     # No live key was lost under contention: each is still a replay, seen from any thread.
-    checks = [lambda k=k: store.first_use_blocking(k, 60) for k in accepted[::40]]
+    checks = [lambda k=k: store.first_use(k, 60) for k in accepted[::40]]
     assert not any(race_in_threads(checks))

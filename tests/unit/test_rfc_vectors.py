@@ -144,7 +144,7 @@ def test_fig13_ath_matches_the_fig6_access_token() -> None:
     assert caught.value.reason is Reason.PROOF_ATH_MISMATCH
 
 
-async def test_fig2_through_the_engine_in_proof_only_mode_then_replayed() -> None:
+def test_fig2_through_the_engine_in_proof_only_mode_then_replayed() -> None:
     verifier = make_verifier(clock=FakeClock(FIG2["iat"]))
     facts = RequestFacts(
         method="POST",
@@ -153,25 +153,25 @@ async def test_fig2_through_the_engine_in_proof_only_mode_then_replayed() -> Non
         proof_only=True,
     )
 
-    first = await verifier.verify(facts)
+    first = verifier.verify(facts)
     assert (first.allow, first.reason) == (True, Reason.OK)
     assert first.jkt == VECTORS["proof_jwk_thumbprint_jkt"]
     assert (first.jti, first.alg) == ("-BwC3ESc6acc2lTc", "ES256")
 
-    second = await verifier.verify(facts)
+    second = verifier.verify(facts)
     assert (second.allow, second.reason) == (False, Reason.REPLAYED)
     assert second.http_status == 400
     assert second.www_authenticate == ""
 
 
-async def test_fig7_reuses_the_fig2_jti_for_the_same_key_and_htu() -> None:
+def test_fig7_reuses_the_fig2_jti_for_the_same_key_and_htu() -> None:
     # Figure 7 was issued later with fig2's jti: a server still remembering fig2 calls it a replay.
     clock = FakeClock(FIG2["iat"])
     verifier = make_verifier(clock=clock, limits=proofs.ProofLimits(iat_max_age=3600))
-    assert (await verifier.verify(_token_request(FIG2["jwt"]))).allow
+    assert (verifier.verify(_token_request(FIG2["jwt"]))).allow
     clock.now = PROOFS["rfc9449_fig7_sec5_token_request_refresh"]["iat"]
     fig7 = PROOFS["rfc9449_fig7_sec5_token_request_refresh"]["jwt"]
-    assert (await verifier.verify(_token_request(fig7))).reason is Reason.REPLAYED
+    assert (verifier.verify(_token_request(fig7))).reason is Reason.REPLAYED
 
 
 def _token_request(proof: str) -> RequestFacts:

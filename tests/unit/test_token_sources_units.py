@@ -1,10 +1,12 @@
 """Pure parts of the token sources: Cache-Control, endpoint URLs, metadata, introspection answers,
-client authentication, key-set lifetimes on a settable clock, and the issuer settings."""
+client authentication, key-set lifetimes on a settable clock, fetches shared by concurrent
+threads, and the issuer settings."""
 
 from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.support.threads import race_in_threads
 from tests.unit.helpers import DROP, with_members
 from verifier import mint
 from verifier.config import ConfigError, load_settings
@@ -24,6 +27,8 @@ from verifier.tokens.client_auth import (
     load_private_key,
 )
 from verifier.tokens.discovery import (
+    IssuerMetadata,
+    IssuerMetadataSource,
     IssuerMismatch,
     MetadataInvalid,
     metadata_urls,
@@ -228,16 +233,19 @@ class Clock:
 
 
 class Documents:
-    """An in-memory JWKS endpoint: answers with ``jwks`` and ``max_age``, or raises ``error``."""
+    """An in-memory JWKS endpoint: answers with ``jwks`` and ``max_age`` after ``delay``
+    seconds, or raises ``error``."""
 
     def __init__(self) -> None:
         self.jwks = mint.jwks_for(mint.generate_key("ES256"), kid="k1")
         self.max_age: float | None = None
         self.error: Exception | None = None
+        self.delay = 0.0
         self.calls = 0
 
-    async def __call__(self, url: str) -> Fetched:
+    def __call__(self, url: str) -> Fetched:
         self.calls += 1
+        time.sleep(self.delay)
         if self.error is not None:
             raise self.error
         return Fetched(self.jwks, self.max_age)
@@ -246,52 +254,75 @@ class Documents:
 @pytest.mark.parametrize(
     ("max_age", "lifetime"), [(None, 300.0), (10.0, 60.0), (900.0, 900.0), (10**6, 3600.0)]
 )
-async def test_key_set_lifetime_follows_max_age_within_bounds(
+def test_key_set_lifetime_follows_max_age_within_bounds(
     max_age: float | None, lifetime: float
 ) -> None:
     clock, documents = Clock(), Documents()
     documents.max_age = max_age
     source = RemoteKeySource("https://as/jwks", fetcher=documents, clock=clock)
-    await source.refresh()
+    source.refresh()
     assert source.status().state == "fresh"
     clock.now += lifetime + 1
     assert source.status().state == "stale"  # past its lifetime, within max_stale
 
 
-async def test_stale_keys_are_served_until_max_stale_then_refused() -> None:
+def test_stale_keys_are_served_until_max_stale_then_refused() -> None:
     clock, documents = Clock(), Documents()
     source = RemoteKeySource(
         "https://as/jwks", fetcher=documents, clock=clock, max_stale=100, retry_min=5
     )
-    assert [k.kid for k in await source.keys("k1")] == ["k1"]
+    assert [k.kid for k in source.keys("k1")] == ["k1"]
     documents.error = OSError("down")
     clock.now += 300 + 100  # lifetime 300 s + max_stale 100 s: still served
-    assert [k.kid for k in await source.keys("k1")] == ["k1"]
+    assert [k.kid for k in source.keys("k1")] == ["k1"]
     assert source.counters.stale_lookups == 1 and documents.calls == 1
     clock.now += 1
     with pytest.raises(KeySourceUnavailable):
-        await source.keys("k1")
+        source.keys("k1")
     assert source.status().state == "expired" and source.counters.expired_lookups == 1
     with pytest.raises(KeySourceUnavailable):  # retried at most every retry_min seconds
-        await source.keys("k1")
+        source.keys("k1")
     assert documents.calls == 2
     documents.error = None
     clock.now += 5
-    assert [k.kid for k in await source.keys("k1")] == ["k1"]
+    assert [k.kid for k in source.keys("k1")] == ["k1"]
     assert source.status().state == "fresh" and documents.calls == 3
 
 
-async def test_failed_refreshes_back_off() -> None:
+def test_failed_refreshes_back_off() -> None:
     clock, documents = Clock(), Documents()
     source = RemoteKeySource("https://as/jwks", fetcher=documents, clock=clock, retry_min=5)
-    await source.refresh()
+    source.refresh()
     assert source._until_next_refresh() == pytest.approx(240)  # 80% of 300 s
     documents.error = OSError("down")
     delays = []
     for _ in range(8):
-        await source.refresh()
+        source.refresh()
         delays.append(source._until_next_refresh())
     assert delays == [5, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_concurrent_lookups_share_the_first_load() -> None:
+    clock, documents = Clock(), Documents()
+    documents.delay = 0.1  # all 20 ask while the first fetch is out
+    source = RemoteKeySource("https://as/jwks", fetcher=documents, clock=clock)
+    results = race_in_threads([partial(source.keys, "k1")] * 20)
+    assert [[k.kid for k in r] for r in results if isinstance(r, tuple)] == [["k1"]] * 20
+    assert documents.calls == 1
+
+
+def test_concurrent_metadata_readers_share_one_read() -> None:
+    urls: list[str] = []
+
+    def slow(url: str) -> Fetched:
+        urls.append(url)
+        time.sleep(0.1)
+        return Fetched({"issuer": ISSUER, "jwks_uri": ISSUER + "/jwks"})
+
+    source = IssuerMetadataSource(ISSUER, slow, clock=Clock())
+    results = race_in_threads([source.current] * 20)
+    assert [r.jwks_uri for r in results if isinstance(r, IssuerMetadata)] == [ISSUER + "/jwks"] * 20
+    assert urls == [metadata_urls(ISSUER)[0]]
 
 
 # --- settings ------------------------------------------------------------------------------

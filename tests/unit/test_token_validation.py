@@ -1,20 +1,26 @@
-"""JWT access-token validation: claims, JWK Sets, the validator and its key sources.
+"""JWT access-token validation: claims, JWK Sets, the validator, its key sources and their HTTP.
 
-The remote key source is exercised against a real ``http.server`` on 127.0.0.1.
+The remote key source and the issuer HTTP client are exercised against real ``http.server``s
+on 127.0.0.1; concurrent requests are threads, as the gRPC worker threads are.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import ssl
 import threading
+import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.http_server import LoopbackHttpServer, QuietHandler
+from tests.support.pki import make_pki, make_untrusted_ca
+from tests.support.threads import race_in_threads
 from tests.unit.helpers import (
     AUDIENCE,
     DROP,
@@ -41,6 +47,13 @@ from verifier.tokens.claims import (
     check_audience,
     check_token_claims,
     confirmation_jkt,
+)
+from verifier.tokens.http import (
+    MAX_DOCUMENT_BYTES,
+    DocumentInvalid,
+    Fetched,
+    HTTPError,
+    IssuerHttp,
 )
 from verifier.tokens.jwks import MAX_KEYS, InvalidJwks, IssuerKey, parse_jwks
 from verifier.tokens.sources import KeySourceUnavailable, RemoteKeySource, StaticKeySource
@@ -185,8 +198,8 @@ def test_static_source_from_file(tmp_path: Path) -> None:
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps(mint.jwks_for(issuer_key(), kid="k1")))
     source = StaticKeySource.from_file(path)
-    assert asyncio.run(source.keys("k1"))[0].kid == "k1"
-    assert asyncio.run(source.keys("k2")) == ()
+    assert source.keys("k1")[0].kid == "k1"
+    assert source.keys("k2") == ()
     path.write_text("{not json")
     with pytest.raises(InvalidJwks, match=r"jwks\.json"):
         StaticKeySource.from_file(path)
@@ -201,7 +214,7 @@ class CountingSource:
     def __init__(self, keys: tuple[IssuerKey, ...]) -> None:
         self._keys, self.calls = keys, 0
 
-    async def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
+    def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
         self.calls += 1
         return tuple(k for k in self._keys if kid is None or k.kid == kid)
 
@@ -216,40 +229,40 @@ def _validator(**issuer: Any) -> TokenValidator:
     return TokenValidator([trusted_issuer(**issuer)], leeway=LEEWAY)
 
 
-async def _reason(token: str, validator: TokenValidator | None = None) -> Reason:
+def _reason(token: str, validator: TokenValidator | None = None) -> Reason:
     with pytest.raises(Denial) as caught:
-        await (validator or _validator()).validate(token, NOW)
+        (validator or _validator()).validate(token, NOW)
     return caught.value.reason
 
 
-async def test_valid_token() -> None:
-    claims = await _validator().validate(make_token(), NOW)
+def test_valid_token() -> None:
+    claims = _validator().validate(make_token(), NOW)
     assert (claims.issuer, claims.subject, claims.client_id) == (ISSUER, "alice", "client-1")
     assert claims.jkt == proof_key().jkt
     assert claims.expires_at == NOW + 300
 
 
 @pytest.mark.parametrize("alg", ["ES384", "RS256", "PS512", "EdDSA", "Ed25519"])
-async def test_each_issuer_alg(alg: str) -> None:
+def test_each_issuer_alg(alg: str) -> None:
     signer = key(alg, 1)
     source = StaticKeySource(parse_jwks(mint.jwks_for(signer, kid=ISSUER_KID)))
-    claims = await _validator(source=source).validate(make_token(signer=signer), NOW)
+    claims = _validator(source=source).validate(make_token(signer=signer), NOW)
     assert claims.issuer == ISSUER
 
 
-async def test_verified_tokens_are_cached_until_exp() -> None:
+def test_verified_tokens_are_cached_until_exp() -> None:
     source = CountingSource(parse_jwks(mint.jwks_for(issuer_key(), kid=ISSUER_KID)))
     cache = TokenCache(max_entries=2)
     validator = TokenValidator([trusted_issuer(source=source)], leeway=0, cache=cache)
     token = make_token()
-    await validator.validate(token, NOW)
-    await validator.validate(token, NOW + 299)
+    validator.validate(token, NOW)
+    validator.validate(token, NOW + 299)
     assert source.calls == 1 and len(cache) == 1
     with pytest.raises(Denial) as caught:
-        await validator.validate(token, NOW + 300)
+        validator.validate(token, NOW + 300)
     assert caught.value.reason is Reason.TOKEN_EXPIRED
     for _ in range(3):
-        await validator.validate(make_token(), NOW)
+        validator.validate(make_token(), NOW)
     assert len(cache) == 2
 
 
@@ -302,28 +315,28 @@ TOKENS = [
 
 
 @pytest.mark.parametrize(("why", "build", "expected"), TOKENS, ids=[w for w, _, _ in TOKENS])
-async def test_token_refused(why: str, build: Any, expected: Reason) -> None:
-    assert await _reason(build()) is expected
+def test_token_refused(why: str, build: Any, expected: Reason) -> None:
+    assert _reason(build()) is expected
 
 
-async def test_alg_outside_the_issuers_algs_is_refused() -> None:
+def test_alg_outside_the_issuers_algs_is_refused() -> None:
     validator = _validator(algs=frozenset({"RS256"}))
-    assert await _reason(make_token(), validator) is Reason.TOKEN_ALG_NOT_ALLOWED
+    assert _reason(make_token(), validator) is Reason.TOKEN_ALG_NOT_ALLOWED
 
 
-async def test_token_without_kid_tries_the_issuers_keys() -> None:
-    claims = await _validator().validate(make_token(header={"kid": DROP}), NOW)
+def test_token_without_kid_tries_the_issuers_keys() -> None:
+    claims = _validator().validate(make_token(header={"kid": DROP}), NOW)
     assert claims.issuer == ISSUER
 
 
-async def test_unavailable_key_source() -> None:
-    async def down(url: str) -> Any:
+def test_unavailable_key_source() -> None:
+    def down(url: str) -> Any:
         raise OSError("connection refused")
 
     source = RemoteKeySource("https://as.example.com/jwks", fetcher=down)
-    assert await _reason(make_token(), _validator(source=source)) is Reason.KEY_SOURCE_UNAVAILABLE
+    assert _reason(make_token(), _validator(source=source)) is Reason.KEY_SOURCE_UNAVAILABLE
     with pytest.raises(KeySourceUnavailable):
-        await source.keys(None)
+        source.keys(None)
     assert source.last_error == "OSError"
 
 
@@ -336,11 +349,13 @@ def test_remote_source_needs_an_http_url() -> None:
 
 
 class JwksServer:
-    """A JWKS endpoint on 127.0.0.1 that counts requests; ``jwks`` may be replaced at any time."""
+    """A JWKS endpoint on 127.0.0.1 that counts requests and answers after ``delay`` seconds;
+    ``jwks`` may be replaced at any time."""
 
     def __init__(self, jwks: dict[str, Any]) -> None:
         self.jwks = jwks
         self.requests = 0
+        self.delay = 0.0
         self._lock = threading.Lock()
         served = self
 
@@ -349,6 +364,7 @@ class JwksServer:
                 with served._lock:
                     served.requests += 1
                     body = json.dumps(served.jwks).encode()
+                time.sleep(served.delay)
                 self.send_body(body, "application/json")
 
         self._server = LoopbackHttpServer(Handler)
@@ -373,9 +389,9 @@ def _remote(server: JwksServer, clock: FakeClock) -> tuple[RemoteKeySource, Toke
     return source, TokenValidator([TrustedIssuer(ISSUER, source, audience=AUDIENCE)])
 
 
-async def test_remote_keys_load_on_first_use(jwks_server: JwksServer) -> None:
+def test_remote_keys_load_on_first_use(jwks_server: JwksServer) -> None:
     _, validator = _remote(jwks_server, FakeClock())
-    assert (await validator.validate(make_token(), NOW)).issuer == ISSUER
+    assert validator.validate(make_token(), NOW).issuer == ISSUER
     assert jwks_server.requests == 1
 
 
@@ -384,92 +400,178 @@ async def test_start_fetches_once_and_close_stops_the_refresh(jwks_server: JwksS
     await source.start()
     await source.close()
     assert jwks_server.requests == 1
-    assert [k.kid for k in await source.keys(ISSUER_KID)] == [ISSUER_KID]
+    assert [k.kid for k in source.keys(ISSUER_KID)] == [ISSUER_KID]
 
 
-async def test_unknown_kid_refetches_once_per_cooldown_even_when_concurrent(
+def test_unknown_kid_refetches_once_per_cooldown_even_when_concurrent(
     jwks_server: JwksServer,
 ) -> None:
     clock = FakeClock()
     _, validator = _remote(jwks_server, clock)
-    await validator.validate(make_token(), NOW)
+    validator.validate(make_token(), NOW)
     assert jwks_server.requests == 1
 
-    async def hundred_unknown() -> list[BaseException | TokenClaims]:
+    def hundred_unknown() -> list[TokenClaims | BaseException]:
         tokens = [make_token(header={"kid": "unknown"}) for _ in range(100)]
-        return await asyncio.gather(
-            *(validator.validate(token, NOW) for token in tokens), return_exceptions=True
-        )
+        return race_in_threads([partial(validator.validate, t, NOW) for t in tokens])
 
     # Inside the cool-down after the initial load: no refetch at all.
-    results = await hundred_unknown()
+    results = hundred_unknown()
     assert {r.reason for r in results if isinstance(r, Denial)} == {Reason.TOKEN_KEY_UNKNOWN}
     assert len(results) == 100 and jwks_server.requests == 1
 
     clock.now += COOLDOWN
-    results = await hundred_unknown()
+    results = hundred_unknown()
     assert all(isinstance(r, Denial) and r.reason is Reason.TOKEN_KEY_UNKNOWN for r in results)
     assert jwks_server.requests == 2
 
     clock.now += COOLDOWN / 2
-    await hundred_unknown()
+    hundred_unknown()
     assert jwks_server.requests == 2
     clock.now += COOLDOWN / 2
-    await hundred_unknown()
+    hundred_unknown()
     assert jwks_server.requests == 3
     # Known kids never trigger a fetch.
-    await validator.validate(make_token(), NOW)
+    validator.validate(make_token(), NOW)
     assert jwks_server.requests == 3
 
 
-async def test_key_rotation_is_picked_up_through_the_unknown_kid_path(
+def test_key_rotation_is_picked_up_through_the_unknown_kid_path(
     jwks_server: JwksServer,
 ) -> None:
     clock = FakeClock()
     _, validator = _remote(jwks_server, clock)
-    await validator.validate(make_token(), NOW)
+    validator.validate(make_token(), NOW)
 
     new_key = key("ES256", 3)
     jwks_server.jwks = mint.jwks_for(new_key, kid="as-key-2")
     rotated = [make_token(signer=new_key, header={"kid": "as-key-2"}) for _ in range(100)]
     clock.now += COOLDOWN
-    results = await asyncio.gather(*(validator.validate(token, NOW) for token in rotated))
-    assert {claims.issuer for claims in results} == {ISSUER}
+    jwks_server.delay = 0.2  # all 100 ask while the one fetch is out, and wait for it
+    results = race_in_threads([partial(validator.validate, t, NOW) for t in rotated])
+    assert {claims.issuer for claims in results if isinstance(claims, TokenClaims)} == {ISSUER}
+    assert len(results) == 100
     assert jwks_server.requests == 2
     # The retired key is gone from the served set and so from the cache.
     with pytest.raises(Denial) as caught:
-        await validator.validate(make_token(), NOW)
+        validator.validate(make_token(), NOW)
     assert caught.value.reason is Reason.TOKEN_KEY_UNKNOWN
 
 
-async def test_server_down_keeps_cached_keys_working(jwks_server: JwksServer) -> None:
+def test_server_down_keeps_cached_keys_working(jwks_server: JwksServer) -> None:
     clock = FakeClock()
     source, validator = _remote(jwks_server, clock)
-    await validator.validate(make_token(), NOW)
+    validator.validate(make_token(), NOW)
     jwks_server.stop()
 
     clock.now += COOLDOWN
-    await source.refresh()  # a background refresh fails ...
+    source.refresh()  # a background refresh fails ...
     assert source.last_error
-    assert (await validator.validate(make_token(), NOW)).issuer == ISSUER  # ... keys stay
+    assert validator.validate(make_token(), NOW).issuer == ISSUER  # ... keys stay
 
-    with pytest.raises(Denial) as caught:  # an unknown kid tries once, fails, keeps the keys
-        await validator.validate(make_token(header={"kid": "unknown"}), NOW)
+    with pytest.raises(Denial) as caught:  # an unknown kid, inside the cool-down: no fetch
+        validator.validate(make_token(header={"kid": "unknown"}), NOW)
     assert caught.value.reason is Reason.TOKEN_KEY_UNKNOWN
-    assert (await validator.validate(make_token(), NOW)).issuer == ISSUER
+    assert validator.validate(make_token(), NOW).issuer == ISSUER
 
 
-async def test_server_down_before_the_first_load_is_unavailable(jwks_server: JwksServer) -> None:
+def test_server_down_before_the_first_load_is_unavailable(jwks_server: JwksServer) -> None:
     jwks_server.stop()
     _, validator = _remote(jwks_server, FakeClock())
-    assert await _reason(make_token(), validator) is Reason.KEY_SOURCE_UNAVAILABLE
+    assert _reason(make_token(), validator) is Reason.KEY_SOURCE_UNAVAILABLE
 
 
-async def test_bad_document_keeps_the_last_good_keys(jwks_server: JwksServer) -> None:
+def test_bad_document_keeps_the_last_good_keys(jwks_server: JwksServer) -> None:
     clock = FakeClock()
     source, validator = _remote(jwks_server, clock)
-    await validator.validate(make_token(), NOW)
+    validator.validate(make_token(), NOW)
     jwks_server.jwks = {"keys": "not a list"}
-    await source.refresh()
+    source.refresh()
     assert source.last_error == "InvalidJwks"
-    assert (await validator.validate(make_token(), NOW)).issuer == ISSUER
+    assert validator.validate(make_token(), NOW).issuer == ISSUER
+
+
+# --- the issuer HTTP client against a real server --------------------------------------------
+
+
+class IssuerStandIn(QuietHandler):
+    """GET ``/ok`` (a JSON object, cacheable for a minute), ``/array``, ``/large`` (one byte
+    over the limit), ``/redirect`` (302 to ``/ok``) and ``/trickle`` (a byte every 50 ms)."""
+
+    def do_GET(self) -> None:
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/ok")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b" ")
+                    time.sleep(0.05)
+            except OSError:
+                return  # the client gave up
+        else:
+            bodies = {
+                "/ok": b'{"keys": []}',
+                "/array": b"[]",
+                "/large": b'{"x": "%s"}' % (b"a" * (MAX_DOCUMENT_BYTES - 8)),
+            }
+            body = bodies[self.path]
+            self.send_response(200)
+            self.send_header("Cache-Control", "max-age=60")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+
+def test_issuer_http_takes_one_json_object_and_nothing_else() -> None:
+    http = IssuerHttp(timeout=2.0)
+    with LoopbackHttpServer(IssuerStandIn) as server:
+        assert http.get_json(f"{server.base_url}/ok") == Fetched({"keys": []}, 60.0)
+        with pytest.raises(HTTPError) as redirected:  # redirects are never followed
+            http.get_json(f"{server.base_url}/redirect")
+        assert redirected.value.status == 302
+        with pytest.raises(DocumentInvalid, match="not a JSON object"):
+            http.get_json(f"{server.base_url}/array")
+        with pytest.raises(DocumentInvalid, match="larger than"):
+            http.get_json(f"{server.base_url}/large")
+    http.close()
+
+
+def test_issuer_http_gives_up_on_a_trickling_answer_at_its_deadline() -> None:
+    http = IssuerHttp(timeout=0.5)
+    with LoopbackHttpServer(IssuerStandIn) as server:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            http.get_json(f"{server.base_url}/trickle")
+        assert time.monotonic() - started < 1.5  # each byte came within the read timeout
+    http.close()
+
+
+def test_issuer_http_is_shared_by_threads() -> None:
+    http = IssuerHttp(timeout=2.0, max_connections=4)
+    with LoopbackHttpServer(IssuerStandIn) as server:
+        url = f"{server.base_url}/ok"
+        results = race_in_threads([lambda: http.get_json(url) for _ in range(32)])
+    http.close()
+    assert results == [Fetched({"keys": []}, 60.0)] * 32
+
+
+def test_issuer_http_verifies_tls_with_the_configured_ca(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(pki.server_cert_file, pki.server_key_file)
+    with LoopbackHttpServer(IssuerStandIn, tls=tls) as server:
+        url = f"{server.base_url}/ok"
+        trusting = IssuerHttp(timeout=2.0, ca_file=str(pki.ca_file))
+        assert trusting.get_json(url).document == {"keys": []}
+        trusting.close()
+        for ca_file in ("", str(make_untrusted_ca(tmp_path))):
+            distrusting = IssuerHttp(timeout=2.0, ca_file=ca_file)
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                distrusting.get_json(url)
+            distrusting.close()

@@ -122,7 +122,7 @@ class ExtAuthzService:
                     request, headers, routes=options.routes, public_url=options.public_url
                 )
                 scope.facts = facts
-                decision = self._engine.decide(facts)
+                decision = self._engine.verify(facts)
             except Exception as exc:
                 # Frames only: an exception's message could quote a token or proof.
                 _log.error(

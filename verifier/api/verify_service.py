@@ -31,9 +31,9 @@ _WIRE_REASON: dict[Reason, str] = {
 
 class DecisionEngine(Protocol):
     """What the front doors need: a decision made on the calling (worker) thread
-    (``verifier.server.bridge.BlockingDecisions`` around the engine)."""
+    (``verifier.engine.verifier.Verifier``)."""
 
-    def decide(self, facts: RequestFacts, *, explain: bool = False) -> Decision: ...
+    def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision: ...
 
 
 class VerifyService:
@@ -60,7 +60,7 @@ class VerifyService:
             try:
                 explain = request.explain and self._allow_explain
                 scope.facts = request_facts(request, self._routes)
-                decision = self._engine.decide(scope.facts, explain=explain)
+                decision = self._engine.verify(scope.facts, explain=explain)
             except Exception as exc:
                 # Frames only: an exception's message could quote a token or proof.
                 _log.error(

@@ -5,11 +5,8 @@ expensive -> stateful (RFC 9449 §4.3, §7.1): the Authorization header, the pro
 and signature, its claims and nonce, the access token and its binding, and only then the atomic
 replay record. The first failed check decides the reason.
 
-The check sequence itself does no I/O: it is a generator that *yields* its two needs (a token
-validated, a replay key recorded) and is sent the answers. Two drivers feed it: ``verify`` (async,
-awaiting the ports) and ``verify_blocking`` (for the thread-pool gRPC server: the ports' sync fast
-paths where they have them, else their coroutines run on the service's event loop). So there is
-exactly one implementation of the checks, whichever way they are driven.
+The checks themselves do no I/O: the only I/O of a decision is behind the two ports, the access
+token validator and the replay store, called synchronously on the calling (worker) thread.
 """
 
 from __future__ import annotations
@@ -17,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar, cast
+from typing import Protocol
 
 from verifier.dpop import proof as proofs
 from verifier.dpop.authorization import Scheme, parse_authorization
@@ -50,41 +47,12 @@ _NONCE_REASONS = frozenset({Reason.NONCE_REQUIRED, Reason.NONCE_INVALID, Reason.
 
 
 class AccessTokenValidator(Protocol):
-    """The token port (``verifier.tokens.validator.TokenValidator``, or a decorator of it).
+    """The token port (``verifier.tokens.validator.TokenValidator``, or a decorator of it)."""
 
-    It may also offer ``validate_now(token, now) -> TokenClaims | None``: a sync answer when one
-    needs no I/O (a verified-token cache hit), None otherwise; ``verify_blocking`` uses it.
-    """
-
-    async def validate(self, token: str, now: float) -> TokenClaims:
-        """The token's verified claims, or raise a :class:`Denial`."""
+    def validate(self, token: str, now: float) -> TokenClaims:
+        """The token's verified claims, or raise a :class:`Denial`. Thread-safe; may block
+        on bounded I/O (introspection, a key refetch)."""
         ...
-
-
-T = TypeVar("T")
-RunAsync = Callable[[Coroutine[Any, Any, T]], T]
-"""Runs a port's coroutine to completion from a worker thread (on the service's event loop)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TokenNeed:
-    """The checks need ``token`` validated (answer: its :class:`TokenClaims`)."""
-
-    token: str
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayNeed:
-    """The checks need ``key`` recorded for ``ttl`` seconds (answer: True on first use)."""
-
-    key: bytes
-    ttl: float
-
-
-Need = TokenNeed | ReplayNeed
-Steps = Generator[Need, Any, T]
-"""A check sequence: yields what it needs, is sent (or thrown) the answer, returns ``T``."""
 
 
 class Instrumentation(Protocol):
@@ -174,15 +142,6 @@ class _Trail:
             self.checks.append(Check(self.step, False, note))
 
 
-def _advance(steps: Steps[Decision], answer: Any, error: Exception | None) -> Need | Decision:
-    """Resume ``steps`` with ``answer`` (or raise ``error`` at its ``yield``): its next need,
-    or the decision it returned."""
-    try:
-        return steps.send(answer) if error is None else steps.throw(error)
-    except StopIteration as done:
-        return cast(Decision, done.value)
-
-
 class Verifier:
     """Verifies one request at a time; safe to share across concurrent calls."""
 
@@ -205,74 +164,17 @@ class Verifier:
         """Memo of the pure header checks: a proof header (its exact base64url text) that
         passed them -> its key. A client signs every proof with the same header."""
         self._replay_ttl = proofs.replay_ttl(settings.limits)
-        # The ports' optional sync fast paths (verify_blocking), looked up once.
-        self._validate_now: Callable[[str, float], TokenClaims | None] | None = getattr(
-            tokens, "validate_now", None
-        )
-        self._first_use_blocking: Callable[[bytes, float], bool] | None = (
-            getattr(replay, "first_use_blocking", None)
-            if getattr(replay, "blocking_supported", False)
-            else None
-        )
         self._fail_open_alarm = ThrottledAlarm(log, FAIL_OPEN_ALARM)
 
-    async def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
-        """Decide ``facts``. Never raises: an unexpected fault is an ``internal_error`` denial."""
-        steps = self._decide(facts, explain)
-        step = _advance(steps, None, None)
-        while not isinstance(step, Decision):
-            try:
-                answer = await self._answer(step)
-            except Exception as exc:  # handed to the checks, which decide what it means
-                step = _advance(steps, None, exc)
-            else:
-                step = _advance(steps, answer, None)
-        return step
-
-    def verify_blocking(
-        self, facts: RequestFacts, *, explain: bool = False, run_async: RunAsync[Any]
-    ) -> Decision:
-        """:meth:`verify` for a worker thread: the same checks, driven synchronously.
-
-        A port's sync fast path (``validate_now``, ``first_use_blocking``) is used when it has
-        one; otherwise its coroutine is handed to ``run_async``, which runs it on the event loop
-        the port belongs to and blocks this thread until it ends. Never raises.
-        """
-        steps = self._decide(facts, explain)
-        step = _advance(steps, None, None)
-        while not isinstance(step, Decision):
-            try:
-                answer = self._answer_blocking(step, run_async)
-            except Exception as exc:
-                step = _advance(steps, None, exc)
-            else:
-                step = _advance(steps, answer, None)
-        return step
-
-    async def _answer(self, need: Need) -> Any:
-        if isinstance(need, TokenNeed):
-            return await self._tokens.validate(need.token, need.now)
-        return await self._replay.first_use(need.key, need.ttl)
-
-    def _answer_blocking(self, need: Need, run_async: RunAsync[Any]) -> Any:
-        if isinstance(need, TokenNeed):
-            if self._validate_now is not None:
-                claims = self._validate_now(need.token, need.now)
-                if claims is not None:
-                    return claims
-            return run_async(self._tokens.validate(need.token, need.now))
-        if self._first_use_blocking is not None:
-            return self._first_use_blocking(need.key, need.ttl)
-        return run_async(self._replay.first_use(need.key, need.ttl))
-
-    def _decide(self, facts: RequestFacts, explain: bool) -> Steps[Decision]:
-        """The whole decision as a check sequence (see the module docstring)."""
+    def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+        """Decide ``facts`` on the calling thread. Never raises: an unexpected fault is an
+        ``internal_error`` denial."""
         trail = _Trail(explain)
         now = self._clock()
         if facts.policy.mode is Mode.OFF:
             return self._allow(_Outcome(None, None), trail)
         try:
-            decision = self._allow((yield from self._run(facts, now, trail)), trail)
+            decision = self._allow(self._run(facts, now, trail), trail)
         except Denial as denial:
             trail.failed(denial.detail or denial.reason.value)
             decision = self._deny(denial, facts, now, trail)
@@ -284,14 +186,14 @@ class Verifier:
             return replace(decision, allow=True, enforced=False)
         return decision
 
-    def _run(self, facts: RequestFacts, now: float, trail: _Trail) -> Steps[_Outcome]:
+    def _run(self, facts: RequestFacts, now: float, trail: _Trail) -> _Outcome:
         trail.begin("request")
         target = check_request(facts.method, facts.target_uri)
         trail.passed(f"{facts.method} {target}")
         if facts.proof_only:  # RFC 9449 §5: a token request carries a proof and no token
             with self._instrumentation.stage("proof"):
                 proof = self._verified_proof(facts, now, trail, access_token=None)
-            yield from self._record(proof, trail)
+            self._record(proof, trail)
             return _Outcome(proof, None)
 
         trail.begin("authorization")
@@ -301,12 +203,12 @@ class Verifier:
         trail.passed(credentials.scheme.value)
 
         if credentials.scheme is Scheme.BEARER:
-            return _Outcome(None, (yield from self._bearer(credentials.token, facts, now, trail)))
+            return _Outcome(None, self._bearer(credentials.token, facts, now, trail))
 
         with self._instrumentation.stage("proof"):
             proof = self._verified_proof(facts, now, trail, access_token=credentials.token)
         trail.begin("token")
-        claims: TokenClaims = yield TokenNeed(credentials.token, now)
+        claims = self._tokens.validate(credentials.token, now)
         trail.passed(claims.issuer)
         trail.begin("token.cnf.jkt")
         if not claims.jkt:
@@ -315,16 +217,14 @@ class Verifier:
         if claims.dpop_algs and proof.alg not in claims.dpop_algs:  # the issuer's RFC 9449 §5.1
             raise Denial(Reason.PROOF_ALG_NOT_ALLOWED, "not supported by the token's issuer")
         trail.passed()
-        yield from self._record(proof, trail)
+        self._record(proof, trail)
         return _Outcome(proof, claims)
 
-    def _bearer(
-        self, token: str, facts: RequestFacts, now: float, trail: _Trail
-    ) -> Steps[TokenClaims]:
+    def _bearer(self, token: str, facts: RequestFacts, now: float, trail: _Trail) -> TokenClaims:
         """RFC 9449 §7.2: a Bearer token passes only where allowed and only if not DPoP-bound."""
         trail.begin("token")
         try:
-            claims: TokenClaims = yield TokenNeed(token, now)
+            claims = self._tokens.validate(token, now)
         except Denial:
             if facts.policy.mode is Mode.ALLOW_BEARER:
                 raise
@@ -405,12 +305,12 @@ class Verifier:
             trail.passed()
         return _VerifiedProof(known.alg, known.jkt, claims, nonce_to_offer)
 
-    def _record(self, proof: _VerifiedProof, trail: _Trail) -> Steps[None]:
+    def _record(self, proof: _VerifiedProof, trail: _Trail) -> None:
         """RFC 9449 §11.1: accept each proof once; the write is atomic and comes last."""
         trail.begin("replay")
         key = proofs.replay_key(proof.jkt, proof.claims.htu, proof.claims.jti)
         try:
-            first: bool = yield ReplayNeed(key, self._replay_ttl)
+            first = self._replay.first_use(key, self._replay_ttl)
         except ReplayStoreUnavailable as exc:
             if not self.settings.replay_fail_open:
                 raise Denial(Reason.REPLAY_STORE_UNAVAILABLE, str(exc)) from exc

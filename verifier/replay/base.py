@@ -14,10 +14,11 @@ class ReplayStore(Protocol):
 
     ``first_use(key, ttl_seconds)`` returns True exactly once per ``key`` while the key is
     remembered (atomic: concurrent callers for the same key see at most one True), and raises
-    :class:`ReplayStoreUnavailable` when it cannot tell.
+    :class:`ReplayStoreUnavailable` when it cannot tell. Every method blocks the calling thread
+    (for a bounded time) and is safe to call from many threads at once.
     """
 
-    async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
+    def first_use(self, key: bytes, ttl_seconds: float) -> bool:
         """True the first time ``key`` is seen, False while it is remembered (a replay).
 
         ``key`` is remembered for ``ttl_seconds`` (must be positive) from this call. Raises
@@ -25,10 +26,11 @@ class ReplayStore(Protocol):
         """
         ...
 
-    async def ping(self) -> bool:
-        """True when the store is reachable now (used by health)."""
+    def ping(self) -> bool:
+        """True when the store is reachable now (used by health), within the store's own
+        deadline; never raises."""
         ...
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Release connections; the store is not used afterwards."""
         ...

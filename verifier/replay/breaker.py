@@ -30,7 +30,7 @@ class CircuitBreaker:
         if not breaker.allow():
             raise Unavailable(...)
         try:
-            result = await call()
+            result = call()
         except Error:
             breaker.record_failure()
             raise
@@ -39,11 +39,11 @@ class CircuitBreaker:
     After ``failure_threshold`` consecutive failures the breaker opens: :meth:`allow` returns
     False for ``cooldown_s`` seconds. Then it lets exactly one probe through (half-open); the
     probe's success closes the breaker, its failure opens it for another cool-down. A probe
-    that never reports (its task was cancelled) is given up on after ``cooldown_s`` and
+    that never reports (its caller was interrupted) is given up on after ``cooldown_s`` and
     another probe is let through, so the breaker cannot stay stuck.
 
-    Thread-safe: one breaker may be shared by an asyncio event loop and worker threads (the
-    Redis store's async and blocking paths); each method holds a lock for its few lines.
+    Thread-safe: one breaker is shared by every worker thread that calls the store; each
+    method holds a lock for its few lines.
     """
 
     def __init__(

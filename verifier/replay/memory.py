@@ -25,14 +25,10 @@ class MemoryReplayStore:
     makes requests fail closed until keys expire; size ``max_entries`` above the peak rate
     of accepted proofs times the TTL.
 
-    Thread-safe: :meth:`first_use` (for an asyncio event loop) and :meth:`first_use_blocking`
-    (for worker threads) share one lock around purge, check and write, so both may be called
-    from different threads at once and still see at most one True per key. ``clock`` returns
-    seconds and must be monotonic.
+    Thread-safe: one lock around purge, check and write, so concurrent callers see at most
+    one True per key; a call never waits for I/O. ``clock`` returns seconds and must be
+    monotonic.
     """
-
-    blocking_supported = True
-    """:meth:`first_use_blocking` never waits for I/O: callers on worker threads may use it."""
 
     def __init__(
         self,
@@ -51,16 +47,12 @@ class MemoryReplayStore:
         """How many keys are held, including any that expired since the last call."""
         return len(self._expiry_by_key)
 
-    async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
+    def first_use(self, key: bytes, ttl_seconds: float) -> bool:
         """True the first time ``key`` is seen within ``ttl_seconds``, False on a replay.
 
         Raises :class:`ReplayStoreUnavailable` when the store is full of live keys, and
         ValueError when ``ttl_seconds`` is not positive.
         """
-        return self.first_use_blocking(key, ttl_seconds)
-
-    def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:
-        """:meth:`first_use` for a worker thread (same answers, same exceptions)."""
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
         with self._lock:
@@ -75,11 +67,11 @@ class MemoryReplayStore:
             heapq.heappush(self._heap, (expires_at, key))
             return True
 
-    async def ping(self) -> bool:
+    def ping(self) -> bool:
         """Always True: memory is always reachable."""
         return True
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Forget every key."""
         with self._lock:
             self._expiry_by_key.clear()

@@ -1,10 +1,10 @@
-"""The replay store's commands for worker threads: a standalone Redis, the master a Sentinel
-set-up names, or the master of a key's slot in a Redis Cluster, through the lean RESP client
-(:mod:`verifier.replay.resp`), with a small pool of connections shared by every thread.
+"""The replay store's Redis commands: to a standalone Redis, the master a Sentinel set-up names,
+or the master of a key's slot in a Redis Cluster, through the lean RESP client
+(:mod:`verifier.replay.resp`), with a bounded pool of connections shared by every thread.
 
-The sync twin of the async backends in ``redis_backends``: the same commands, each step's
-commands pipelined on ONE connection (``WAIT`` counts that connection's last write). No
-retries here; :class:`~verifier.replay.redis_store.RedisReplayStore` retries, safely.
+Each step's commands are pipelined on ONE connection (``WAIT`` counts that connection's last
+write). No retries here; :class:`~verifier.replay.redis_store.RedisReplayStore` retries,
+safely. Every call blocks the calling thread until its replies or its deadline.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import collections
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from verifier.replay.base import ReplayStoreUnavailable
-from verifier.replay.redis_backends import ConnectOptions, WaitPolicy
 from verifier.replay.resp import (
     Reply,
     RespConnection,
@@ -29,9 +29,35 @@ from verifier.replay.resp import (
     encode_set_nx_px,
 )
 
+_PING = encode_command(b"PING")
+
+
+@dataclass(frozen=True, slots=True)
+class WaitPolicy:
+    """``WAIT replicas timeout_ms`` after each recorded proof: see docs/replay.md."""
+
+    replicas: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ConnectOptions:
+    """How to open connections. Credentials and TLS files come from settings, never the CLI;
+    ``repr`` shows none of them."""
+
+    username: str | None = None
+    password: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    socket_timeout_s: float = 0.05
+    connect_timeout_s: float = 0.05
+
 
 class BlockingStandalone:
-    """One standalone Redis (``redis://`` / ``rediss://``) for worker threads.
+    """One standalone Redis (``redis://`` / ``rediss://``).
 
     At most ``max_connections`` calls are in flight at once, one connection each: the pool
     holds that many slots, each with a connection opened on first use; a call takes a slot
@@ -136,6 +162,13 @@ class BlockingStandalone:
         rewritten, acks = self._call(slot, key, (command,), self._wait_payload(wait), deadline)
         return _integer(acks) if rewritten is not None else None
 
+    def ping(self, slot: Slot, wait: WaitPolicy | None, deadline: float) -> bool:
+        """``PING`` [+ ``WAIT``] on ``slot``'s connection: True when Redis answers ``PONG`` (and
+        ``WAIT`` counts at least ``wait.replicas`` replicas). Raises like the other commands."""
+        if self._closed:
+            raise ReplayStoreUnavailable("redis replay store closed")
+        return self._ping(self._slot_connection(slot, deadline), wait, deadline)
+
     def close(self) -> None:
         """Close every idle connection; one in use is closed when its call gives it back.
         Later calls fail with :class:`ReplayStoreUnavailable`."""
@@ -164,16 +197,32 @@ class BlockingStandalone:
     ) -> list[Reply]:
         if self._closed:
             raise ReplayStoreUnavailable("redis replay store closed")
-        connection = self._connection(slot, key, deadline)
+        return self._exchange(self._connection(slot, key, deadline), payload, replies, deadline)
+
+    def _exchange(
+        self, connection: RespConnection, payload: bytes, replies: int, deadline: float
+    ) -> list[Reply]:
         try:
             return connection.call(payload, replies, deadline)
         except RespConnectionError:
             self._connection_failed()
             raise
 
+    def _ping(self, connection: RespConnection, wait: WaitPolicy | None, deadline: float) -> bool:
+        if wait is None:
+            (pong,) = self._exchange(connection, _PING, 1, deadline)
+            return pong == b"PONG"
+        # WAIT counts the replicas that acknowledged this connection's last write: every
+        # connected replica when it wrote nothing, or when they have caught up with it.
+        pong, replicas = self._exchange(connection, _PING + self._wait_payload(wait), 2, deadline)
+        return pong == b"PONG" and _integer(replicas) >= wait.replicas
+
     def _connection(self, slot: Slot, key: bytes, deadline: float) -> RespConnection:
-        """The connection of ``slot`` to use for ``key`` (reopened if it predates a
-        connection error)."""
+        """The connection of ``slot`` to use for ``key``."""
+        return self._slot_connection(slot, deadline)
+
+    def _slot_connection(self, slot: Slot, deadline: float) -> RespConnection:
+        """The connection of ``slot`` (reopened if it predates a connection error)."""
         connection = slot.connection
         if connection is None:
             connection = slot.connection = RespConnection(self._get_endpoint(deadline))
@@ -230,10 +279,10 @@ class BlockingStandalone:
 
 
 class BlockingSentinel(BlockingStandalone):
-    """The master of a Sentinel set-up (``redis+sentinel://``, ``rediss+sentinel://``) for worker
-    threads. With TLS, the sentinels and the master are reached over TLS with the same files
-    (as redis-py's sentinel client does), each server's certificate checked against the address
-    it is reached at.
+    """The master of a Sentinel set-up (``redis+sentinel://``, ``rediss+sentinel://``). With
+    TLS, the sentinels and the master are reached over TLS with the same files (as redis-py's
+    sentinel client does), each server's certificate checked against the address it is reached
+    at.
 
     The master's address is asked of the sentinels, in turn, with ``SENTINEL MASTER <name>`` and
     accepted as redis-py accepts it: flagged ``master`` and neither subjectively nor objectively
@@ -268,11 +317,11 @@ class BlockingSentinel(BlockingStandalone):
                 self._endpoint = self._endpoint_for(*self._discover_master(deadline))
             return self._endpoint
 
-    def _send(
-        self, slot: Slot, key: bytes, payload: bytes, replies: int, deadline: float
+    def _exchange(
+        self, connection: RespConnection, payload: bytes, replies: int, deadline: float
     ) -> list[Reply]:
         try:
-            return super()._send(slot, key, payload, replies, deadline)
+            return super()._exchange(connection, payload, replies, deadline)
         except RespError as exc:
             if exc.code not in ("READONLY", "MASTERDOWN"):
                 raise
@@ -354,8 +403,7 @@ or of its hash tag, mod 16384)."""
 
 
 class BlockingCluster(BlockingStandalone):
-    """The masters of a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``) for worker
-    threads.
+    """The masters of a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``).
 
     The slot map comes from ``CLUSTER SLOTS``, asked of the seed nodes (then of every master
     known) on first use and again after a connection error or a ``MOVED`` reply; each key's
@@ -365,6 +413,8 @@ class BlockingCluster(BlockingStandalone):
     runs on the master the new map names. ``ASK`` (the slot is being migrated and the key is
     not on the old master) is followed once, as redis-py follows it: the same commands, each
     keyed one after ``ASKING``, to the node named; a command ``ASK`` redirected was not run.
+    :meth:`ping` asks every master of the map (loading it if needed); a slot that no master
+    serves makes it False.
     """
 
     def __init__(
@@ -384,6 +434,18 @@ class BlockingCluster(BlockingStandalone):
 
     def _new_slot(self) -> Slot:
         return ClusterSlot()
+
+    def ping(self, slot: Slot, wait: WaitPolicy | None, deadline: float) -> bool:
+        """``PING`` [+ ``WAIT``] to every master, one after the other on ``slot``'s connections:
+        True when each answers (with enough replicas) and every slot has a master."""
+        if self._closed:
+            raise ReplayStoreUnavailable("redis replay store closed")
+        assert isinstance(slot, ClusterSlot)
+        owners = self._slot_owners(deadline)
+        if None in owners:
+            return False
+        masters = {owner for owner in owners if owner is not None}
+        return all(self._ping(self._node_connection(slot, m), wait, deadline) for m in masters)
 
     def _call(
         self,
@@ -410,10 +472,9 @@ class BlockingCluster(BlockingStandalone):
         assert isinstance(slot, ClusterSlot)
         connection = self._node_connection(slot, node)
         try:
-            replies = connection.call(payload, 2 * len(keyed) + (wait is not None), deadline)
-        except RespConnectionError:
-            self._connection_failed()
-            raise
+            replies = self._exchange(
+                connection, payload, 2 * len(keyed) + (wait is not None), deadline
+            )
         except RespError as exc:
             raise RespConnectionError(f"redirected command failed: {exc}") from exc
         keyed_replies = replies[1 : 2 * len(keyed) : 2]  # each ASKING answered +OK first
@@ -441,16 +502,20 @@ class BlockingCluster(BlockingStandalone):
         super()._connection_failed()
 
     def _owner(self, slot_number: int, deadline: float) -> tuple[str, int]:
+        owner = self._slot_owners(deadline)[slot_number]
+        if owner is None:
+            raise RespConnectionError(f"no master serves slot {slot_number}")
+        return owner
+
+    def _slot_owners(self, deadline: float) -> list[tuple[str, int] | None]:
+        """The slot map, loaded first if there is none."""
         owners = self._owners
         if owners is None:
             with self._topology_lock:
                 owners = self._owners
                 if owners is None:
                     owners = self._owners = self._load_slot_map(deadline)
-        owner = owners[slot_number]
-        if owner is None:
-            raise RespConnectionError(f"no master serves slot {slot_number}")
-        return owner
+        return owners
 
     def _load_slot_map(self, deadline: float) -> list[tuple[str, int] | None]:
         query = encode_command(b"CLUSTER", b"SLOTS")

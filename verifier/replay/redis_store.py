@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
-
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MovedError
+from collections.abc import Iterator
 
 from verifier.replay.base import ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
-from verifier.replay.redis_backends import ConnectOptions, RedisBackend, WaitPolicy, open_backend
 from verifier.replay.redis_blocking import (
     BlockingCluster,
     BlockingSentinel,
     BlockingStandalone,
+    ConnectOptions,
     Slot,
+    WaitPolicy,
 )
 from verifier.replay.redis_url import RedisMode, parse_redis_url
 from verifier.replay.resp import RespConnectionError
@@ -31,11 +28,13 @@ DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_QUEUE_TIMEOUT_S = 0.25
 
 _TOKEN_BYTES = 16
+_PING_SLACK_S = 0.2
+""":meth:`RedisReplayStore.ping` may take this long beyond the store's deadline (a Sentinel
+lookup or a slot map load, then one round trip per master)."""
 # Errors after which the command certainly or possibly did not run, and a new connection may
 # do better: refused, reset, closed, master changed (Sentinel), slot moved (Cluster). A timeout
 # is not among them: a slow Redis is not faster the second time, and the breaker handles it.
-_RETRYABLE = (RedisConnectionError, MovedError)
-_RETRYABLE_BLOCKING = (RespConnectionError,)
+_RETRYABLE = (RespConnectionError,)
 
 
 class RedisReplayStore:
@@ -44,7 +43,13 @@ class RedisReplayStore:
     Each key is written as ``<key_prefix><hex(key)>`` holding a random per-call token, with
     ``SET ... NX PX <ttl_ms>``, so exactly one caller across all replicas sees True for a key
     while it lives, and Redis expires it by itself. Works against a standalone server, a
-    Sentinel-managed master or a Redis Cluster (see :func:`parse_redis_url`).
+    Sentinel-managed master or a Redis Cluster (see :func:`parse_redis_url`), through the lean
+    RESP client (:mod:`verifier.replay.resp`) and a pool of connections
+    (:mod:`verifier.replay.redis_blocking`): with Sentinel it finds the master as redis-py's
+    sentinel client does, with a cluster it routes each key to its slot's master.
+
+    **Threads.** Every method blocks the calling thread and is thread-safe; many worker
+    threads share one store, its pool and its breaker.
 
     **Deadline.** Each :meth:`first_use` has ``timeout_s`` (plus the ``WAIT`` timeout, if
     any) for all its attempts together; past it the call fails.
@@ -64,18 +69,10 @@ class RedisReplayStore:
     5) calls fail at once, without touching the network, for its cool-down (default 1 s);
     then one probe goes through, and its success closes it. :meth:`ping` bypasses it.
 
-    **Concurrency**: at most ``max_in_flight`` calls at once (one per pooled connection);
-    further callers queue for up to ``queue_timeout_s``; a queue timeout fails the call but
-    is a local overload, not a Redis failure, so it does not count for the breaker.
-
-    **Worker threads** (standalone, Sentinel and Cluster, plaintext or TLS; see
-    :attr:`blocking_supported`): :meth:`first_use_blocking` gives the
-    same answers with the same key, token, retry, ``WAIT``, deadline and breaker (one instance,
-    shared with the async path) over a lean synchronous client (:mod:`verifier.replay.resp`)
-    and a pool of its own, bounded the same way (``max_in_flight`` connections,
-    ``queue_timeout_s``); with Sentinel it finds the master as redis-py's sentinel client does
-    (:class:`~verifier.replay.redis_blocking.BlockingSentinel`), with a cluster it routes each
-    key to its slot's master (:class:`~verifier.replay.redis_blocking.BlockingCluster`).
+    **Concurrency**: at most ``max_connections`` calls at once (one per pooled connection;
+    see :meth:`from_url`); further callers wait for up to ``queue_timeout_s``; a queue
+    timeout fails the call but is a local overload, not a Redis failure, so it does not count
+    for the breaker.
 
     Every failure is raised as :class:`ReplayStoreUnavailable`; no Redis exception escapes.
     Build it with :meth:`from_url`.
@@ -83,19 +80,17 @@ class RedisReplayStore:
 
     def __init__(
         self,
-        backend: RedisBackend,
+        backend: BlockingStandalone,
         *,
         key_prefix: bytes = DEFAULT_KEY_PREFIX,
         deadline_s: float = DEFAULT_TIMEOUT_S,
         retries: int = DEFAULT_RETRIES,
         wait: WaitPolicy | None = None,
         breaker: CircuitBreaker | None = None,
-        max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
         queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
-        blocking: BlockingStandalone | None = None,
     ) -> None:
-        """Wrap ``backend`` (and ``blocking``, the same Redis for worker threads, if any); the
-        store owns them and closes them in :meth:`close`."""
+        """Wrap ``backend`` (a standalone, Sentinel or Cluster pool); the store owns it and
+        closes it in :meth:`close`."""
         if deadline_s <= 0:
             raise ValueError("deadline_s must be positive")
         if retries < 0:
@@ -106,9 +101,7 @@ class RedisReplayStore:
         self._retries = retries
         self._wait = wait if wait is not None and wait.replicas > 0 else None
         self._breaker = breaker if breaker is not None else CircuitBreaker()
-        self._slots = asyncio.Semaphore(max_in_flight)
         self._queue_timeout_s = queue_timeout_s
-        self._blocking = blocking
 
     @classmethod
     def from_url(
@@ -144,9 +137,10 @@ class RedisReplayStore:
         ``timeout_s`` (default 50 ms) is the budget of one :meth:`first_use`, retries
         included; ``connect_timeout_s`` (default: ``timeout_s``) bounds opening a connection.
         ``wait_replicas`` > 0 adds ``WAIT wait_replicas wait_timeout_s`` to every write (and
-        its timeout to the budget). A call waits at most ``queue_timeout_s`` for a free
-        connection (default: 250 ms or the budget, whichever is longer). Raises ValueError
-        naming ``DPOP_REPLAY_URL`` for a bad URL.
+        its timeout to the budget). At most ``max_connections`` calls run at once (default
+        64, one connection each; in a cluster, one per master each); a call waits at most
+        ``queue_timeout_s`` for a free one (default: 250 ms or the budget, whichever is
+        longer). Raises ValueError naming ``DPOP_REPLAY_URL`` for a bad URL.
         """
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -167,25 +161,14 @@ class RedisReplayStore:
             key_file=key_file,
             socket_timeout_s=deadline_s,
             connect_timeout_s=connect_timeout_s or timeout_s,
-            max_connections=max_connections,
         )
-        blocking: BlockingStandalone | None = None
-        if target.mode is RedisMode.STANDALONE:
-            ((host, port),) = target.nodes
-            blocking = BlockingStandalone(
-                host,
-                port,
-                db=target.db,
-                tls=target.tls,
-                options=options,
-                max_connections=max_connections,
-            )
-        elif target.mode is RedisMode.CLUSTER:
-            blocking = BlockingCluster(
+        backend: BlockingStandalone
+        if target.mode is RedisMode.CLUSTER:
+            backend = BlockingCluster(
                 target.nodes, tls=target.tls, options=options, max_connections=max_connections
             )
         elif target.mode is RedisMode.SENTINEL:
-            blocking = BlockingSentinel(
+            backend = BlockingSentinel(
                 target.nodes,
                 target.service_name,
                 db=target.db,
@@ -193,71 +176,77 @@ class RedisReplayStore:
                 options=options,
                 max_connections=max_connections,
             )
+        else:
+            ((host, port),) = target.nodes
+            backend = BlockingStandalone(
+                host,
+                port,
+                db=target.db,
+                tls=target.tls,
+                options=options,
+                max_connections=max_connections,
+            )
         return cls(
-            open_backend(target, options),
+            backend,
             key_prefix=key_prefix,
             deadline_s=deadline_s,
             retries=retries,
             wait=wait,
             breaker=breaker,
-            max_in_flight=max_connections,
             queue_timeout_s=queue_timeout_s or max(DEFAULT_QUEUE_TIMEOUT_S, deadline_s),
-            blocking=blocking,
         )
 
-    async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
+    def first_use(self, key: bytes, ttl_seconds: float) -> bool:
         """True the first time ``key`` is seen within ``ttl_seconds``, False on a replay.
 
-        Raises :class:`ReplayStoreUnavailable` when Redis cannot tell (down, slow, erroring,
-        too few replicas acknowledged, the breaker is open, or every connection stayed busy),
-        and ValueError when ``ttl_seconds`` is not positive.
+        Blocks for at most the queue timeout plus the deadline. Raises
+        :class:`ReplayStoreUnavailable` when Redis cannot tell (down, slow, erroring, too few
+        replicas acknowledged, the breaker is open, or every connection stayed busy), and
+        ValueError when ``ttl_seconds`` is not positive.
         """
-        redis_key = self._redis_key(key, ttl_seconds)
-        async with self._slot():
-            with self._breaker_guard():
-                async with asyncio.timeout(self._deadline_s):
-                    first = await self._claim(redis_key, _ttl_ms(ttl_seconds))
-        return first
-
-    @property
-    def blocking_supported(self) -> bool:
-        """True when :meth:`first_use_blocking` is available: every mode (standalone, Sentinel,
-        Cluster; plaintext or TLS). A store built around another backend says False; use
-        :meth:`first_use` there."""
-        return self._blocking is not None
-
-    def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:
-        """:meth:`first_use` for worker threads: the same answers and exceptions, shared state.
-
-        Blocks the calling thread for at most the queue timeout plus the deadline. Thread-safe;
-        may run alongside :meth:`first_use` calls on an event loop. Raises
-        :class:`ReplayStoreUnavailable` also when :attr:`blocking_supported` is False.
-        """
-        redis_key = self._redis_key(key, ttl_seconds)
-        blocking = self._blocking
-        if blocking is None:
-            raise ReplayStoreUnavailable("redis replay store: no blocking path for this mode")
-        slot = blocking.acquire(self._queue_timeout_s)
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
+        redis_key = self._key_prefix + key.hex().encode("ascii")
+        slot = self._backend.acquire(self._queue_timeout_s)
         if slot is None:
             raise ReplayStoreUnavailable("redis replay store busy (queue timeout)")
         try:
             with self._breaker_guard():
                 deadline = time.monotonic() + self._deadline_s
-                first = self._claim_blocking(slot, redis_key, _ttl_ms(ttl_seconds), deadline)
+                first = self._claim(slot, redis_key, _ttl_ms(ttl_seconds), deadline)
         finally:
-            blocking.release(slot)
+            self._backend.release(slot)
         return first
 
-    def _redis_key(self, key: bytes, ttl_seconds: float) -> bytes:
-        if ttl_seconds <= 0:
-            raise ValueError("ttl_seconds must be positive")
-        return self._key_prefix + key.hex().encode("ascii")
+    def ping(self) -> bool:
+        """True when Redis is reachable now: every master answers ``PING`` and, with ``WAIT``,
+        has at least ``wait_replicas`` replicas connected (a ``WAIT`` on the same connection).
+
+        Takes a pooled connection like :meth:`first_use` but bypasses the breaker (health
+        must see Redis come back while the breaker is open). Returns within the deadline plus
+        0.2 s, waiting for a free connection included; never raises: any failure is False.
+        """
+        deadline = time.monotonic() + self._deadline_s + _PING_SLACK_S
+        try:
+            slot = self._backend.acquire(self._deadline_s + _PING_SLACK_S)
+            if slot is None:
+                return False
+            try:
+                return self._backend.ping(slot, self._wait, deadline)
+            finally:
+                self._backend.release(slot)
+        except Exception:  # reachable or not is the whole answer
+            return False
+
+    def close(self) -> None:
+        """Close every connection; later calls fail (:meth:`ping`: False)."""
+        self._backend.close()
 
     @contextlib.contextmanager
     def _breaker_guard(self) -> Iterator[None]:
-        """One store call behind the breaker, for both paths: refused at once while it is
-        open; any failure inside counts for it and becomes :class:`ReplayStoreUnavailable`
-        (fail closed); a success closes it."""
+        """One store call behind the breaker: refused at once while it is open; any failure
+        inside counts for it and becomes :class:`ReplayStoreUnavailable` (fail closed); a
+        success closes it."""
         if not self._breaker.allow():
             raise ReplayStoreUnavailable("redis replay store unavailable (circuit open)")
         try:
@@ -273,42 +262,32 @@ class RedisReplayStore:
             raise ReplayStoreUnavailable(f"redis replay store unavailable: {exc!r}") from exc
         self._breaker.record_success()
 
-    async def ping(self) -> bool:
-        """True when every master answers PING (and, with ``WAIT``, has enough replicas
-        connected) within the deadline; never raises."""
-        try:
-            async with asyncio.timeout(self._deadline_s + 0.2):
-                return await self._backend.ping(self._wait)
-        except Exception:
-            return False
-
-    async def close(self) -> None:
-        """Close every connection (those of worker threads too)."""
-        if self._blocking is not None:
-            self._blocking.close()
-        await self._backend.aclose()
-
-    async def _claim(self, redis_key: bytes, ttl_ms: int) -> bool:
+    def _claim(self, slot: Slot, redis_key: bytes, ttl_ms: int, deadline: float) -> bool:
+        # A retry runs on the same slot, whose failed connection closed: a fresh connection.
         token = secrets.token_bytes(_TOKEN_BYTES)
         attempt = 0
         while True:
             try:
                 if attempt == 0:
-                    return await self._first_attempt(redis_key, token, ttl_ms)
-                return await self._retry_attempt(redis_key, token, ttl_ms)
+                    return self._first_attempt(slot, redis_key, token, ttl_ms, deadline)
+                return self._retry_attempt(slot, redis_key, token, ttl_ms, deadline)
             except _RETRYABLE:
                 if attempt >= self._retries:
                     raise
                 attempt += 1
 
-    async def _first_attempt(self, redis_key: bytes, token: bytes, ttl_ms: int) -> bool:
-        was_set, acks = await self._backend.set_nx(redis_key, token, ttl_ms, self._wait)
+    def _first_attempt(
+        self, slot: Slot, redis_key: bytes, token: bytes, ttl_ms: int, deadline: float
+    ) -> bool:
+        was_set, acks = self._backend.set_nx(slot, redis_key, token, ttl_ms, self._wait, deadline)
         if was_set:
             self._require_acks(acks)
         return was_set
 
-    async def _retry_attempt(self, redis_key: bytes, token: bytes, ttl_ms: int) -> bool:
-        stored = await self._backend.set_nx_then_get(redis_key, token, ttl_ms)
+    def _retry_attempt(
+        self, slot: Slot, redis_key: bytes, token: bytes, ttl_ms: int, deadline: float
+    ) -> bool:
+        stored = self._backend.set_nx_then_get(slot, redis_key, token, ttl_ms, deadline)
         if stored is None:  # gone between SET and GET: cannot happen within a TTL
             raise ReplayStoreUnavailable("redis replay store lost a key it just wrote")
         if stored != token:
@@ -317,38 +296,9 @@ class RedisReplayStore:
         if self._wait is not None:
             # WAIT counts acknowledgements of this connection's last write, which may not
             # be our key: rewrite the same value so that it is.
-            self._require_acks(await self._backend.rewrite_and_wait(redis_key, token, self._wait))
+            acks = self._backend.rewrite_and_wait(slot, redis_key, token, self._wait, deadline)
+            self._require_acks(acks)
         return True
-
-    def _claim_blocking(self, slot: Slot, redis_key: bytes, ttl_ms: int, deadline: float) -> bool:
-        # _claim, _first_attempt and _retry_attempt for worker threads: keep them in step.
-        # A retry runs on the same slot, whose failed connection closed: a fresh connection.
-        blocking = self._blocking
-        assert blocking is not None
-        token = secrets.token_bytes(_TOKEN_BYTES)
-        attempt = 0
-        while True:
-            try:
-                if attempt == 0:
-                    was_set, acks = blocking.set_nx(
-                        slot, redis_key, token, ttl_ms, self._wait, deadline
-                    )
-                    if was_set:
-                        self._require_acks(acks)
-                    return was_set
-                stored = blocking.set_nx_then_get(slot, redis_key, token, ttl_ms, deadline)
-                if stored is None:
-                    raise ReplayStoreUnavailable("redis replay store lost a key it just wrote")
-                if stored != token:
-                    return False
-                if self._wait is not None:
-                    acks = blocking.rewrite_and_wait(slot, redis_key, token, self._wait, deadline)
-                    self._require_acks(acks)
-                return True
-            except _RETRYABLE_BLOCKING:
-                if attempt >= self._retries:
-                    raise
-                attempt += 1
 
     def _require_acks(self, acks: int | None) -> None:
         if self._wait is None:
@@ -358,18 +308,6 @@ class RedisReplayStore:
                 f"only {acks or 0} of {self._wait.replicas} Redis replicas acknowledged "
                 f"within {self._wait.timeout_ms} ms"
             )
-
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(self._queue_timeout_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise ReplayStoreUnavailable("redis replay store busy (queue timeout)") from None
-        try:
-            yield
-        finally:
-            self._slots.release()
 
 
 def _ttl_ms(ttl_seconds: float) -> int:

@@ -1,6 +1,7 @@
 """A lean, synchronous RESP2 client: one socket, pre-encoded commands, a few microseconds of CPU
-per command. Used by the Redis replay store's blocking path (worker threads of the sync gRPC
-server), where redis-py costs about 50 us of client CPU per ``SET NX``.
+per command. The Redis replay store's only client (through ``redis_blocking``'s pools): about
+half the client CPU per ``SET NX`` of redis-py's synchronous client with hiredis
+(``bench/bench_replay_cpu.py``).
 
 It speaks only what the replay store needs: commands as arrays of bulk strings; replies of
 every RESP2 type; ``AUTH`` (ACL user and password) and ``SELECT`` when connecting; TLS through

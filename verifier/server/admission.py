@@ -290,6 +290,15 @@ class AdmissionExecutor(futures.ThreadPoolExecutor):
                             _OVERDUE,
                         )
 
+    def drain(self, timeout: float) -> int:
+        """After the server stopped: stop taking work, wait up to ``timeout`` seconds for the
+        calls still on worker threads; return how many are still running."""
+        self.shutdown(wait=False, cancel_futures=True)
+        deadline = self._clock() + timeout
+        while self.stats.running and self._clock() < deadline:
+            time.sleep(0.01)
+        return self.stats.running
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._closed.set()
         self._streams.shutdown(wait=wait, cancel_futures=cancel_futures)

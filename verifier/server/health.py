@@ -46,7 +46,7 @@ def seconds_to_not_serving(
 
 
 class Pingable(Protocol):
-    async def ping(self) -> bool: ...
+    def ping(self) -> bool: ...
 
 
 def reached_store(decision: Decision) -> bool:
@@ -103,7 +103,8 @@ async def store_answers(
         return True
     try:
         async with asyncio.timeout(deadline):
-            return bool(await store.ping())
+            # On a thread: a blocking ping, bounded by the store's own deadline as well.
+            return bool(await asyncio.to_thread(store.ping))
     except Exception:
         return False
 

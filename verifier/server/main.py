@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from verifier.app import App, build_app
 from verifier.config import ConfigError, Settings
-from verifier.server.runtime import ListeningAddresses, serve
+from verifier.server.runtime import ListeningAddresses, exit_process, serve
 from verifier.server.workers import (
     METRICS_TAKEOVER_SECONDS,
     become_worker,
@@ -32,7 +32,7 @@ def _announce(addresses: ListeningAddresses) -> None:
     print(f"dpop-verifier listening on {addresses.main}", flush=True)
 
 
-async def _serve(app: App, telemetry: Telemetry, *, reuse_port: bool = False) -> None:
+async def _serve(app: App, telemetry: Telemetry, *, reuse_port: bool = False) -> int:
     await app.start()
     # Everything built so far (modules, stubs, keys, settings) lives as long as the process:
     # keep it out of the cyclic collector's full passes, which otherwise rescan it all and show
@@ -41,7 +41,7 @@ async def _serve(app: App, telemetry: Telemetry, *, reuse_port: bool = False) ->
     gc.collect()
     gc.freeze()
     try:
-        await serve(
+        return await serve(
             app.settings,
             app.engine,
             app.replay,
@@ -66,6 +66,7 @@ def run(settings: Settings, overrides: Mapping[str, object] | None = None) -> in
         return supervise(settings, overrides)
     if worker is not None:
         become_worker(worker)
+    stuck = 0
     try:
         telemetry = build_telemetry(settings, telemetry_settings())
     except ConfigError as exc:
@@ -86,10 +87,12 @@ def run(settings: Settings, overrides: Mapping[str, object] | None = None) -> in
                 )
             elif settings.metrics_listen:
                 start_metrics_endpoint(telemetry, settings.metrics_listen)
-            asyncio.run(_serve(app, telemetry, reuse_port=worker is not None))
+            stuck = asyncio.run(_serve(app, telemetry, reuse_port=worker is not None))
         except RuntimeError as exc:  # e.g. the address is in use
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
     finally:
         telemetry.shutdown()
+        if stuck:  # worker threads the interpreter would wait for at exit
+            exit_process(0, stuck)

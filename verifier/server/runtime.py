@@ -4,9 +4,10 @@ port, replay-store health probing and graceful shutdown on SIGTERM / SIGINT.
 
 Calls are answered by a ``grpc.server`` thread pool (:func:`create_grpc_server`): for this
 CPU-bound workload it carries about 1.7x the calls of ``grpc.aio`` on one core (uvloop included;
-docs/performance.md). :func:`serve` itself runs on an asyncio event loop, which also hosts what
-waits on the network in the background (health probes, key refresh, introspection); the worker
-threads reach it through :mod:`verifier.server.bridge` only when a port has no sync fast path.
+docs/performance.md), and a call takes a thread only once its request message is in
+(:mod:`verifier.server.admission`). The engine runs on those threads, ports included.
+:func:`serve` itself runs on an asyncio event loop, which hosts the background work (health
+probes, scheduled key refresh).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +32,10 @@ from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc
 from verifier.api.extauthz_service import SERVICE_NAME as EXTAUTHZ_SERVICE_NAME
 from verifier.api.extauthz_service import ExtAuthzService
 from verifier.api.options import extauthz_options, route_table
-from verifier.api.verify_service import SERVICE_NAME, VerifyService
+from verifier.api.verify_service import SERVICE_NAME, DecisionEngine, VerifyService
 from verifier.config import Settings
+from verifier.engine.model import Decision, RequestFacts
 from verifier.server.admission import AdmissionExecutor
-from verifier.server.bridge import AsyncEngine, BlockingDecisions, LoopRunner
 from verifier.server.health import (
     PROBE_INTERVAL_SECONDS,
     PROBE_TIMEOUT_SECONDS,
@@ -63,9 +66,10 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class HealthProbe(Protocol):
-    """The part of the replay store that health needs (``verifier.replay.base.ReplayStore``)."""
+    """The part of the replay store that health needs (``verifier.replay.base.ReplayStore``):
+    a blocking ``ping`` bounded by the store's own deadline."""
 
-    async def ping(self) -> bool: ...
+    def ping(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,9 @@ class ListeningAddresses:
 MAX_CONNECTION_IDLE_SECONDS = 300
 """A connection without calls for this long is closed with GOAWAY (clients reconnect on
 demand), so idle connections cannot hold the DPOP_MAX_CONNECTIONS slots for good."""
+STUCK_CALL_WAIT_SECONDS = 1.0
+"""After the grace period and the cancellation of every call, how long shutdown waits for the
+worker threads to finish what they run before it reports them as stuck."""
 HANDSHAKE_TIMEOUT_SECONDS = 10
 """A connection must finish its TLS handshake and HTTP/2 preface within this."""
 
@@ -139,7 +146,7 @@ def grpc_server_with_admission(
 
 async def serve(
     settings: Settings,
-    engine: AsyncEngine,
+    engine: DecisionEngine,
     replay_store: HealthProbe,
     *,
     ready_event: asyncio.Event | None = None,
@@ -151,8 +158,10 @@ async def serve(
     telemetry: Telemetry | None = None,
     issuer_health: Callable[[], Mapping[str, bool]] | None = None,
     reuse_port: bool = False,
-) -> None:
-    """Serve until SIGTERM / SIGINT (or ``stop_event``), then shut down gracefully.
+) -> int:
+    """Serve until SIGTERM / SIGINT (or ``stop_event``), then shut down gracefully; return how
+    many calls were still running on worker threads after the grace period (their callers got
+    CANCELLED; the process should exit without waiting for them: :func:`exit_process`).
 
     Once listening, calls ``on_listening`` with the bound addresses and sets ``ready_event``.
     :data:`LIVENESS_HEALTH_SERVICE` is SERVING from then on while the serving path is not
@@ -162,20 +171,15 @@ async def serve(
     stays SERVING), and turn NOT_SERVING for good when shutdown begins; the server then
     refuses new calls and lets in-flight ones finish for up to
     ``settings.shutdown_grace_seconds``. Raises ``RuntimeError`` if an address cannot be bound.
-    ``engine`` is driven on the server's worker threads (``verify_blocking`` when it has one);
-    its ports' coroutines run on the event loop that runs ``serve``. ``reuse_port`` shares the
-    ports with other processes (``--workers``).
+    ``engine`` is called on the server's worker threads. ``reuse_port`` shares the ports with
+    other processes (``--workers``).
     """
     health_servicer = health.HealthServicer()
     for service in (*_HEALTH_SERVICES, REPLAY_STORE_HEALTH_SERVICE, LIVENESS_HEALTH_SERVICE):
         health_servicer.set(service, _NOT_SERVING)
 
     evidence = None if settings.replay_fail_open else StoreEvidence()
-    decisions = BlockingDecisions(
-        engine,
-        LoopRunner(asyncio.get_running_loop()),
-        observe=evidence.observe if evidence is not None else None,
-    )
+    decisions = engine if evidence is None else _Observed(engine, evidence)
     server, admission = grpc_server_with_admission(settings, reuse_port=reuse_port)
     routes = route_table(settings)
     verifier_pb2_grpc.add_VerifierServiceServicer_to_server(  # type: ignore[no-untyped-call]
@@ -259,7 +263,26 @@ async def serve(
         await asyncio.to_thread(stopped.wait)
         if health_server is not None:
             await asyncio.to_thread(health_server.stop(None).wait)
-        _log.info("stopped")
+        stuck = await asyncio.to_thread(admission.drain, STUCK_CALL_WAIT_SECONDS)
+        if stuck:
+            _log.warning(
+                "stopped with %d call(s) still running on worker threads after the grace "
+                "period (their callers were cancelled)",
+                stuck,
+            )
+        else:
+            _log.info("stopped")
+    return stuck
+
+
+def exit_process(code: int, stuck_calls: int) -> None:
+    """End the process with ``code``. With calls still stuck on worker threads (a port that
+    ignores its deadline) the interpreter would wait for them at exit (worker threads are
+    joined), so the process ends at once instead; flush logs and telemetry before."""
+    if stuck_calls:
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _bind(server: Any, address: str, credentials: Any) -> str:
@@ -322,6 +345,19 @@ async def _monitor_issuers(
                     )
                 published[issuer] = up
         await asyncio.sleep(interval)
+
+
+class _Observed:
+    """The engine, with each decision shown to readiness's store evidence."""
+
+    def __init__(self, engine: DecisionEngine, evidence: StoreEvidence) -> None:
+        self._engine = engine
+        self._evidence = evidence
+
+    def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
+        decision = self._engine.verify(facts, explain=explain)
+        self._evidence.observe(decision)
+        return decision
 
 
 class _Readiness:

@@ -1,7 +1,7 @@
 """Traced and metered decorators of the engine's ports, and the engine's instrumentation hook.
 
-Each decorator has the same interface as what it wraps (attributes it does not define are
-passed through), so the engine and the adapters know nothing about telemetry:
+Each decorator implements the port it wraps, so the engine and the adapters know nothing about
+telemetry:
 
 * :class:`TracedReplayStore`: span ``dpop.replay.first_use``, latency by outcome, errors;
 * :class:`TracedTokenValidator`: span ``dpop.token.validate``; notes the verified claims on the
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -41,6 +41,7 @@ from verifier.telemetry.core import (
     hash_jkt,
 )
 from verifier.telemetry.spans import current_span
+from verifier.tokens.http import Fetched
 from verifier.tokens.jwks import IssuerKey
 from verifier.tokens.sources import KeySource, KeySourceUnavailable
 
@@ -55,8 +56,6 @@ ATTR_REPLAY_OUTCOME = "dpop.replay.outcome"
 ATTR_OUTCOME = "outcome"
 ATTR_FAILURE = "failure"
 ATTR_ERROR_TYPE = "error.type"
-ATTR_CACHE_HIT = "dpop.token.cache_hit"
-_CACHE_HIT = {ATTR_CACHE_HIT: True}
 
 
 def _deny_on(span: trace.Span, denial: Denial) -> None:
@@ -86,21 +85,9 @@ class TracedReplayStore:
             for outcome in ("first_use", "replayed", "unavailable", "error")
         }
 
-    @property
-    def blocking_supported(self) -> bool:
-        """Whether the wrapped store offers a thread-safe :meth:`first_use_blocking`."""
-        return bool(getattr(self._store, "blocking_supported", False))
-
-    async def first_use(self, key: bytes, ttl_seconds: float) -> bool:
+    def first_use(self, key: bytes, ttl_seconds: float) -> bool:
         with self._observed() as answer:
-            answer.append(await self._store.first_use(key, ttl_seconds))
-        return answer[0]
-
-    def first_use_blocking(self, key: bytes, ttl_seconds: float) -> bool:
-        """:meth:`first_use` for a pool thread: the wrapped store's ``first_use_blocking``,
-        with the same span, metrics and exceptions."""
-        with self._observed() as answer:
-            answer.append(self._store.first_use_blocking(key, ttl_seconds))  # type: ignore[attr-defined]
+            answer.append(self._store.first_use(key, ttl_seconds))
         return answer[0]
 
     @contextlib.contextmanager
@@ -137,14 +124,11 @@ class TracedReplayStore:
             time.perf_counter() - started, self._labels[outcome]
         )
 
-    async def ping(self) -> bool:
-        return await self._store.ping()
+    def ping(self) -> bool:
+        return self._store.ping()
 
-    async def close(self) -> None:
-        await self._store.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+    def close(self) -> None:
+        self._store.close()
 
 
 class TracedTokenValidator:
@@ -154,45 +138,15 @@ class TracedTokenValidator:
         self._validator = validator
         self._telemetry = telemetry
 
-    async def validate(self, token: str, now: float) -> TokenClaims:
+    def validate(self, token: str, now: float) -> TokenClaims:
         with self._telemetry.child_span(SPAN_TOKEN) as span:
             try:
-                claims = await self._validator.validate(token, now)
+                claims = self._validator.validate(token, now)
             except Denial as denial:
                 _deny_on(span, denial)
                 raise
             _note_claims(span, claims)
             return claims
-
-    def validate_now(self, token: str, now: float) -> TokenClaims | None:
-        """The wrapped validator's sync fast path (its verified-token cache), when it has one.
-
-        Claims found, or a cached refusal (its :class:`Denial`, re-raised), are recorded like
-        :meth:`validate` records them (span ``dpop.token.validate`` with
-        ``dpop.token.cache_hit=true``); ``None`` (the async path must run, and traces itself)
-        records nothing.
-        """
-        fast = getattr(self._validator, "validate_now", None)
-        if fast is None:
-            return None
-        started = time.time_ns()
-        try:
-            claims: TokenClaims | None = fast(token, now)
-        except Denial as denial:
-            with self._cache_hit_span(started) as span:
-                _deny_on(span, denial)
-            raise
-        if claims is None:
-            return None
-        with self._cache_hit_span(started) as span:
-            _note_claims(span, claims)
-        return claims
-
-    def _cache_hit_span(self, started: int) -> AbstractContextManager[trace.Span]:
-        return self._telemetry.child_span(SPAN_TOKEN, _CACHE_HIT, start_time=started, leaf=True)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._validator, name)
 
 
 def _note_claims(span: trace.Span, claims: TokenClaims) -> None:
@@ -214,10 +168,10 @@ class TracedKeySource:
         self._issuer = issuer
         self._telemetry = telemetry
 
-    async def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
+    def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
         with self._telemetry.child_span(SPAN_KEYS, {ATTR_ISSUER: self._issuer}) as span:
             try:
-                keys = await self._source.keys(kid)
+                keys = self._source.keys(kid)
             except KeySourceUnavailable:
                 self._telemetry.instruments.key_failures.add(
                     1, {ATTR_ISSUER: self._issuer, ATTR_FAILURE: "unavailable"}
@@ -239,7 +193,7 @@ class TracedKeySource:
         return getattr(self._source, name)
 
 
-Fetch = Callable[[str], Awaitable[Any]]
+Fetch = Callable[[str], Fetched]
 
 
 def traced_fetcher(fetch: Fetch, issuer: str, telemetry: Telemetry) -> Fetch:
@@ -247,11 +201,11 @@ def traced_fetcher(fetch: Fetch, issuer: str, telemetry: Telemetry) -> Fetch:
     refresh: ``outcome=success`` when it returned, ``failure`` when it raised."""
     instruments = telemetry.instruments
 
-    async def traced(url: str) -> Any:
+    def traced(url: str) -> Fetched:
         attributes = {ATTR_ISSUER: issuer, "url.full": redact_url(url)}
         with telemetry.child_span(SPAN_FETCH, attributes, SpanKind.CLIENT) as span:
             try:
-                document = await fetch(url)
+                document = fetch(url)
             except Exception as exc:
                 instruments.key_refreshes.add(1, {ATTR_ISSUER: issuer, ATTR_OUTCOME: "failure"})
                 instruments.key_failures.add(1, {ATTR_ISSUER: issuer, ATTR_FAILURE: "fetch"})

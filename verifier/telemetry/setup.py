@@ -60,9 +60,7 @@ def _resource() -> Any:
 
 def _tracer_provider(otel: TelemetrySettings) -> Any:
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-    from verifier.telemetry.batching import SpanBatcher
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
     provider = TracerProvider(resource=_resource())  # sampler: OTEL_TRACES_SAMPLER(_ARG)
     for name in otel.trace_exporters:
@@ -70,8 +68,8 @@ def _tracer_provider(otel: TelemetrySettings) -> Any:
             exporter: Any = ConsoleSpanExporter(out=sys.stderr)  # stdout carries the address
         else:
             exporter = _otlp_span_exporter(otel.traces_protocol)
-        # OTEL_BSP_MAX_QUEUE_SIZE, _SCHEDULE_DELAY and _MAX_EXPORT_BATCH_SIZE as the SDK's
-        provider.add_span_processor(SpanBatcher(exporter))
+        # OTEL_BSP_MAX_QUEUE_SIZE, _SCHEDULE_DELAY, _MAX_EXPORT_BATCH_SIZE, _EXPORT_TIMEOUT
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 

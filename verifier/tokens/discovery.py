@@ -9,24 +9,23 @@ The document's ``issuer`` must equal the configured issuer exactly (RFC 8414 §3
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from verifier.tokens.http import Fetched, HTTPError, endpoint_url_problem
+from verifier.tokens.single_flight import SingleFlight
 
 log = logging.getLogger(__name__)
 
 WELL_KNOWN_OAUTH = "/.well-known/oauth-authorization-server"
 WELL_KNOWN_OIDC = "/.well-known/openid-configuration"
 
-Fetcher = Callable[[str], Awaitable[Any]]
-"""GET a URL and return its JSON object (a :class:`~verifier.tokens.http.Fetched` or the bare
-document); raise on any failure."""
+Fetcher = Callable[[str], Fetched]
+"""GET a URL and return its JSON object (blocking; any thread); raise on any failure."""
 
 
 class MetadataInvalid(ValueError):
@@ -99,7 +98,7 @@ class IssuerMetadataSource:
     ``metadata_url``: read only this URL (default: the two well-known URLs, in order).
     ``refresh_interval``: seconds between re-reads (default 3600). ``retry_interval``: after a
     failure, no new attempt for this many seconds (default 5). The last good metadata is kept
-    while the issuer is unreachable. Concurrent callers share one read.
+    while the issuer is unreachable. Thread-safe: concurrent callers share one read.
     """
 
     def __init__(
@@ -120,36 +119,28 @@ class IssuerMetadataSource:
         self._clock = clock
         self.metadata: IssuerMetadata | None = None
         self._fetched_at = float("-inf")
-        self._last_attempt = float("-inf")
-        self._inflight: asyncio.Task[None] | None = None
+        self._flight = SingleFlight(self._read, clock)
         self.last_error = ""
 
-    async def current(self) -> IssuerMetadata:
-        """The metadata, read now if due; raise :class:`MetadataUnavailable` if there is none."""
-        now = self._clock()
-        due = self.metadata is None or now - self._fetched_at >= self._refresh_interval
-        if due and now - self._last_attempt >= self._retry_interval:
-            await self.refresh()
-        if self.metadata is None:
+    def current(self) -> IssuerMetadata:
+        """The metadata, read now if due (blocking); raise :class:`MetadataUnavailable` if
+        there is none."""
+        if self.metadata is None or self._clock() - self._fetched_at >= self._refresh_interval:
+            self._flight.run(self._retry_interval)
+        metadata = self.metadata
+        if metadata is None:
             raise MetadataUnavailable(self.last_error or "no metadata")
-        return self.metadata
+        return metadata
 
-    async def refresh(self) -> None:
-        """Read the metadata now; concurrent callers share one read."""
-        if self._inflight is None or self._inflight.done():
-            self._last_attempt = self._clock()
-            self._inflight = asyncio.ensure_future(self._read())
-        await asyncio.shield(self._inflight)
+    def refresh(self) -> None:
+        """Read the metadata now (blocking); concurrent callers share one read."""
+        self._flight.run()
 
-    async def _read(self) -> None:
+    def _read(self) -> None:
         errors: list[Exception] = []
         for url in self.urls:
             try:
-                result = await self._fetch(url)
-                document = result.document if isinstance(result, Fetched) else result
-                if not isinstance(document, dict):
-                    raise MetadataInvalid("not a JSON object")
-                metadata = parse_metadata(document, issuer=self.issuer, url=url)
+                metadata = parse_metadata(self._fetch(url).document, issuer=self.issuer, url=url)
             except Exception as exc:  # try the next URL; report the most telling failure
                 errors.append(exc)
                 continue
@@ -158,7 +149,7 @@ class IssuerMetadataSource:
                     "issuer metadata loaded",
                     extra={"issuer": self.issuer, "url": url, "jwks_uri": metadata.jwks_uri},
                 )
-            self.metadata, self._fetched_at, self.last_error = metadata, self._clock(), ""
+            self._fetched_at, self.last_error, self.metadata = self._clock(), "", metadata
             return
         mismatch = [e for e in errors if isinstance(e, IssuerMismatch)]
         worst = (

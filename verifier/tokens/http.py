@@ -1,18 +1,21 @@
 """HTTP to an authorization server: metadata, JWK Sets and token introspection.
 
-One pooled :class:`IssuerHttp` client per issuer (httpx, asyncio-native): connections are kept
-alive between introspection calls, a call is cancellable and bounded by one overall deadline,
-and nothing ever blocks the event loop or occupies a worker thread. Redirects are not followed
-(a 3xx is an :class:`HTTPError`): the configured URLs must be the real ones. Bodies are read up
-to :data:`MAX_DOCUMENT_BYTES`. The standard ``HTTPS_PROXY``/``NO_PROXY`` and ``SSL_CERT_FILE``
-variables are honoured.
+One pooled :class:`IssuerHttp` client per issuer (a synchronous ``httpx.Client``, which may be
+shared between threads): connections are kept alive between calls, at most ``max_connections``
+are open at once, and a call blocks only its calling thread (a gRPC worker on a cache miss, or
+a key source's refresh thread). Each network wait (a connection from the pool, connect, send,
+every read) is bounded by ``timeout``, and the whole exchange is abandoned (``TimeoutError``)
+at the first read that ends past ``timeout`` from its start: a server trickling its answer is
+cut off. Redirects are not followed (a 3xx is an :class:`HTTPError`): the configured URLs must
+be the real ones. Bodies are read up to :data:`MAX_DOCUMENT_BYTES`. The standard
+``HTTPS_PROXY``/``NO_PROXY`` and ``SSL_CERT_FILE`` variables are honoured.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
+import time
 from base64 import b64encode
 from dataclasses import dataclass
 from typing import Any
@@ -93,11 +96,12 @@ def _parse_object(body: bytes) -> dict[str, Any]:
 
 
 class IssuerHttp:
-    """A pooled HTTP client for one issuer's endpoints.
+    """A pooled, thread-safe HTTP client for one issuer's endpoints.
 
-    ``timeout``: the deadline of one whole request in seconds (connect, send, read); default 5.
-    ``max_connections``: the pool's bound (default 20); further requests wait for a connection.
-    ``ca_file``: a PEM bundle to verify the server with instead of the system's trust store.
+    ``timeout``: the deadline of one whole request in seconds, and the bound of each network
+    wait within it; default 5. ``max_connections``: the pool's bound (default 20); further
+    requests wait for a connection, within ``timeout``. ``ca_file``: a PEM bundle to verify
+    the server with instead of the system's trust store.
     """
 
     def __init__(
@@ -111,7 +115,7 @@ class IssuerHttp:
         if ca_file:
             verify = ssl.create_default_context(cafile=ca_file)
         self.timeout = timeout
-        self._client = httpx.AsyncClient(
+        self._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
@@ -121,37 +125,39 @@ class IssuerHttp:
             headers={"Accept": "application/json", "User-Agent": "dpop-verifier"},
         )
 
-    async def get_json(self, url: str) -> Fetched:
+    def get_json(self, url: str) -> Fetched:
         """GET ``url``: a JSON object with its cache lifetime; raise on any other answer."""
-        return await self._send(self._client.build_request("GET", url))
+        return self._send(self._client.build_request("GET", url))
 
-    async def post_form(
+    def post_form(
         self, url: str, form: dict[str, str], *, basic_auth: tuple[str, str] | None = None
     ) -> Fetched:
         """POST ``form`` (application/x-www-form-urlencoded) to ``url``; a JSON object back."""
         headers = _basic(*basic_auth) if basic_auth is not None else None
-        return await self._send(self._client.build_request("POST", url, data=form, headers=headers))
+        return self._send(self._client.build_request("POST", url, data=form, headers=headers))
 
-    async def _send(self, request: httpx.Request) -> Fetched:
-        async with asyncio.timeout(self.timeout):
-            response = await self._client.send(request, stream=True)
-            try:
-                if response.status_code != 200:
-                    raise HTTPError(response.status_code)
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT_BYTES:
-                        raise DocumentInvalid(f"larger than {MAX_DOCUMENT_BYTES} bytes")
-            finally:
-                await response.aclose()
+    def _send(self, request: httpx.Request) -> Fetched:
+        deadline = time.monotonic() + self.timeout
+        response = self._client.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                raise HTTPError(response.status_code)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no complete answer within {self.timeout} s")
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise DocumentInvalid(f"larger than {MAX_DOCUMENT_BYTES} bytes")
+        finally:
+            response.close()
         max_age = cache_max_age(
             response.headers.get("cache-control", ""), response.headers.get("age", "")
         )
         return Fetched(_parse_object(bytes(body)), max_age)
 
-    async def close(self) -> None:
-        await self._client.aclose()
+    def close(self) -> None:
+        self._client.close()
 
 
 def _basic(client_id: str, secret: str) -> dict[str, str]:

@@ -5,16 +5,16 @@ true, ``token_type`` must be ``DPoP`` for a bound token, ``cnf.jkt`` carries the
 is required, ``aud`` must hold the configured audience and ``iss``, when present, must be the
 issuer asked. Answers are cached by SHA-256 of the token: a valid one until the earlier of its
 ``exp`` and ``cache_max`` seconds, a refusal for ``negative_ttl`` seconds; an unreachable
-endpoint is never cached. Concurrent requests for one token share one introspection call.
+endpoint is never cached. The call is made on the requesting (gRPC worker) thread; concurrent
+requests for one token share one call: the first makes it, the others wait for its answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from verifier.dpop.reasons import Denial, Reason
@@ -68,8 +68,7 @@ class IntrospectionCounters:
 class IntrospectionCache:
     """Introspection outcomes by token digest, each with its own expiry; LRU-bounded.
 
-    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry. Thread-safe: the
-    gRPC worker threads read it while the event loop fills it.
+    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry. Thread-safe.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
@@ -99,8 +98,16 @@ class IntrospectionCache:
         return len(self._entries)
 
 
+@dataclass(slots=True)
+class _Call:
+    """One introspection call that other requests for the same token wait for."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome = field(default_factory=lambda: Denial(Reason.INTROSPECTION_UNAVAILABLE))
+
+
 class Introspector:
-    """Resolves tokens at one issuer's introspection endpoint (RFC 7662 §2).
+    """Resolves tokens at one issuer's introspection endpoint (RFC 7662 §2). Thread-safe.
 
     ``endpoint``: the URL; when empty, the ``introspection_endpoint`` of ``metadata``.
     ``cache_max``: the longest a valid answer is reused (default 300 s; never past ``exp``).
@@ -134,59 +141,72 @@ class Introspector:
         self._cache_max = cache_max
         self._negative_ttl = negative_ttl
         self._cache = cache if cache is not None else IntrospectionCache()
-        self._inflight: dict[bytes, asyncio.Future[Outcome]] = {}
+        self._calls: dict[bytes, _Call] = {}
+        self._lock = threading.Lock()
+        """Guards :attr:`_calls` and the counters."""
         self.counters = IntrospectionCounters()
         self.last_error = ""
 
-    def introspect_now(self, digest: bytes, now: float) -> TokenClaims | None:
-        """The cached answer for the token of ``digest``, without I/O: its claims, a
-        :class:`Denial` raised for a cached refusal, or None when nothing is cached."""
+    def introspect(self, token: str, digest: bytes, now: float) -> TokenClaims:
+        """The token's claims per its issuer (cached, else asked now: blocking, bounded by the
+        HTTP timeout), or raise a :class:`Denial`. ``digest``: SHA-256 of ``token``."""
         outcome = self._cache.get(digest, now)
-        if outcome is None:
-            return None
-        self.counters.cache_hits += 1
-        if isinstance(outcome, Denial):
-            raise Denial(outcome.reason, outcome.detail)
-        return outcome
-
-    async def introspect(self, token: str, digest: bytes, now: float) -> TokenClaims:
-        """The token's claims per its issuer, or raise a :class:`Denial`."""
-        cached = self.introspect_now(digest, now)
-        if cached is not None:
-            return cached
-        call = self._inflight.get(digest)
-        if call is None:
-            call = asyncio.ensure_future(self._resolve(token, digest, now))
-            self._inflight[digest] = call
-            call.add_done_callback(lambda _: self._inflight.pop(digest, None))
+        if outcome is not None:
+            with self._lock:
+                self.counters.cache_hits += 1
         else:
-            self.counters.collapsed += 1
-        outcome = await asyncio.shield(call)
+            outcome = self._shared_call(token, digest, now)
         if isinstance(outcome, Denial):
             raise Denial(outcome.reason, outcome.detail)
         return outcome
 
-    async def _endpoint_url(self) -> str:
+    def _shared_call(self, token: str, digest: bytes, now: float) -> Outcome:
+        """The outcome of one call for ``digest``: made here, or awaited from another thread."""
+        with self._lock:
+            ongoing = self._calls.get(digest)
+            if ongoing is not None:
+                self.counters.collapsed += 1
+            else:
+                # A call that ended since our cache miss cached its answer before leaving _calls.
+                cached = self._cache.get(digest, now)
+                if cached is not None:
+                    self.counters.cache_hits += 1
+                    return cached
+                mine = self._calls[digest] = _Call()
+        if ongoing is not None:
+            ongoing.done.wait()
+            return ongoing.outcome
+        try:
+            mine.outcome = self._resolve(token, digest, now)
+        finally:
+            with self._lock:
+                del self._calls[digest]
+            mine.done.set()
+        return mine.outcome
+
+    def _endpoint_url(self) -> str:
         if self._endpoint:
             return self._endpoint
         assert self._metadata is not None
-        endpoint = (await self._metadata.current()).introspection_endpoint
+        endpoint = self._metadata.current().introspection_endpoint
         if not endpoint:
             raise ValueError("the issuer's metadata has no introspection_endpoint")
         return endpoint
 
-    async def _resolve(self, token: str, digest: bytes, now: float) -> Outcome:
-        self.counters.calls += 1
+    def _resolve(self, token: str, digest: bytes, now: float) -> Outcome:
+        with self._lock:
+            self.counters.calls += 1
         try:
-            url = await self._endpoint_url()
+            url = self._endpoint_url()
             form = {"token": token, "token_type_hint": "access_token"}
             basic = self._auth.credentials(form, now)
-            answer = (await self._http.post_form(url, form, basic_auth=basic)).document
+            answer = self._http.post_form(url, form, basic_auth=basic).document
             if not isinstance(answer.get("active"), bool):  # RFC 7662 §2.2: REQUIRED boolean
                 raise ValueError("the answer has no boolean 'active'")
         except Exception as exc:  # any failure: fail closed, do not cache
-            self.counters.failures += 1
             self.last_error = type(exc).__name__
+            with self._lock:
+                self.counters.failures += 1
             level = (
                 logging.ERROR
                 if isinstance(exc, HTTPError) and exc.status in (400, 401)

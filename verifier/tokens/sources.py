@@ -1,9 +1,15 @@
 """Where an issuer's verification keys come from: a JWKS file, a JWKS URL, or discovery.
 
-Fetching happens off the request path: a background task refreshes a remote source before its
-keys' lifetime (``Cache-Control: max-age``, bounded) runs out, and an unknown ``kid`` triggers at
-most one refetch per cool-down (concurrent callers share it). The last good key set is kept while
-the issuer is unreachable, for a bounded time.
+A remote source is kept fresh by a daemon thread of its own: it fetches the key set again before
+its lifetime (``Cache-Control: max-age``, bounded) runs out, and in between sleeps on a
+:class:`threading.Event` that :meth:`RemoteKeySource.close` sets. A thread rather than an
+asyncio task, because the fetch is blocking HTTP and a thread can be stopped and joined before
+the HTTP client closes. On the request path, :meth:`RemoteKeySource.keys` runs on the caller's
+gRPC worker thread: an unknown ``kid`` triggers at most one refetch per cool-down. Every fetch,
+in the background or on demand, is the same function run through one
+:class:`~verifier.tokens.single_flight.SingleFlight`: callers arriving while it runs wait for
+it instead of sending their own. The last good key set is kept while the issuer is
+unreachable, for a bounded time.
 """
 
 from __future__ import annotations
@@ -11,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from verifier.tokens.discovery import IssuerMetadataSource, MetadataInvalid
-from verifier.tokens.http import Fetched, IssuerHttp
+from verifier.tokens.discovery import Fetcher, IssuerMetadataSource, MetadataInvalid
+from verifier.tokens.http import IssuerHttp
 from verifier.tokens.jwks import InvalidJwks, IssuerKey, parse_jwks
+from verifier.tokens.single_flight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +39,10 @@ class KeySourceUnavailable(Exception):
 class KeySource(Protocol):
     """An issuer's verification keys."""
 
-    async def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
-        """The keys that may have signed a token with this ``kid`` (all keys when None)."""
+    def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
+        """The keys that may have signed a token with this ``kid`` (all keys when None).
+
+        Thread-safe; may block on a fetch (bounded by the source's HTTP timeout)."""
         ...
 
     async def start(self) -> None: ...
@@ -61,7 +71,7 @@ class StaticKeySource:
         except (ValueError, InvalidJwks) as exc:
             raise InvalidJwks(f"{path}: {exc}") from exc
 
-    async def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
+    def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
         return _matching(self._keys, kid)
 
     async def start(self) -> None:
@@ -69,11 +79,6 @@ class StaticKeySource:
 
     async def close(self) -> None:
         return None
-
-
-Fetcher = Callable[[str], Awaitable[Any]]
-"""GET a URL and return its JSON (a :class:`~verifier.tokens.http.Fetched`, or the bare
-document); raise on any failure."""
 
 
 @dataclass(slots=True)
@@ -107,18 +112,28 @@ class SourceStatus:
     last_error: str
 
 
+@dataclass(frozen=True, slots=True)
+class _KeySet:
+    """The last good key set, replaced as a whole (readers never see half an update)."""
+
+    keys: tuple[IssuerKey, ...]
+    fetched_at: float
+    lifetime: float
+
+
 class RemoteKeySource:
     """Keys from a JWKS URL (or the ``jwks_uri`` of discovered metadata), kept fresh.
 
     A key set lives for its ``Cache-Control: max-age`` clamped to [``min_refresh``,
     ``max_refresh``] seconds (``refresh_interval`` when the server sends none; defaults 60,
-    3600, 300). A background task fetches again once 80% of that lifetime has passed; after a
+    3600, 300). The refresh thread fetches again once 80% of that lifetime has passed; after a
     failure it retries after ``retry_min`` seconds, doubling up to the lifetime. An unknown
     ``kid`` triggers at most one fetch per ``unknown_kid_cooldown`` seconds (default 30);
     concurrent callers share every fetch. While fetches fail, the last good key set is served
     until ``max_stale`` seconds past its lifetime (default 6 h); then lookups fail with
-    :class:`KeySourceUnavailable` until a fetch succeeds. :attr:`counters` and :meth:`status`
-    make this visible.
+    :class:`KeySourceUnavailable` until a fetch succeeds (tried at most every ``retry_min``
+    seconds on the request path). :attr:`counters` and :meth:`status` make this visible.
+    Thread-safe.
     """
 
     def __init__(
@@ -152,13 +167,13 @@ class RemoteKeySource:
             fetcher = self._http.get_json
         self._fetcher = fetcher
         self._clock = clock
-        self._keys: tuple[IssuerKey, ...] | None = None
-        self._fetched_at = float("-inf")
-        self._lifetime = refresh_interval
-        self._last_attempt = float("-inf")
+        self._current: _KeySet | None = None
         self._failures = 0
-        self._inflight: asyncio.Task[None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._flight = SingleFlight(self._refresh_once, clock)
+        self._lock = threading.Lock()
+        """Guards the counters and the expiry log flag (the flight serialises the rest)."""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._expired_logged = False
         self.last_error = ""
         self.counters = SourceCounters()
@@ -172,131 +187,132 @@ class RemoteKeySource:
         lifetime = self._refresh_interval if max_age is None else max_age
         return min(max(lifetime, self._min_refresh), self._max_refresh)
 
-    async def _jwks_uri(self) -> str:
+    def _jwks_uri(self) -> str:
         if self._metadata is None:
             return self.url
-        jwks_uri = (await self._metadata.current()).jwks_uri
+        jwks_uri = self._metadata.current().jwks_uri
         if not jwks_uri:
             raise MetadataInvalid("the issuer's metadata has no jwks_uri")
         self.url = jwks_uri
         return jwks_uri
 
-    async def _refresh_once(self) -> None:
+    def _refresh_once(self) -> None:
         try:
-            result = await self._fetcher(await self._jwks_uri())
-            fetched = result if isinstance(result, Fetched) else Fetched(result)
+            fetched = self._fetcher(self._jwks_uri())
             keys = parse_jwks(fetched.document)
         except Exception as exc:  # any failure keeps the last good keys
             self._failures += 1
-            self.counters.fetch_failures += 1
             self.last_error = type(exc).__name__
+            with self._lock:
+                self.counters.fetch_failures += 1
             log.warning(
                 "jwks fetch failed; keeping the last good keys",
                 extra={
                     "key_source": self.label,
                     "error": self.last_error,
                     "consecutive_failures": self._failures,
-                    "cached_keys": len(self._keys or ()),
+                    "cached_keys": len(self._current.keys) if self._current else 0,
                 },
             )
             return
         if self._failures:
             log.info("jwks fetch recovered", extra={"key_source": self.label})
-        self._keys, self._fetched_at = keys, self._clock()
-        self._lifetime = self._lifetime_of(fetched.max_age)
-        self._failures, self.last_error, self._expired_logged = 0, "", False
-        self.counters.fetches += 1
+        self._current = _KeySet(keys, self._clock(), self._lifetime_of(fetched.max_age))
+        self._failures, self.last_error = 0, ""
+        with self._lock:
+            self._expired_logged = False
+            self.counters.fetches += 1
 
-    async def refresh(self) -> None:
-        """Fetch now; concurrent callers share one request."""
-        if self._inflight is None or self._inflight.done():
-            self._last_attempt = self._clock()
-            self._inflight = asyncio.ensure_future(self._refresh_once())
-        await asyncio.shield(self._inflight)
+    def refresh(self) -> None:
+        """Fetch now (blocking); concurrent callers share one request."""
+        self._flight.run()
 
-    def _usable(self, now: float) -> bool:
-        """Keys exist and are within their lifetime plus ``max_stale``."""
-        if self._keys is None:
-            return False
-        if now - self._fetched_at <= self._lifetime + self._max_stale:
+    def _usable(self, current: _KeySet, now: float) -> bool:
+        """The keys are within their lifetime plus ``max_stale``."""
+        if now - current.fetched_at <= current.lifetime + self._max_stale:
             return True
-        if not self._expired_logged:
-            self._expired_logged = True
+        with self._lock:
+            first, self._expired_logged = not self._expired_logged, True
+        if first:
             log.error(
                 "jwks older than its lifetime plus max_stale: refusing the issuer's tokens",
                 extra={"key_source": self.label, "error": self.last_error},
             )
         return False
 
-    async def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
-        now = self._clock()
-        if not self._usable(now):
-            if self._fetching() or now - self._last_attempt >= self._retry_min:
-                await self.refresh()
-            now = self._clock()
-            if not self._usable(now):
-                if self._keys is not None:
-                    self.counters.expired_lookups += 1
+    def keys(self, kid: str | None) -> tuple[IssuerKey, ...]:
+        current = self._current
+        if current is None or not self._usable(current, self._clock()):
+            self._flight.run(self._retry_min)
+            current = self._current
+            if current is None or not self._usable(current, self._clock()):
+                if current is not None:
+                    with self._lock:
+                        self.counters.expired_lookups += 1
                 raise KeySourceUnavailable(self.last_error or "no keys")
-        keys = self._keys or ()
-        if now - self._fetched_at > self._lifetime:
-            self.counters.stale_lookups += 1
-        found = _matching(keys, kid)
+        if self._clock() - current.fetched_at > current.lifetime:
+            with self._lock:
+                self.counters.stale_lookups += 1
+        found = _matching(current.keys, kid)
         if not found and kid is not None:
-            if self._fetching():  # a fetch is under way: its answer may hold the kid
-                await self.refresh()
-            elif now - self._last_attempt >= self._cooldown:
-                self.counters.unknown_kid_refetches += 1
-                await self.refresh()
-            found = _matching(self._keys or (), kid)
+            # A fetch under way may hold the kid: wait for it. Else fetch, once per cool-down.
+            if self._flight.run(self._cooldown):
+                with self._lock:
+                    self.counters.unknown_kid_refetches += 1
+            current = self._current
+            found = _matching(current.keys, kid) if current is not None else ()
         return found
 
-    def _fetching(self) -> bool:
-        return self._inflight is not None and not self._inflight.done()
-
     def _until_next_refresh(self) -> float:
-        now = self._clock()
+        now, current = self._clock(), self._current
         if self._failures:
+            lifetime = current.lifetime if current is not None else self._refresh_interval
             backoff = self._retry_min * 2.0 ** min(self._failures - 1, 16)
-            return self._last_attempt + min(backoff, self._lifetime) - now
-        return self._fetched_at + 0.8 * self._lifetime - now
+            return self._flight.last_started + min(backoff, lifetime) - now
+        if current is None:
+            return 0.0
+        return current.fetched_at + 0.8 * current.lifetime - now
 
-    async def _refresh_loop(self) -> None:
-        while True:
-            delay = self._until_next_refresh()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            await self.refresh()
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(max(0.0, self._until_next_refresh())):
+            if self._until_next_refresh() <= 0:
+                self.refresh()
 
     def status(self) -> SourceStatus:
         """The source's state now (for health detail)."""
-        now = self._clock()
-        usable = self._usable(now)
-        age = now - self._fetched_at if self._keys is not None else None
-        if self._keys is None:
+        now, current = self._clock(), self._current
+        usable = current is not None and self._usable(current, now)
+        if current is None:
             state = "empty"
         elif not usable:
             state = "expired"
         else:
-            state = "fresh" if now - self._fetched_at <= self._lifetime else "stale"
+            state = "fresh" if now - current.fetched_at <= current.lifetime else "stale"
         return SourceStatus(
             usable=usable,
             state=state,
-            keys=len(self._keys or ()),
-            age_seconds=age,
+            keys=len(current.keys) if current is not None else 0,
+            age_seconds=now - current.fetched_at if current is not None else None,
             consecutive_failures=self._failures,
             last_error=self.last_error,
         )
 
     async def start(self) -> None:
-        await self.refresh()
-        self._task = asyncio.create_task(self._refresh_loop())
+        """Load the keys now (a failure is logged; the refresh thread retries), then start the
+        refresh thread."""
+        await asyncio.to_thread(self.refresh)
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._refresh_loop, name=f"jwks-refresh {self.label}", daemon=True
+        )
+        self._thread.start()
 
     async def close(self) -> None:
-        for task in (self._task, self._inflight):
-            if task is not None and not task.done():
-                task.cancel()
-        self._task = None
+        """Stop the refresh thread (waiting for a fetch under way), then close the HTTP client
+        this source owns."""
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
         if self._http is not None:
-            await self._http.close()
+            self._http.close()

@@ -64,8 +64,7 @@ class TrustedIssuer:
 class TokenCache:
     """Verified tokens by SHA-256 of the token, each until its ``exp``; LRU-bounded.
 
-    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry. Thread-safe: the
-    gRPC worker threads and the event loop share it.
+    ``max_entries`` (default 10,000) bounds memory: about 0.5 KiB an entry. Thread-safe.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
@@ -96,7 +95,8 @@ class TokenCache:
 
 
 class TokenValidator:
-    """Verifies JWT access tokens: issuer routing by ``iss``, key lookup, signature, claims."""
+    """Verifies access tokens: issuer routing, then a JWT's key lookup, signature and claims,
+    or an opaque token's introspection. Thread-safe: the gRPC worker threads share one."""
 
     def __init__(
         self,
@@ -110,8 +110,6 @@ class TokenValidator:
         if len(opaque) > 1 or any(i.introspector is None for i in opaque):
             raise ValueError("at most one issuer resolves opaque tokens, and it must introspect")
         self._opaque_issuer = opaque[0] if opaque else None
-        self._introspects = any(i.introspector is not None for i in self._issuers.values())
-        """Whether any issuer introspects: else a cache miss has nothing more to look up."""
         self._leeway = leeway
         self._cache = cache if cache is not None else TokenCache()
         self._imported: dict[tuple[str, str], PublicKey] = {}
@@ -133,33 +131,20 @@ class TokenValidator:
         except InvalidJwk:
             return None
 
-    def validate_now(self, token: str, now: float) -> TokenClaims | None:
-        """The token's claims when they are known without any I/O: a JWT verified before and
-        still cached, or an introspection answer still cached (a cached refusal raises its
-        :class:`Denial`). None when :meth:`validate` must run."""
-        digest = hashlib.sha256(token.encode("ascii")).digest()
-        cached = self._cache.get(digest, now, self._leeway)
-        if cached is not None or not self._introspects:
-            return cached
-        try:
-            issuer, jws = self._route(token)
-        except Denial:
-            return None  # validate() names the reason
-        if jws is not None or issuer.introspector is None:
-            return None  # a JWT to verify with the issuer's keys
-        claims = issuer.introspector.introspect_now(digest, now)
-        return self._narrowed(issuer, claims) if claims is not None else None
+    def validate(self, token: str, now: float) -> TokenClaims:
+        """Return the token's claims, or raise a :class:`Denial` naming the failed check.
 
-    async def validate(self, token: str, now: float) -> TokenClaims:
-        """Return the token's claims, or raise a :class:`Denial` naming the failed check."""
+        A token verified before (until its ``exp``) or introspected before (while its answer is
+        cached) costs no I/O; otherwise this blocks on at most one bounded fetch: the issuer's
+        key set for an unknown ``kid`` (once per cool-down), or the introspection call."""
         digest = hashlib.sha256(token.encode("ascii")).digest()
         cached = self._cache.get(digest, now, self._leeway)
         if cached is not None:
             return cached
         issuer, jws = self._route(token)
         if jws is None:
-            return await self._introspect(issuer, token, digest, now)
-        claims = await self._verify_jwt(issuer, jws, jws.payload, now)
+            return self._introspect(issuer, token, digest, now)
+        claims = self._verify_jwt(issuer, jws, jws.payload, now)
         self._cache.put(digest, claims)
         return claims
 
@@ -185,12 +170,12 @@ class TokenValidator:
             return issuer, None
         return issuer, jws
 
-    async def _introspect(
+    def _introspect(
         self, issuer: TrustedIssuer, token: str, digest: bytes, now: float
     ) -> TokenClaims:
         if issuer.introspector is None:
             raise Denial(Reason.KEY_SOURCE_UNAVAILABLE, "no key source nor introspection")
-        claims = await issuer.introspector.introspect(token, digest, now)
+        claims = issuer.introspector.introspect(token, digest, now)
         return self._narrowed(issuer, claims)
 
     @staticmethod
@@ -198,7 +183,7 @@ class TokenValidator:
         dpop_algs = issuer.dpop_algs()
         return replace(claims, dpop_algs=dpop_algs) if dpop_algs else claims
 
-    async def _verify_jwt(
+    def _verify_jwt(
         self, issuer: TrustedIssuer, jws: CompactJws, payload: dict[str, Any], now: float
     ) -> TokenClaims:
         assert issuer.source is not None
@@ -208,7 +193,7 @@ class TokenValidator:
             raise Denial(Reason.TOKEN_ALG_NOT_ALLOWED)
         kid = header.get("kid")
         try:
-            keys = await issuer.source.keys(kid if isinstance(kid, str) else None)
+            keys = issuer.source.keys(kid if isinstance(kid, str) else None)
         except KeySourceUnavailable as exc:
             raise Denial(Reason.KEY_SOURCE_UNAVAILABLE) from exc
         candidates = [key for key in keys if key.usable_for(alg)]
