@@ -149,7 +149,7 @@ class Settings:
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
     shutdown_grace_seconds: float = 10.0
-    max_message_bytes: int = 65536
+    max_message_bytes: int = 262144
     server_threads: int = 16
     max_concurrent_calls: int = 1024
     max_pending_calls: int = 4096
@@ -278,7 +278,11 @@ OPTIONS: tuple[Option, ...] = (
     _opt("tls_key_file", "PEM private key for the certificate."),
     _opt("tls_client_ca_file", "PEM CA bundle: require and verify client certificates (mTLS)."),
     _opt("shutdown_grace_seconds", "On SIGTERM/SIGINT, how long in-flight calls may finish."),
-    _opt("max_message_bytes", "Largest gRPC request message accepted."),
+    _opt(
+        "max_message_bytes",
+        "Hard cap on one gRPC request message (beyond: RESOURCE_EXHAUSTED, which Envoy turns "
+        "into a bare 403). Below it, an oversized DPoP header or token is a precise denial.",
+    ),
     _opt(
         "server_threads",
         "Threads answering gRPC calls in each process (calls waiting on Redis or an issuer "

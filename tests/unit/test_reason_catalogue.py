@@ -250,7 +250,7 @@ GOLDEN: dict[Reason, tuple[int, str, str]] = {
     Reason.KEY_SOURCE_UNAVAILABLE: (503, "", ""),
     Reason.REPLAY_STORE_UNAVAILABLE: (503, "", ""),
     Reason.INTERNAL_ERROR: (500, "", ""),
-    Reason.REQUEST_INVALID: (500, "", ""),
+    Reason.REQUEST_INVALID: (400, "invalid_request", ""),
     Reason.TOKEN_INACTIVE: (
         401,
         "invalid_token",

@@ -130,7 +130,9 @@ class Reason(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"
     """An unexpected fault: denied rather than allowed."""
     REQUEST_INVALID = "request_invalid"
-    """The caller sent unusable request facts (empty or invalid method or target URI)."""
+    """The request's method or target URI is unusable (empty, not an HTTP method token, not an
+    absolute http(s) URI, a host with userinfo, an absolute-form path): the client's mistake,
+    or the gateway's, answered 400 without a challenge and logged like other denials."""
 
     # --- Opaque tokens (RFC 7662, RFC 9449 §6.2); appended to keep the wire numbers stable ---
     TOKEN_INACTIVE = "token_inactive"
@@ -205,7 +207,7 @@ CATALOGUE: dict[Reason, ReasonInfo] = {
     Reason.REPLAY_STORE_UNAVAILABLE: ReasonInfo(RfcError.NONE, 503, "Replay store unavailable"),
     Reason.INTERNAL_ERROR: ReasonInfo(RfcError.NONE, 500, "Internal error"),
     Reason.REQUEST_INVALID: ReasonInfo(
-        RfcError.NONE, 500, "Invalid request metadata from the caller"
+        RfcError.INVALID_REQUEST, 400, "Invalid request method or target URI"
     ),
     Reason.TOKEN_INACTIVE: ReasonInfo(_TOKEN, 401, "Access token is not active"),
     Reason.INTROSPECTION_UNAVAILABLE: ReasonInfo(

@@ -34,7 +34,7 @@ from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
 log = logging.getLogger(__name__)
 
 # Reasons that do not concern the client's credentials: no challenge is sent.
-_FAULTS = frozenset(
+_NO_CHALLENGE = frozenset(
     {
         Reason.KEY_SOURCE_UNAVAILABLE,
         Reason.INTROSPECTION_UNAVAILABLE,
@@ -343,7 +343,7 @@ class Verifier:
         info = CATALOGUE[reason]
         status = info.http_status
         challenge = ""
-        if reason not in _FAULTS:
+        if reason not in _NO_CHALLENGE:
             if facts.proof_only:
                 # RFC 9449 §5, §8: a token endpoint answers 400 with the error in its JSON body.
                 status = 400
