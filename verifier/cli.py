@@ -53,6 +53,14 @@ def _read_key(path: str) -> KeyPair:
 def cmd_serve(args: argparse.Namespace) -> int:
     from verifier.server.main import run
 
+    if args.replay_url and _has_password(args.replay_url):
+        print(
+            "configuration error: --replay-url carries a password, which every user of this "
+            "machine can read in the process list; remove it from the URL and give it in "
+            "DPOP_REDIS_PASSWORD_FILE (or DPOP_REDIS_PASSWORD)",
+            file=sys.stderr,
+        )
+        return 2
     overrides = {
         "config_file": args.config,
         "listen": args.listen,
@@ -104,10 +112,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_proof(args: argparse.Namespace) -> int:
+    token = _credential(args.token, "the token")
     print(
-        make_proof(
-            _read_key(args.key), args.method, args.url, access_token=args.token, nonce=args.nonce
-        )
+        make_proof(_read_key(args.key), args.method, args.url, access_token=token, nonce=args.nonce)
     )
     return 0
 
@@ -119,8 +126,8 @@ def cmd_call(args: argparse.Namespace) -> int:
         args.target,
         method=args.method,
         url=args.url,
-        token=args.token,
-        proofs=args.proof or [],
+        token=_credential(args.token, "the token"),
+        proofs=[p for p in (_credential(v, "the proof") for v in args.proof or []) if p],
         scheme=args.scheme,
         proof_only=args.proof_only,
         explain=args.explain,
@@ -128,6 +135,13 @@ def cmd_call(args: argparse.Namespace) -> int:
     )
     print_response(response, as_json=args.json)
     return 0 if response.decision == 1 else 1
+
+
+def _has_password(url: str) -> bool:
+    """True when ``url``'s userinfo holds a password (``scheme://[user]:password@...``)."""
+    _scheme, separator, rest = url.partition("://")
+    userinfo, at, _ = rest.partition("@")
+    return bool(separator and at and "/" not in userinfo and ":" in userinfo)
 
 
 def _credential(value: str | None, what: str) -> str | None:
@@ -301,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     proof.add_argument("--key", required=True, help="the client's private JWK file")
     proof.add_argument("--method", required=True)
     proof.add_argument("--url", required=True)
-    proof.add_argument("--token", help="access token, to add its ath")
+    proof.add_argument("--token", help="access token, to add its ath (text, @file or -)")
     proof.add_argument("--nonce", help="server nonce to include")
     proof.set_defaults(func=cmd_proof)
 
@@ -316,8 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     call = sub.add_parser("call", help="call Verify with a token and proof, print the decision")
     add_call_options(call)
-    call.add_argument("--token", help="access token")
-    call.add_argument("--proof", action="append", help="DPoP proof (repeat for several)")
+    call.add_argument("--token", help="access token (text, @file or -)")
+    call.add_argument(
+        "--proof", action="append", help="DPoP proof (text, @file or -; repeat for several)"
+    )
     call.add_argument("--proof-only", action="store_true", help="token-endpoint mode")
     call.set_defaults(func=cmd_call)
 
