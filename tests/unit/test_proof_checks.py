@@ -47,6 +47,8 @@ GOOD = make_proof()
         (("",), Reason.PROOF_MISSING),
         (("  ", "\t"), Reason.PROOF_MISSING),
         ((GOOD, GOOD), Reason.PROOF_MULTIPLE),
+        (("", GOOD), Reason.PROOF_MULTIPLE),  # an empty field is a field
+        ((GOOD, " "), Reason.PROOF_MULTIPLE),
         ((GOOD, make_proof()), Reason.PROOF_MULTIPLE),
         ((f"{GOOD},{GOOD}",), Reason.PROOF_MULTIPLE),
         ((f"{GOOD}, {make_proof()}",), Reason.PROOF_MULTIPLE),
@@ -58,9 +60,9 @@ def test_select_single_proof_refuses(values: tuple[str, ...], expected: Reason) 
     assert _reason(proofs.select_single_proof, values, LIMITS.max_proof_bytes) is expected
 
 
-def test_select_single_proof_accepts_one_value_and_ignores_blank_ones() -> None:
+def test_select_single_proof_accepts_one_value_around_optional_white_space() -> None:
     assert proofs.select_single_proof((GOOD,), LIMITS.max_proof_bytes) == GOOD
-    assert proofs.select_single_proof(("", f" {GOOD} "), LIMITS.max_proof_bytes) == GOOD
+    assert proofs.select_single_proof((f" \t{GOOD} ",), LIMITS.max_proof_bytes) == GOOD
 
 
 def test_proof_size_limit_is_inclusive() -> None:

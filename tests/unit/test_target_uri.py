@@ -133,3 +133,33 @@ def test_public_target_uri(
     expected: str,
 ) -> None:
     assert public_target_uri(scheme, authority, path, headers, options) == expected
+
+
+@pytest.mark.parametrize(
+    ("scheme", "authority", "expected"),
+    [
+        ("http", "svc.internal.:8080", "https://api.example.com/v1/o"),
+        ("http", "SVC.Internal.:08080", "https://api.example.com/v1/o"),
+        ("http", "svc.internal:8081", "https://www.example.com/o"),
+        ("http", "gw.internal.", "https://gw.example.com/o"),
+        ("http", "gw.internal:80", "https://gw.example.com/o"),  # the scheme's default port
+        ("https", "gw.internal:80", "https://www.example.com/o"),
+        ("https", "tls.internal.", "https://tls.example.com/o"),  # configured as :443
+        ("https", "tls.internal:443", "https://tls.example.com/o"),
+        ("http", "tls.internal", "https://www.example.com/o"),
+    ],
+)
+def test_public_base_urls_compare_hosts_as_routes_do(
+    scheme: str, authority: str, expected: str
+) -> None:
+    """A host spelled with a trailing dot, in upper case or with its default port must not
+    miss its public base URL: routes configured for the public host would not apply."""
+    options = PublicUrlOptions(
+        public_base_urls={
+            "svc.internal:8080": "https://api.example.com/v1",
+            "GW.internal.": "https://gw.example.com",
+            "tls.internal:443": "https://tls.example.com",
+            "*": "https://www.example.com",
+        }
+    )
+    assert public_target_uri(scheme, authority, "/o", {}, options) == expected

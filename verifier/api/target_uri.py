@@ -5,7 +5,8 @@ terminator may see another scheme, host or path prefix. :func:`public_target_uri
 public URL, in this order:
 
 1. a **public base URL** configured for the host Envoy reports (or for ``*``): used as is, and
-   every forwarding header is ignored;
+   every forwarding header is ignored. Hosts are compared as routes compare them: lower-case,
+   one trailing dot removed, the scheme's default port implied (``svc.:80`` is ``svc``);
 2. otherwise the scheme and host **Envoy reports**, each replaced by a forwarding header only
    when the operator trusts that header: ``Forwarded`` (RFC 7239 ``proto=``, ``host=``) first,
    then ``X-Forwarded-Proto`` / ``X-Forwarded-Host``. Of a header with several values (one per
@@ -22,6 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from verifier.dpop.htu import InvalidUri, default_port, split_canonical_authority
+from verifier.dpop.request import strip_ows
 
 X_FORWARDED_PROTO = "x-forwarded-proto"
 X_FORWARDED_HOST = "x-forwarded-host"
@@ -42,8 +46,12 @@ class PublicUrlOptions:
     trusted_headers: frozenset[str] = frozenset()
     """A subset of :data:`FORWARDING_HEADERS`."""
     public_base_urls: Mapping[str, str] = field(default_factory=dict)
-    """Lower-case authority as Envoy reports it (or ``*``) -> ``scheme://host[:port][/prefix]``
-    without a trailing slash."""
+    """Authority as Envoy reports it (or ``*``) -> ``scheme://host[:port][/prefix]`` without a
+    trailing slash. Keys are kept in canonical form (see :func:`canonical_authority_key`)."""
+
+    def __post_init__(self) -> None:
+        bases = {canonical_authority_key(k): v for k, v in self.public_base_urls.items()}
+        object.__setattr__(self, "public_base_urls", bases)
 
 
 def public_target_uri(
@@ -60,8 +68,7 @@ def public_target_uri(
     """
     if not path.startswith("/"):
         return ""
-    bases = options.public_base_urls
-    base = bases.get(authority.lower()) or bases.get("*")
+    base = _public_base(options.public_base_urls, scheme, authority)
     if base:
         return base + path
 
@@ -78,9 +85,35 @@ def public_target_uri(
     return f"{proto}://{host}{path}"
 
 
+def canonical_authority_key(authority: str) -> str:
+    """``authority`` (``host[:port]`` or ``*``) in the form the public base URLs are keyed by:
+    :func:`~verifier.dpop.htu.canonical_host`, and the port as a number when there is one."""
+    if authority == "*":
+        return authority
+    try:
+        host, port = split_canonical_authority(authority)
+    except InvalidUri:
+        return authority.lower()
+    return host if port is None else f"{host}:{port}"
+
+
+def _public_base(bases: Mapping[str, str], scheme: str, authority: str) -> str:
+    """The base URL for ``authority`` reached with ``scheme``, else the one for ``*``."""
+    try:
+        host, port = split_canonical_authority(authority)
+    except InvalidUri:
+        return bases.get(authority.lower()) or bases.get("*", "")
+    default = default_port(scheme)
+    if port is None or port == default:  # "svc" and "svc:443" are one authority for https
+        keys = [host] if default is None else [host, f"{host}:{default}"]
+    else:
+        keys = [f"{host}:{port}"]
+    return next((bases[key] for key in keys if key in bases), bases.get("*", ""))
+
+
 def _last_value(values: Iterable[str]) -> str:
     """The last element of a comma-separated list header (several lines count as one list)."""
-    items = [item.strip() for value in values for item in value.split(",")]
+    items = [strip_ows(item) for value in values for item in value.split(",")]
     return items[-1] if items else ""
 
 
@@ -92,7 +125,7 @@ def _last_forwarded(values: Iterable[str]) -> tuple[str, str]:
     params: dict[str, str] = {}
     for pair in _split_quoted(elements[-1], ";"):
         name, sep, value = pair.partition("=")
-        name, value = name.strip().lower(), value.strip()
+        name, value = strip_ows(name).lower(), strip_ows(value)
         if not sep or not _TOKEN.fullmatch(name):
             continue
         if value.startswith('"') and value.endswith('"') and len(value) >= 2:
@@ -119,4 +152,4 @@ def _split_quoted(text: str, separator: str) -> list[str]:
             continue
         current.append(ch)
     parts.append("".join(current))
-    return [part.strip() for part in parts if part.strip()]
+    return [part for part in map(strip_ows, parts) if part]

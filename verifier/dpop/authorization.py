@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from verifier.dpop.reasons import Denial, Reason
+from verifier.dpop.request import strip_ows
 
 # RFC 9110 §5.6.2: token = 1*tchar.
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -48,7 +49,7 @@ def _split_list(value: str) -> list[str] | None:
         match = _LIST_ELEMENT.match(value, position)
         assert match is not None  # the pattern matches the empty string
         position = match.end()
-        if element := match.group().strip(" \t"):
+        if element := strip_ows(match.group()):
             elements.append(element)
         if position == len(value):
             return elements
@@ -91,9 +92,10 @@ def parse_authorization(values: tuple[str, ...], max_token_bytes: int) -> Creden
     ``Bearer <token68>`` are read; any other scheme followed by a token68 or by auth-params
     (``Basic dXNlcg==``, ``Digest a=1, b=2``) is ``authorization_scheme_unsupported``, and
     anything else ``authorization_malformed`` (RFC 9110 §11.6.2). Scheme names are
-    case-insensitive (RFC 9110 §11.1).
+    case-insensitive (RFC 9110 §11.1). Only SP and HTAB around the value are optional white
+    space (:func:`~verifier.dpop.request.strip_ows`); empty values are ignored.
     """
-    present = [value.strip() for value in values if value.strip()]
+    present = [value for value in map(strip_ows, values) if value]
     if not present:
         return None
     if len(present) > 1:

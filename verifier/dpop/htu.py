@@ -3,12 +3,15 @@
 RFC 9449 compares ``htu`` with the target URI "ignoring any query and fragment parts" after
 syntax-based and scheme-based normalization (RFC 3986 §6.2.2 and §6.2.3). This module is the one
 place where that happens; both sides of the comparison go through :func:`normalize_target_uri`.
+Route selection starts from the same normalization (:func:`split_target_uri`), and compares
+hosts in the form of :func:`canonical_host`.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 
 _URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^?#]*)(?:\?[^#]*)?(?:#.*)?", re.DOTALL)
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -67,23 +70,55 @@ def remove_dot_segments(path: str) -> str:
     return "".join(output)
 
 
-def _normalize_authority(scheme: str, authority: str) -> str:
-    if "@" in authority:
-        raise InvalidUri("userinfo is not allowed")
-    host, port = authority, ""
+def split_host_port(authority: str) -> tuple[str, str]:
+    """The host and the port (``""`` when absent) of an authority without userinfo; an IPv6
+    literal keeps its brackets. Neither is validated here."""
     if authority.startswith("["):
         end = authority.find("]")
         if end == -1:
             raise InvalidUri("unterminated IPv6 literal")
         host, rest = authority[: end + 1], authority[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise InvalidUri("invalid authority")
-            port = rest[1:]
-        if not _IPV6.fullmatch(host):
-            raise InvalidUri("invalid IPv6 literal")
-    elif ":" in authority:
-        host, port = authority.rsplit(":", 1)
+        if rest and not rest.startswith(":"):
+            raise InvalidUri("invalid authority")
+        return host, rest[1:]
+    host, colon, port = authority.rpartition(":")
+    return (host, port) if colon else (authority, "")
+
+
+def canonical_host(host: str) -> str:
+    """``host`` as routes and public base URLs compare it, the request's and the configured
+    ones alike: lower-case, one trailing dot removed (``api.example.com.`` is the fully
+    qualified spelling of ``api.example.com``, RFC 1034 §3.1).
+
+    ``htu`` keeps the dot (RFC 3986 §6.2 does not remove it), so that a proof is accepted only
+    for the spelling it signed.
+    """
+    host = host.lower()
+    return host[:-1] if host.endswith(".") else host
+
+
+def split_canonical_authority(authority: str) -> tuple[str, int | None]:
+    """The :func:`canonical_host` and the port (None when absent) of ``authority``: how a
+    request's host is compared with a configured one (routes, public base URLs). Raise
+    :class:`InvalidUri` when the port is not a number."""
+    host, port = split_host_port(authority)
+    if port and not (port.isascii() and port.isdigit()):
+        raise InvalidUri("invalid port")
+    return canonical_host(host), int(port) if port else None
+
+
+def default_port(scheme: str) -> int | None:
+    """The default port of ``http`` and ``https`` (RFC 9110 §4.2); None for other schemes."""
+    port = _DEFAULT_PORTS.get(scheme.lower())
+    return int(port) if port else None
+
+
+def _normalize_authority(scheme: str, authority: str) -> str:
+    if "@" in authority:
+        raise InvalidUri("userinfo is not allowed")
+    host, port = split_host_port(authority)
+    if host.startswith("[") and not _IPV6.fullmatch(host):
+        raise InvalidUri("invalid IPv6 literal")
     if not host or not (host.startswith("[") or _REG_NAME.fullmatch(host)):
         raise InvalidUri("invalid host")
     if port:
@@ -109,6 +144,27 @@ def normalize_target_uri(uri: str) -> str:
     if len(uri) <= CACHED_URI_CHARS:
         return _normalize_cached(uri)
     return _normalize(uri)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetUri:
+    """A target URI normalized by :func:`normalize_target_uri`, in parts."""
+
+    scheme: str
+    host: str
+    """Lower-case; an IPv6 literal keeps its brackets."""
+    port: int
+    """The explicit port, or the scheme's default one (RFC 3986 §6.2.3)."""
+    path: str
+    """Percent-encoding normalized and dot segments removed (RFC 3986 §6.2.2)."""
+
+
+def split_target_uri(uri: str) -> TargetUri:
+    """:func:`normalize_target_uri` of ``uri``, in parts; raise :class:`InvalidUri`."""
+    scheme, _, rest = normalize_target_uri(uri).partition("://")
+    slash = rest.index("/")  # a normalized URI always has a path
+    host, port = split_host_port(rest[:slash])
+    return TargetUri(scheme, host, int(port or _DEFAULT_PORTS[scheme]), rest[slash:])
 
 
 CACHED_URI_CHARS = 512

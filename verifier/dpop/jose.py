@@ -1,14 +1,13 @@
 """Compact JWS parsing and signature verification for the asymmetric JWS algorithms.
 
-Only what DPoP needs, written to be audited: strict base64url (RFC 7515 §2, no padding, no
-whitespace), JSON objects with unique member names, and an explicit table of algorithms. There
-is no code path for ``none`` or for HMAC: they are not in the table.
+Only what DPoP needs, written to be audited: strict base64url (RFC 7515 §2: canonical, no
+padding, no whitespace), JSON objects with unique member names, and an explicit table of
+algorithms. There is no code path for ``none`` or for HMAC: they are not in the table.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -85,13 +84,17 @@ class CompactJws:
 
 
 def b64url_decode(value: str) -> bytes:
-    """Decode unpadded base64url strictly (RFC 7515 §2); raise :class:`MalformedJws`."""
+    """Decode canonical unpadded base64url (RFC 7515 §2, RFC 4648 §5); raise
+    :class:`MalformedJws` for anything else: padding, characters outside the alphabet, a
+    length no octet string has, or set unused bits in the last character (RFC 4648 §3.5),
+    which would give one value several spellings. Every base64url value the service reads
+    (JWS parts, JWK members, nonces) is decoded here."""
     if not _B64URL.fullmatch(value) or len(value) % 4 == 1:
         raise MalformedJws("not base64url")
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the regex excludes these
-        raise MalformedJws("not base64url") from exc
+    data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    if b64url_encode(data) != value:  # RFC 4648 §3.5: only the canonical encoding
+        raise MalformedJws("non-canonical base64url")
+    return data
 
 
 def b64url_encode(data: bytes) -> str:

@@ -24,6 +24,7 @@ from verifier.dpop.jose import (
 )
 from verifier.dpop.jwk import has_private_members
 from verifier.dpop.reasons import Denial, Reason
+from verifier.dpop.request import strip_ows
 
 MAX_HTM_CHARS = 32
 MAX_ATH_CHARS = 128
@@ -64,17 +65,20 @@ class ProofClaims:
 
 
 def select_single_proof(values: tuple[str, ...], max_bytes: int) -> str:
-    """RFC 9449 §4.3 (1): exactly one DPoP header, holding exactly one JWT.
+    """RFC 9449 §4.3 (1): not more than one DPoP header field, holding exactly one JWT.
 
-    Proxies (and Envoy's ext_authz) join repeated headers with a comma; a comma never occurs
-    in a compact JWS, so a value containing one is two proofs.
+    Every field counts, an empty one too: a proof beside an empty ``DPoP`` field is
+    ``proof_multiple``; no field, or only empty ones, is ``proof_missing``. Only SP and HTAB
+    around the value are optional white space (:func:`strip_ows`). Proxies (and Envoy's
+    ext_authz) join repeated headers with a comma; a comma never occurs in a compact JWS, so a
+    value containing one is two proofs.
     """
-    present = [value.strip() for value in values if value.strip()]
-    if not present:
+    fields = [strip_ows(value) for value in values]
+    if not any(fields):
         raise Denial(Reason.PROOF_MISSING)
-    if len(present) > 1:
-        raise Denial(Reason.PROOF_MULTIPLE, f"{len(present)} DPoP headers")
-    proof = present[0]
+    if len(fields) > 1:
+        raise Denial(Reason.PROOF_MULTIPLE, f"{len(fields)} DPoP headers")
+    proof = fields[0]
     if len(proof) > max_bytes:
         raise Denial(Reason.PROOF_TOO_LARGE, f"{len(proof)} > {max_bytes} bytes")
     if "," in proof:

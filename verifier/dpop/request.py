@@ -8,6 +8,14 @@ from verifier.dpop.htu import InvalidUri, normalize_target_uri
 from verifier.dpop.reasons import Denial, Reason
 
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")  # RFC 9110 §9.1: a token
+_OWS = " \t"  # RFC 9110 §5.6.3: OWS = *( SP / HTAB )
+
+
+def strip_ows(value: str) -> str:
+    """``value`` without the optional white space around a header field value: SP and HTAB
+    only (RFC 9110 §5.5, §5.6.3). Any other white space (VT, NBSP, U+3000, ...) stays, so
+    that the value fails its syntax check instead of being silently repaired."""
+    return value.strip(_OWS)
 
 
 def check_request(method: str, target_uri: str) -> str:
