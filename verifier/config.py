@@ -448,6 +448,8 @@ def _read_config_file(path: str) -> dict[str, Any]:
             raise ConfigError(where, f"{path}: use a .toml or .json file")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(where, f"{path} is not valid {file.suffix[1:].upper()}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(where, f"{path}: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(where, f"{path}: the top level must be an object")
 
@@ -489,6 +491,8 @@ def _read_secret_file(setting: str, value: object) -> bytes:
         secret = Path(path).read_bytes().rstrip(b"\r\n")
     except OSError as exc:
         raise ConfigError(setting, f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL in the path
+        raise ConfigError(setting, "not a usable file name") from None
     if not secret:
         raise ConfigError(setting, f"{path} is empty")
     return secret
@@ -619,7 +623,10 @@ def _secret(setting: str, value: object) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:  # the environment's bytes come back as they were (os.environ decodes with
+            return value.encode("utf-8", "surrogateescape")  # surrogateescape)
+        except UnicodeEncodeError:  # e.g. a lone surrogate escaped in a JSON file
+            raise ConfigError(setting, "must be text (valid UTF-8)") from None
     raise ConfigError(setting, "must be a string")
 
 
@@ -754,7 +761,7 @@ def _check_address(setting: str, value: str, *, required: bool = False) -> None:
             raise ConfigError(setting, "unix: needs a socket path")
         return
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ConfigError(setting, f"must be host:port with a port 0-65535, got {value!r}")
     if host.startswith("[") != host.endswith("]"):
         raise ConfigError(setting, f"unbalanced brackets in {value!r}")
@@ -824,8 +831,7 @@ def _check_redis(s: Settings) -> None:
             continue
         if not uses_tls:
             raise ConfigError(setting, "needs a TLS URL (rediss://, rediss+sentinel://, ...)")
-        if not Path(path).is_file():
-            raise ConfigError(setting, f"no such file: {path}")
+        _check_file(setting, path)
     if bool(s.redis_cert_file) != bool(s.redis_key_file):
         missing = "DPOP_REDIS_KEY_FILE" if s.redis_cert_file else "DPOP_REDIS_CERT_FILE"
         raise ConfigError(missing, "DPOP_REDIS_CERT_FILE and DPOP_REDIS_KEY_FILE go together")
@@ -872,8 +878,18 @@ def _check_tls(s: Settings) -> None:
         ("DPOP_TLS_KEY_FILE", s.tls_key_file),
         ("DPOP_TLS_CLIENT_CA_FILE", s.tls_client_ca_file),
     ):
-        if path and not Path(path).is_file():
-            raise ConfigError(setting, f"no such file: {path}")
+        if path:
+            _check_file(setting, path)
+
+
+def _check_file(setting: str, path: str) -> None:
+    """A configured file must exist; a name the OS cannot even look up is named as such."""
+    try:
+        found = Path(path).is_file()
+    except (OSError, ValueError):  # too long, a NUL in it
+        raise ConfigError(setting, "not a usable file name") from None
+    if not found:
+        raise ConfigError(setting, f"no such file: {path}")
 
 
 def _check_issuer(where: str, issuer: IssuerSettings) -> None:
@@ -891,10 +907,13 @@ def _check_issuer(where: str, issuer: IssuerSettings) -> None:
         )
     for key in ("jwks_file", "ca_file", "introspection_key_file"):
         path = getattr(issuer, key)
-        if path and not Path(path).is_file():
-            raise ConfigError(f"{where}.{key}", f"no such file: {path}")
+        if path:
+            _check_file(f"{where}.{key}", path)
     for key in ("jwks_uri", "metadata_url", "introspection_endpoint"):
-        uri = urlsplit(getattr(issuer, key))
+        try:
+            uri = urlsplit(getattr(issuer, key))
+        except ValueError:
+            raise ConfigError(f"{where}.{key}", "not a valid URL") from None
         loopback = uri.hostname in ("localhost", "127.0.0.1", "::1")
         if getattr(issuer, key) and (
             not uri.hostname or not (uri.scheme == "https" or (uri.scheme == "http" and loopback))
@@ -1008,7 +1027,10 @@ def _check_forwarding(s: Settings) -> None:
         if key in keys:
             raise ConfigError(where, "duplicate host")
         keys.add(key)
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise ConfigError(where, "not a valid URL") from None
         if (
             parts.scheme not in ("http", "https")
             or not parts.hostname
