@@ -65,7 +65,7 @@ class Pair:
     @property
     def saving(self) -> float:
         """How many times cheaper ours is (below 1: the library is cheaper)."""
-        return self.library_us / self.ours_us if self.ours_us else float("inf")
+        return self.library_us / self.ours_us if self.ours_us > 0 else 0.0
 
 
 class Dropping(SpanExporter):
