@@ -117,14 +117,9 @@ class _Waiting:
 
 @dataclass(slots=True)
 class AdmissionStats:
-    """Counters for metrics and the liveness watchdog (read without a lock: approximate)."""
+    """What the call cap and the liveness watchdog read (written under the executor's lock)."""
 
-    waiting: int = 0
     running: int = 0
-    refused_busy: int = 0
-    refused_waiting: int = 0
-    receive_timeouts: int = 0
-    completed: int = 0
     last_progress: float = field(default_factory=time.monotonic)
     """When a complete call last finished, or the pool was last found idle."""
 
@@ -184,9 +179,7 @@ class AdmissionExecutor(futures.ThreadPoolExecutor):
             if not full:
                 waiting = _Waiting(self._clock() + self._receive_timeout, rpc_event, state)
                 self._waiting[waiting] = None
-                self.stats.waiting = len(self._waiting)
         if full:
-            self.stats.refused_waiting += 1
             _refuse(state, rpc_event, cygrpc.StatusCode.resource_exhausted, _TOO_MANY_WAITING)
             return _done()
         on_message = _server._receive_message(state, rpc_event.call, deserializer)
@@ -207,7 +200,6 @@ class AdmissionExecutor(futures.ThreadPoolExecutor):
         state, rpc_event = waiting.state, waiting.rpc_event
         with self._lock:
             self._waiting.pop(waiting, None)
-            self.stats.waiting = len(self._waiting)
         with state.condition:
             if waiting.expired or not _server._is_rpc_state_active(state):
                 return
@@ -229,7 +221,6 @@ class AdmissionExecutor(futures.ThreadPoolExecutor):
                 if not busy:
                     self.stats.running += 1
             if busy:
-                self.stats.refused_busy += 1
                 _server._abort(state, rpc_event.call, cygrpc.StatusCode.resource_exhausted, _BUSY)
                 return
         super().submit(fn, *arguments).add_done_callback(self._finished)
@@ -237,7 +228,6 @@ class AdmissionExecutor(futures.ThreadPoolExecutor):
     def _finished(self, _future: futures.Future[Any]) -> None:
         with self._lock:
             self.stats.running -= 1
-            self.stats.completed += 1
             self.stats.last_progress = self._clock()
 
     def _start_stream(self, fn: Callable[..., Any], args: Any) -> None:
@@ -277,12 +267,10 @@ class AdmissionExecutor(futures.ThreadPoolExecutor):
                     overdue.append(waiting)
                 for waiting in overdue:
                     del self._waiting[waiting]
-                self.stats.waiting = len(self._waiting)
             for waiting in overdue:
                 with waiting.state.condition:
                     if _server._is_rpc_state_active(waiting.state):
                         waiting.expired = True
-                        self.stats.receive_timeouts += 1
                         _server._abort(
                             waiting.state,
                             waiting.rpc_event.call,
