@@ -118,6 +118,12 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     health_listen: str = ""
     metrics_listen: str = ""
+    http_listen: str = ""
+    http_trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    http_threads: int = 16
+    http_idle_timeout_seconds: int = 120
+    http_max_header_bytes: int = 65536
+    http_max_header_fields: int = 100
     config_file: str = ""
     replay_url: str = "memory://"
     redis_username: str = ""
@@ -239,6 +245,27 @@ OPTIONS: tuple[Option, ...] = (
         "(for TLS setups, and for liveness probes that an overload must not fail).",
     ),
     _opt("metrics_listen", "host:port of the Prometheus /metrics HTTP endpoint (off when empty)."),
+    _opt(
+        "http_listen",
+        "host:port of the forward-auth HTTP listener for NGINX auth_request, Traefik "
+        "ForwardAuth, Caddy forward_auth, HAProxy (off when empty; docs/gateways.md).",
+    ),
+    _opt(
+        "http_trusted_proxies",
+        "Forward-auth: addresses (comma list of CIDRs) whose X-Forwarded-*/X-Original-* headers "
+        "are believed; any other caller gets 403 untrusted_proxy.",
+    ),
+    _opt("http_threads", "Forward-auth: threads answering complete requests."),
+    _opt(
+        "http_idle_timeout_seconds",
+        "Forward-auth: an idle keep-alive connection is closed after this long (keep it above "
+        "the gateway's own upstream idle timeout).",
+    ),
+    _opt(
+        "http_max_header_bytes",
+        "Forward-auth: largest request head (request line and headers); beyond: 431.",
+    ),
+    _opt("http_max_header_fields", "Forward-auth: most header fields in a request; beyond: 431."),
     _opt("config_file", "TOML (.toml) or JSON (.json) config file; also --config."),
     _opt(
         "replay_url",
@@ -638,6 +665,22 @@ def _lower(setting: str, value: object) -> str:
     return _text(setting, value).lower()
 
 
+def _cidr_list(setting: str, value: object) -> tuple[str, ...]:
+    """A comma list of addresses or CIDR blocks, each in canonical form (``10.0.0.0/8``)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(setting, "must be a comma-separated list of CIDR blocks")
+    networks = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=True)))
+        except ValueError as exc:
+            raise ConfigError(setting, f"not a CIDR block: {item!r} ({exc})") from None
+    return tuple(dict.fromkeys(networks))
+
+
 def _lower_list(setting: str, value: object) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
@@ -661,6 +704,7 @@ _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "decision_log_sample": _float,
     **{name: _lower for name in _SETTINGS_DEFAULTS if name.startswith("upstream_header_")},
     "trusted_forwarded_headers": _lower_list,
+    "http_trusted_proxies": _cidr_list,
     **{
         name: _int
         for name, default in _SETTINGS_DEFAULTS.items()
@@ -676,6 +720,21 @@ def _validate(s: Settings) -> None:
     _check_address("DPOP_LISTEN", s.listen, required=True)
     _check_address("DPOP_HEALTH_LISTEN", s.health_listen)
     _check_address("DPOP_METRICS_LISTEN", s.metrics_listen)
+    _check_address("DPOP_HTTP_LISTEN", s.http_listen)
+    if s.http_listen.startswith("unix:"):
+        raise ConfigError("DPOP_HTTP_LISTEN", "must be host:port (an HTTP endpoint)")
+    others = (s.listen, s.health_listen, s.metrics_listen)
+    if s.http_listen in others and s.http_listen and not s.http_listen.endswith(":0"):
+        raise ConfigError("DPOP_HTTP_LISTEN", "must differ from the other listeners")
+    _check_min("DPOP_HTTP_THREADS", s.http_threads, 1)
+    _check_min("DPOP_HTTP_IDLE_TIMEOUT_SECONDS", s.http_idle_timeout_seconds, 1)
+    _check_min("DPOP_HTTP_MAX_HEADER_FIELDS", s.http_max_header_fields, 8)
+    if s.http_max_header_bytes <= s.max_proof_bytes + s.max_token_bytes:
+        raise ConfigError(
+            "DPOP_HTTP_MAX_HEADER_BYTES",
+            f"must exceed DPOP_MAX_PROOF_BYTES + DPOP_MAX_TOKEN_BYTES "
+            f"({s.max_proof_bytes + s.max_token_bytes}), or such requests fail with 431",
+        )
     if s.metrics_listen.startswith("unix:"):
         raise ConfigError("DPOP_METRICS_LISTEN", "must be host:port (an HTTP endpoint)")
     if s.health_listen and s.health_listen == s.listen and not s.listen.endswith(":0"):
@@ -704,6 +763,12 @@ def _validate(s: Settings) -> None:
     _check_min("DPOP_KEEPALIVE_TIMEOUT_SECONDS", s.keepalive_timeout_seconds, 1)
     _check_min("DPOP_LIVENESS_STALL_SECONDS", s.liveness_stall_seconds, 1)
     _check_min("DPOP_WORKERS", s.workers, 1)
+    if s.workers > 1 and s.http_listen:
+        raise ConfigError(
+            "DPOP_WORKERS",
+            "more than 1 is not supported with DPOP_HTTP_LISTEN yet: run one process per "
+            "container and scale with replicas",
+        )
     if s.workers > 1 and "unix:" in (s.listen[:5], s.health_listen[:5]):
         raise ConfigError(
             "DPOP_WORKERS",

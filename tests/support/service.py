@@ -65,6 +65,8 @@ class ServiceProcess:
         full_env.update({"DPOP_LISTEN": "127.0.0.1:0", "DPOP_CONFIG_FILE": str(config_file)})
         full_env.update(env or {})
         self.stderr_lines: list[str] = []
+        self.http_address = ""
+        """The forward-auth listener's ``host:port``, when ``DPOP_HTTP_LISTEN`` is set."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "verifier", "serve"],
             env=full_env,
@@ -88,6 +90,8 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
+            if line.startswith("dpop-verifier forward-auth listening on "):
+                self.http_address = line.split()[-1]
             if line.startswith("dpop-verifier listening on "):
                 return line.split()[-1]
             if not line and self.process.poll() is not None:

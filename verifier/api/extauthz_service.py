@@ -18,9 +18,7 @@ CheckResponse. It holds no verification logic of its own.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import re
 import traceback
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -31,11 +29,21 @@ from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
 from verifier._generated.envoy.config.core.v3 import base_pb2
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier._generated.envoy.type.v3 import http_status_pb2
+from verifier.api.answers import IdentityHeaders, denial, upstream_headers
 from verifier.api.extauthz_facts import Headers, request_facts, request_headers
 from verifier.api.target_uri import PublicUrlOptions
 from verifier.api.verify_service import DecisionEngine, internal_error_decision
-from verifier.dpop.reasons import Reason, RfcError, info
+from verifier.dpop.reasons import Reason
 from verifier.engine.model import Decision, RequestFacts, TokenClaims
+
+__all__ = [
+    "CHECK_METHOD",
+    "SERVICE_NAME",
+    "ExtAuthzOptions",
+    "ExtAuthzService",
+    "IdentityHeaders",
+    "check_response",
+]
 from verifier.engine.routes import RouteTable
 from verifier.telemetry import Telemetry, trace_headers
 
@@ -53,26 +61,6 @@ _GRPC_CODE = {
     500: code_pb2.INTERNAL,
     503: code_pb2.UNAVAILABLE,
 }
-# The JSON body's "error" where the reason has no RFC error code (RFC 6750 §3.1: a request
-# without credentials gets none in WWW-Authenticate).
-_BODY_ERROR = {401: "unauthorized", 500: "server_error", 503: "temporarily_unavailable"}
-
-
-@dataclass(frozen=True, slots=True)
-class IdentityHeaders:
-    """Names of the headers set for the upstream on allow (empty: not sent, still removed)."""
-
-    jkt: str = "x-dpop-jkt"
-    subject: str = "x-auth-subject"
-    client_id: str = "x-auth-client-id"
-    scope: str = "x-auth-scope"
-    issuer: str = "x-auth-issuer"
-    report_only: str = "x-dpop-report-only"
-
-    def names(self) -> tuple[str, ...]:
-        """Every configured name, lower-case."""
-        values = (self.jkt, self.subject, self.client_id, self.scope, self.issuer, self.report_only)
-        return tuple(name.lower() for name in values if name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +161,7 @@ def _allowed(
 ) -> pb.CheckResponse:
     """The OK answer, from every input it depends on; a client's requests get the same one, so
     it is built once (the server only serializes it: a cached message is never modified)."""
-    values = _upstream_headers(jkt, claims, enforced, reason, names)
+    values = upstream_headers(jkt, claims, enforced, reason, names)
     remove = tuple(sorted(name for name in spoofable if name not in values))
     ok = pb.OkHttpResponse(
         headers=[_header(name, value) for name, value in values.items()], headers_to_remove=remove
@@ -183,49 +171,17 @@ def _allowed(
     return pb.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
 
 
-def _upstream_headers(
-    jkt: str, claims: TokenClaims | None, enforced: bool, reason: Reason, names: IdentityHeaders
-) -> dict[str, str]:
-    """Identity headers for an enforced allow; the report-only header for a would-be denial."""
-    if not enforced:
-        return {names.report_only.lower(): reason.value} if names.report_only else {}
-    candidates = [(names.jkt, jkt)]
-    if claims is not None:
-        candidates += [
-            (names.subject, claims.subject),
-            (names.client_id, claims.client_id),
-            (names.scope, claims.scope),
-            (names.issuer, claims.issuer),
-        ]
-    values: dict[str, str] = {}
-    for name, value in candidates:
-        if name and value and _header_safe(value):
-            values[name.lower()] = value
-        elif name and value:
-            _log.warning("not forwarding %s: the token claim holds control characters", name)
-    return values
-
-
 def _denied(decision: Decision) -> pb.CheckResponse:
-    status = decision.http_status
-    reason_info = info(decision.reason)
-    headers = [_header("cache-control", "no-store"), _header("content-type", "application/json")]
-    if decision.www_authenticate:
-        headers.append(_header("www-authenticate", decision.www_authenticate))
-    if decision.dpop_nonce:
-        headers.append(_header("dpop-nonce", decision.dpop_nonce))
-    error = decision.rfc_error.value if decision.rfc_error is not RfcError.NONE else ""
-    # The catalogue's message, never the decision's detail (which may name internal hosts).
-    body = {"error": error or _BODY_ERROR.get(status, "invalid_request"),
-            "error_description": reason_info.message}  # fmt: skip
+    answer = denial(decision)
     return pb.CheckResponse(
         status=status_pb2.Status(
-            code=_GRPC_CODE.get(status, code_pb2.PERMISSION_DENIED), message=decision.reason.value
+            code=_GRPC_CODE.get(answer.status, code_pb2.PERMISSION_DENIED),
+            message=decision.reason.value,
         ),
         denied_response=pb.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=status),  # type: ignore[arg-type]
-            headers=headers,
-            body=json.dumps(body, separators=(",", ":")),
+            status=http_status_pb2.HttpStatus(code=answer.status),  # type: ignore[arg-type]
+            headers=[_header(name, value) for name, value in answer.headers],
+            body=answer.body,
         ),
     )
 
@@ -234,11 +190,3 @@ def _header(name: str, value: str) -> base_pb2.HeaderValueOption:
     return base_pb2.HeaderValueOption(
         header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE
     )
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def _header_safe(value: str) -> bool:
-    """RFC 9110 §5.5 field value: no control characters (CR, LF, NUL, ...; HTAB is fine)."""
-    return _CONTROL.search(value) is None

@@ -1,8 +1,13 @@
-"""The front doors' view of the settings: the route table and the ext_authz options."""
+"""The front doors' view of the settings: the route table, the ext_authz and forward-auth
+options."""
 
 from __future__ import annotations
 
-from verifier.api.extauthz_service import ExtAuthzOptions, IdentityHeaders
+import ipaddress
+
+from verifier.api.answers import IdentityHeaders
+from verifier.api.extauthz_service import ExtAuthzOptions
+from verifier.api.forward_auth import ForwardAuthOptions
 from verifier.api.target_uri import PublicUrlOptions
 from verifier.config import Settings
 from verifier.engine.model import Policy
@@ -22,12 +27,31 @@ def extauthz_options(settings: Settings, routes: RouteTable | None = None) -> Ex
             trusted_headers=frozenset(settings.trusted_forwarded_headers),
             public_base_urls=dict(settings.public_base_urls),
         ),
-        identity_headers=IdentityHeaders(
-            jkt=settings.upstream_header_jkt,
-            subject=settings.upstream_header_subject,
-            client_id=settings.upstream_header_client_id,
-            scope=settings.upstream_header_scope,
-            issuer=settings.upstream_header_issuer,
-            report_only=settings.upstream_header_report_only,
-        ),
+        identity_headers=identity_headers(settings),
+    )
+
+
+def forward_auth_options(
+    settings: Settings, routes: RouteTable | None = None
+) -> ForwardAuthOptions:
+    """Everything the forward-auth listener needs besides the engine."""
+    base = extauthz_options(settings, routes)
+    return ForwardAuthOptions(
+        trusted_proxies=tuple(ipaddress.ip_network(n) for n in settings.http_trusted_proxies),
+        routes=base.routes,
+        public_url=base.public_url,
+        identity_headers=base.identity_headers,
+        max_header_fields=settings.http_max_header_fields,
+    )
+
+
+def identity_headers(settings: Settings) -> IdentityHeaders:
+    """The configured names of the identity headers."""
+    return IdentityHeaders(
+        jkt=settings.upstream_header_jkt,
+        subject=settings.upstream_header_subject,
+        client_id=settings.upstream_header_client_id,
+        scope=settings.upstream_header_scope,
+        issuer=settings.upstream_header_issuer,
+        report_only=settings.upstream_header_report_only,
     )

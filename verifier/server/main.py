@@ -28,7 +28,10 @@ log = logging.getLogger("verifier")
 
 
 def _announce(addresses: ListeningAddresses) -> None:
-    # One machine-readable line on stdout: scripts and tests read the bound port from it.
+    # Machine-readable lines on stdout: scripts and tests read the bound ports from them. The
+    # main one comes last: whoever waits for it has seen the others.
+    if addresses.http:
+        print(f"dpop-verifier forward-auth listening on {addresses.http}", flush=True)
     print(f"dpop-verifier listening on {addresses.main}", flush=True)
 
 

@@ -31,7 +31,8 @@ from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc
 from verifier.api.extauthz_service import SERVICE_NAME as EXTAUTHZ_SERVICE_NAME
 from verifier.api.extauthz_service import ExtAuthzService
-from verifier.api.options import extauthz_options, route_table
+from verifier.api.forward_auth import ForwardAuthApp
+from verifier.api.options import extauthz_options, forward_auth_options, route_table
 from verifier.api.verify_service import SERVICE_NAME, DecisionEngine, VerifyService
 from verifier.config import Settings
 from verifier.engine.model import Decision, RequestFacts
@@ -44,6 +45,7 @@ from verifier.server.health import (
     Watchdog,
     store_answers,
 )
+from verifier.server.http_listener import ForwardAuthListener
 from verifier.telemetry import Telemetry
 
 _log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class ListeningAddresses:
     main: str
     health: str = ""
     """The plaintext health-only listener, if ``DPOP_HEALTH_LISTEN`` is set."""
+    http: str = ""
+    """The forward-auth HTTP listener, if ``DPOP_HTTP_LISTEN`` is set."""
 
 
 MAX_CONNECTION_IDLE_SECONDS = 300
@@ -208,6 +212,13 @@ async def serve(
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
         health_address = _bind(health_server, settings.health_listen, None)
 
+    http_listener = None
+    if settings.http_listen:
+        http_listener = ForwardAuthListener(
+            ForwardAuthApp(decisions, forward_auth_options(settings, routes), telemetry=telemetry),
+            settings,
+        )
+
     def publish_liveness(alive: bool) -> None:
         health_servicer.set(LIVENESS_HEALTH_SERVICE, _SERVING if alive else _NOT_SERVING)
 
@@ -222,6 +233,9 @@ async def serve(
     try:
         if health_server is not None:
             health_server.start()
+        if http_listener is not None:
+            http_listener.start()
+            _log.info("serving forward-auth HTTP on %s", http_listener.address)
         tasks.append(asyncio.create_task(watchdog.beat_forever()))
         watchdog.start()
         _log.info("serving %s on %s (%s)", SERVICE_NAME, main_address, _transport(settings))
@@ -246,7 +260,13 @@ async def serve(
                     )
                 )
             if on_listening is not None:
-                on_listening(ListeningAddresses(main_address, health_address))
+                on_listening(
+                    ListeningAddresses(
+                        main_address,
+                        health_address,
+                        http_listener.address if http_listener is not None else "",
+                    )
+                )
             if ready_event is not None:
                 ready_event.set()
             await stop.wait()
@@ -260,10 +280,13 @@ async def serve(
         _log.info("shutting down: draining in-flight calls for up to %ss", grace)
         health_servicer.enter_graceful_shutdown()
         stopped = server.stop(grace)
+        unanswered = 0
+        if http_listener is not None:
+            unanswered = await asyncio.to_thread(http_listener.stop, grace)
         await asyncio.to_thread(stopped.wait)
         if health_server is not None:
             await asyncio.to_thread(health_server.stop(None).wait)
-        stuck = await asyncio.to_thread(admission.drain, STUCK_CALL_WAIT_SECONDS)
+        stuck = await asyncio.to_thread(admission.drain, STUCK_CALL_WAIT_SECONDS) + unanswered
         if stuck:
             _log.warning(
                 "stopped with %d call(s) still running on worker threads after the grace "
