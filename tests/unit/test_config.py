@@ -182,6 +182,17 @@ def test_toml_file_with_issuers(tmp_path: Path) -> None:
         ({"DPOP_CONFIG_FILE": "/nonexistent/dpop.toml"}, "DPOP_CONFIG_FILE"),
         ({"DPOP_REDIS_PASSWORD_FILE": "/nonexistent/pw"}, "DPOP_REDIS_PASSWORD_FILE"),
         ({"DPOP_NONCE_SECRET_FILE": "/nonexistent/s"}, "DPOP_NONCE_SECRET_FILE"),
+        ({"DPOP_HTTP_LISTEN": "8081"}, "DPOP_HTTP_LISTEN"),
+        ({"DPOP_HTTP_LISTEN": "unix:/tmp/fa.sock"}, "DPOP_HTTP_LISTEN"),
+        ({"DPOP_HTTP_LISTEN": "127.0.0.1:50051"}, "DPOP_HTTP_LISTEN"),  # the gRPC port
+        ({"DPOP_HTTP_TRUSTED_PROXIES": "10.0.0.0/33"}, "DPOP_HTTP_TRUSTED_PROXIES"),
+        ({"DPOP_HTTP_TRUSTED_PROXIES": "10.0.0.1/8"}, "DPOP_HTTP_TRUSTED_PROXIES"),  # host bits
+        ({"DPOP_HTTP_TRUSTED_PROXIES": "proxy.local"}, "DPOP_HTTP_TRUSTED_PROXIES"),
+        ({"DPOP_HTTP_THREADS": "0"}, "DPOP_HTTP_THREADS"),
+        ({"DPOP_HTTP_IDLE_TIMEOUT_SECONDS": "0"}, "DPOP_HTTP_IDLE_TIMEOUT_SECONDS"),
+        ({"DPOP_HTTP_MAX_HEADER_BYTES": "16384"}, "DPOP_HTTP_MAX_HEADER_BYTES"),
+        ({"DPOP_HTTP_MAX_HEADER_FIELDS": "2"}, "DPOP_HTTP_MAX_HEADER_FIELDS"),
+        ({"DPOP_HTTP_LISTEN": "127.0.0.1:8081", "DPOP_WORKERS": "2"}, "DPOP_WORKERS"),
     ],
 )
 def test_each_validation_error_names_the_setting(env: dict[str, str], setting: str) -> None:
@@ -380,3 +391,16 @@ def test_every_option_is_in_the_readme_settings_table() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     missing = [o.env for o in OPTIONS if f"| `{o.env}` |" not in readme]
     assert not missing, f"README settings table lacks {missing}"
+
+
+def test_forward_auth_settings() -> None:
+    settings = load_settings(
+        environ={
+            "DPOP_HTTP_LISTEN": "0.0.0.0:8081",
+            "DPOP_HTTP_TRUSTED_PROXIES": " 10.0.0.0/8 , fd00::/8,10.0.0.0/8, 192.0.2.7",
+        }
+    )
+    assert settings.http_listen == "0.0.0.0:8081"
+    assert settings.http_trusted_proxies == ("10.0.0.0/8", "fd00::/8", "192.0.2.7/32")
+    assert load_settings(environ={}).http_trusted_proxies == ("127.0.0.0/8", "::1/128")
+    assert load_settings(environ={}).http_listen == ""  # off by default
