@@ -320,6 +320,42 @@ def config_seeds() -> Seeds:
     )
 
 
+def forwardauth_seeds() -> Seeds:
+    url = "https://api.example.com/items/7"
+    proof = _proof(CLIENT_KEY, url=url)
+
+    def request(*lines: str) -> bytes:
+        return ("\r\n".join(("GET /verify HTTP/1.1", *lines)) + "\r\n\r\n").encode()
+
+    credentials = (f"Authorization: DPoP {TOKEN}", f"DPoP: {proof}")
+    yield "traefik", request(
+        "Host: verifier:8081", "X-Forwarded-Method: GET", "X-Forwarded-Proto: https",
+        "X-Forwarded-Host: api.example.com", "X-Forwarded-Uri: /items/7",
+        "X-Forwarded-For: 198.51.100.7", *credentials,
+    )  # fmt: skip
+    yield "nginx", request(
+        "Host: api.example.com", "X-Original-Method: GET", "X-Original-URI: /items/7?page=2",
+        "X-Forwarded-Proto: https", *credentials, "Connection: close",
+    )  # fmt: skip
+    yield "caddy-nonce-route", request(
+        "Host: api.example.com", "X-Forwarded-Method: POST", "X-Forwarded-Uri: /orders/42",
+        "X-Forwarded-Proto: https", f"Authorization: DPoP {TOKEN}",
+        f"DPoP: {_proof(CLIENT_KEY, method='POST', url='https://api.example.com/orders/42')}",
+    )  # fmt: skip
+    yield "repeated-dpop", request(
+        "Host: api.example.com", "X-Original-Method: GET", "X-Original-URI: /items/7",
+        *credentials, f"DPoP: {proof}",
+    )  # fmt: skip
+    yield "no-target", request("Host: api.example.com", *credentials)
+    yield (
+        "chunked-body",
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            b"X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        ),
+    )
+
+
 SEEDS = {
     "proof": proof_seeds,
     "jwk": jwk_seeds,
@@ -328,6 +364,7 @@ SEEDS = {
     "authorization": authorization_seeds,
     "nonce": nonce_seeds,
     "extauthz": extauthz_seeds,
+    "forwardauth": forwardauth_seeds,
     "config": config_seeds,
 }
 

@@ -10,7 +10,9 @@ import importlib
 
 from fuzz.harness import Harness
 
-NAMES = ("proof", "jwk", "token", "htu", "authorization", "nonce", "extauthz", "config")
+NAMES = (
+    "proof", "jwk", "token", "htu", "authorization", "nonce", "extauthz", "forwardauth", "config",
+)  # fmt: skip
 
 
 def harness(name: str) -> Harness:
