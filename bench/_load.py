@@ -260,3 +260,79 @@ class StalledCalls:
         self._release.set()
         for ch in self._channels:
             await ch.close()
+
+
+# -- the forward-auth HTTP listener ----------------------------------------------------------
+
+FORWARD_AUTH_ANNOUNCEMENT = "dpop-verifier forward-auth listening on "
+
+
+def forward_auth_request(token: str, proof: str) -> bytes:
+    """What Traefik's ``ForwardAuth`` sends for ``GET https://api.test/orders`` (keep-alive)."""
+    lines = (
+        "GET /verify HTTP/1.1",
+        "Host: verifier:8081",
+        "User-Agent: bench/1.0",
+        "X-Forwarded-Method: GET",
+        "X-Forwarded-Proto: https",
+        f"X-Forwarded-Host: {HOST}",
+        f"X-Forwarded-Uri: {PATH}",
+        "X-Forwarded-For: 10.0.0.7",
+        f"X-Request-Id: {uuid.uuid4()}",
+        f"Authorization: DPoP {token}",
+        f"DPoP: {proof}",
+    )
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def fresh_forward_auth_requests(client: KeyPair, token: str, n: int) -> list[bytes]:
+    return [
+        forward_auth_request(token, make_proof(client, "GET", URL, access_token=token))
+        for _ in range(n)
+    ]
+
+
+def count_http_allowed(answers: list[bytes]) -> int:
+    """How many answers are ``200``; raises :class:`Denied` naming the other statuses."""
+    counts = Counter(answers)
+    others = {status.decode(): n for status, n in counts.items() if status != b"200"}
+    if others:
+        raise Denied(f"forward-auth denied: {', '.join(f'{s} x{n}' for s, n in others.items())}")
+    return counts[b"200"]
+
+
+async def http_closed_loop(address: str, requests: list[bytes], concurrency: int) -> Run:
+    """:func:`closed_loop` for the forward-auth listener: ``concurrency`` callers, each on its
+    own keep-alive HTTP/1.1 connection (as a gateway's connection pool holds them). Answers
+    are the status codes."""
+    host, port = address.rsplit(":", 1)
+    latencies = [0.0] * len(requests)
+    answers = [b""] * len(requests)
+    next_index = 0
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(concurrency)]
+
+    async def caller(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal next_index
+        while next_index < len(requests):
+            i = next_index
+            next_index += 1
+            started = time.perf_counter()
+            writer.write(requests[i])
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            answers[i] = head[9:12]
+            latencies[i] = time.perf_counter() - started
+
+    try:
+        cpu0, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(caller(r, w) for r, w in connections))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    finally:
+        for _, writer in connections:
+            writer.close()
+    return Run(elapsed, sorted(latencies), cpu, answers)

@@ -70,6 +70,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench import bench_replay_cpu, bench_standins
 from bench._load import (
     CHECK,
+    FORWARD_AUTH_ANNOUNCEMENT,
     METHODS,
     URL,
     Denied,
@@ -77,7 +78,10 @@ from bench._load import (
     StalledCalls,
     closed_loop,
     count_allowed,
+    count_http_allowed,
+    fresh_forward_auth_requests,
     fresh_requests,
+    http_closed_loop,
     open_loop,
     outcomes,
 )
@@ -232,6 +236,20 @@ class Bench:
             raise Denied(
                 f"{exc} ({server.log_file.stem}, {alg}, concurrency {concurrency})"
             ) from None
+        return run, cpu
+
+    def http_closed(
+        self, server: PinnedServer, address: str, concurrency: int, n: int | None = None
+    ) -> tuple[Run, CpuUse]:
+        """:meth:`closed` for the forward-auth listener at ``address`` (ES256 proofs)."""
+        n = n or self.args.n
+        client, token = self.clients[TARGET_ALG]
+        warm = fresh_forward_auth_requests(client, token, min(n, max(50, 2 * concurrency)))
+        count_http_allowed(self.runner.run(http_closed_loop(address, warm, concurrency)).answers)
+        requests = fresh_forward_auth_requests(client, token, n)
+        with cpu_use(server) as cpu:
+            run = self.runner.run(http_closed_loop(address, requests, concurrency))
+        count_http_allowed(run.answers)
         return run, cpu
 
     def row(
@@ -466,6 +484,62 @@ def stacks(bench: Bench) -> None:
         f"stacks: Check {TARGET_ALG} at c={concurrency}; threads = the service's thread-pool "
         f"grpc.server, aio = grpc.aio.server on asyncio, uvloop = the same on uvloop; best of "
         f"{bench.args.rounds} alternating rounds (every round, req/s: {spread})"
+    )
+
+
+def forward_auth(bench: Bench) -> None:
+    """Allowed forward-auth requests (what Traefik sends, keep-alive connections) against
+    allowed ES256 ``Check`` calls, on one service process with the memory store (only the front
+    door differs): alternating rounds at the targets' concurrency, best of ``--rounds``; then
+    each at concurrency 1 for its latency."""
+    targets = find(bench.report.rows, kind="rounds service") or find(
+        bench.report.rows, kind="service", method="Check", alg=TARGET_ALG
+    )
+    concurrency = int(targets[0].concurrency) if targets else bench.args.concurrency[-1]
+    server = bench.service("forward-auth", {"DPOP_HTTP_LISTEN": "127.0.0.1:0"})
+    announced = [line for line in server.preamble if line.startswith(FORWARD_AUTH_ANNOUNCEMENT)]
+    checks: list[Measured] = []
+    https: list[Measured] = []
+    try:
+        if not announced:
+            raise Denied("the service did not announce its forward-auth listener")
+        address = announced[0].split()[-1]
+        for _ in range(bench.args.rounds):
+            checks.append(bench.closed(server, CHECK, TARGET_ALG, concurrency))
+            https.append(bench.http_closed(server, address, concurrency))
+        single_check = bench.closed(server, CHECK, TARGET_ALG, 1)
+        single_http = bench.http_closed(server, address, 1)
+    finally:
+        server.stop()
+    best_check = max(checks, key=lambda r: r[0].per_second)
+    best_http = max(https, key=lambda r: r[0].per_second)
+    base = best_check[0].per_second
+    bench.report.add(check_row("forward-auth: Check", "memory", concurrency, best_check, ""))
+    for kind, c, (run, cpu) in (
+        ("forward-auth: HTTP", concurrency, best_http),
+        ("forward-auth: Check", 1, single_check),
+        ("forward-auth: HTTP", 1, single_http),
+    ):
+        allowed = f"{len(run.answers)}/{len(run.answers)}"
+        shown = ratio(base, "Check")(run.per_second) if c == concurrency else ""
+        bench.report.add(
+            Row(
+                kind,
+                "HTTP" if "HTTP" in kind else "Check",
+                TARGET_ALG,
+                "memory",
+                str(c),
+                run.per_second,
+                shown,
+                run,
+                allowed,
+                cpu,
+            )
+        )
+    bench.report.notes.append(
+        f"forward-auth: one service, memory store; HTTP/1.1 keep-alive, one connection per "
+        f"caller, Traefik's headers; at c={concurrency} best of {bench.args.rounds} alternating "
+        f"rounds (every round, req/s: {every_round({'Check': checks, 'HTTP': https})})"
     )
 
 
@@ -852,6 +926,31 @@ def targets(bench: Bench) -> None:
         )
     else:
         out.append(("Redis store >= 0.9x memory store", missing, "-"))
+    grpc_rows = find(rows, kind="forward-auth: Check")
+    http_rows = find(rows, kind="forward-auth: HTTP")
+    label = "forward-auth/s >= 0.8x Check/s (same service)"
+    if grpc_rows and http_rows:
+        share = http_rows[0].per_second / grpc_rows[0].per_second
+        out.append(
+            (
+                label,
+                f"{share:.3f} ({http_rows[0].per_second:,.0f} vs {grpc_rows[0].per_second:,.0f}/s "
+                f"at c={http_rows[0].concurrency})",
+                verdict(share >= 0.8),
+            )
+        )
+        for grpc_row, http_row in zip(grpc_rows[1:], http_rows[1:], strict=False):
+            if grpc_row.run and http_row.run:
+                out.append(
+                    (
+                        "  p50 at concurrency 1: forward-auth vs Check",
+                        f"{http_row.run.percentile_ms(0.5):.3f} vs "
+                        f"{grpc_row.run.percentile_ms(0.5):.3f} ms",
+                        "info",
+                    )
+                )
+    else:
+        out.append((label, missing, "-"))
     on = find(rows, kind="tracing on")
     off = find(rows, kind="tracing off")
     if on and off:
@@ -964,8 +1063,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for every service (and the null server); repeatable",
     )
-    parts = ("null", "rounds", "stacks", "stalled", "stand-ins", "paced", "tracing", "workers")
-    parts += ("flood",)
+    parts: tuple[str, ...] = (
+        "null",
+        "rounds",
+        "stacks",
+        "stalled",
+        "stand-ins",
+        "paced",
+        "tracing",
+        "workers",
+    )
+    parts += ("flood", "forward-auth")
     for part in (*parts, "in-process"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     args = parser.parse_args(argv)
@@ -1043,6 +1151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target_rounds(bench, servers)
             if not args.skip_stacks:
                 stacks(bench)
+            if not args.skip_forward_auth:
+                print("forward-auth ...", file=sys.stderr, flush=True)
+                forward_auth(bench)
             if not args.skip_stalled:
                 print("stalled callers ...", file=sys.stderr, flush=True)
                 stalled(bench, redis)

@@ -33,6 +33,8 @@ ROW_KINDS = (
     "floor on threads",
     "floor on aio",
     "floor on uvloop",
+    "forward-auth: Check",
+    "forward-auth: HTTP",
     "no stalled calls",
     "stalled callers",
     "ours: spans",
@@ -54,6 +56,7 @@ TARGETS = (
     "p99 <= 5 ms at half of peak",
     "Redis store >= 0.9x memory store",
     "tracing on (100 %) costs <= 15 %",
+    "forward-auth/s >= 0.8x Check/s (same service)",
 )
 
 
@@ -112,7 +115,7 @@ def test_a_denial_aborts_the_run_and_names_its_reason() -> None:
             *(f"--skip-{part}" for part in ("null", "rounds", "stacks", "stalled", "stand-ins")),
             "--skip-paced",
             "--skip-tracing",
-            *(f"--skip-{part}" for part in ("workers", "flood", "in-process")),
+            *(f"--skip-{part}" for part in ("workers", "flood", "in-process", "forward-auth")),
             "--service-env",
             "DPOP_REPLAY_URL=redis://127.0.0.1:1",  # nothing listens on port 1
         ],
