@@ -141,6 +141,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "tracing": {"enabled": True, "otlpEndpoint": "http://otel-collector.observability:4317"},
         "replay": {"url": "redis://redis:6379/0"},
     },
+    "forward-auth": {
+        "forwardAuth": {"enabled": True, "trustedProxies": ["10.42.0.0/16", "fd00:42::/64"]},
+        "config": {"settings": {"http_threads": 8}},
+    },
     "minimal": {
         "metrics": {"enabled": False},
         "networkPolicy": {"enabled": False},
@@ -605,6 +609,24 @@ def test_network_policy_admits_only_mesh_gateways_and_labelled_clients() -> None
     assert client_label.items() <= test_pod["metadata"]["labels"].items()
 
 
+def test_forward_auth_is_off_by_default_and_wired_when_enabled() -> None:
+    assert "DPOP_HTTP_LISTEN" not in chart.render().env
+    rendered = chart.render(VARIANTS["forward-auth"])
+    assert rendered.env["DPOP_HTTP_LISTEN"] == "0.0.0.0:8081"
+    assert rendered.env["DPOP_HTTP_TRUSTED_PROXIES"] == "10.42.0.0/16,fd00:42::/64"
+    ports = {p["name"]: p["containerPort"] for p in rendered.verifier["ports"]}
+    assert ports["forward-auth"] == 8081
+    service = {p["name"]: p for p in rendered.one("Service")["spec"]["ports"]}
+    assert service["forward-auth"]["port"] == 8081
+    assert service["forward-auth"]["targetPort"] == "forward-auth"
+    assert service["forward-auth"]["appProtocol"] == "http"
+    policy = rendered.one("NetworkPolicy", FULLNAME)
+    (rule,) = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "forward-auth"]
+    client_label = {f"{FULLNAME}-client": "true"}
+    assert rule["from"][0] == {"podSelector": {"matchLabels": client_label}}
+    assert rule["from"][1:] == chart.default_values()["networkPolicy"]["forwardAuthAllowedClients"]
+
+
 def test_network_policy_egress_when_enabled() -> None:
     rendered = chart.render(VARIANTS["dev-redis"])
     policy = rendered.one("NetworkPolicy", FULLNAME)
@@ -820,6 +842,7 @@ TEMPLATE_GUARDS = [
     ),
     ({"devRedis": {"enabled": True}, "replay": {"url": "redis://r:6379/0"}}, "not both"),
     ({"ports": {"health": 50051}}, "ports.health must differ"),
+    ({"forwardAuth": {"enabled": True}}, "forwardAuth.trustedProxies"),
     ({"replay": {"password": {"value": "pw"}}}, "need a Redis replay.url"),
     ({"replay": {"url": "redis://r:6379/0", "sentinel": {"username": "u"}}}, "redis+sentinel"),
     ({"replay": {"url": "redis://r:6379/0", "tls": {"existingSecret": "ca"}}}, "TLS replay.url"),
