@@ -556,29 +556,47 @@ def _parse_issuers(
 ) -> tuple[IssuerSettings, ...]:
     if not isinstance(value, list):
         raise ConfigError("issuers", "must be a list of tables")
-    issuers = []
+    return tuple(_issuer_entry(f"issuers[{i}]", entry, base, env) for i, entry in enumerate(value))
+
+
+def parse_issuer_entry(
+    entry: Mapping[str, Any],
+    *,
+    where: str = "issuer",
+    base: Path = Path("."),
+    environ: Mapping[str, str] | None = None,
+) -> IssuerSettings:
+    """One ``issuers`` entry (as a config file writes it), its preset applied, checked.
+
+    For tools that look at one issuer (``dpop-verifier issuer check``); the service reads
+    its issuers with :func:`load_settings`. Raises :class:`ConfigError`."""
+    issuer = _issuer_entry(where, dict(entry), base, environ)
+    _check_issuer(where, issuer)
+    return issuer
+
+
+def _issuer_entry(
+    where: str, entry: object, base: Path, env: Mapping[str, str] | None
+) -> IssuerSettings:
     allowed = [
         f.name for f in dataclasses.fields(IssuerSettings) if f.name != "introspection_secret"
     ]
-    for i, entry in enumerate(value):
-        where = f"issuers[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(where, "must be a table")
-        for key in entry:
-            if key not in allowed:
-                raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(allowed)})")
-        if "issuer" not in entry:
-            raise ConfigError(f"{where}.issuer", "is required")
-        entry = _with_preset(where, entry)
-        kwargs: dict[str, Any] = {k: _issuer_parser(k)(f"{where}.{k}", v) for k, v in entry.items()}
-        for key in _ISSUER_PATHS:
-            if kwargs.get(key):
-                kwargs[key] = str(base / kwargs[key])
-        kwargs["introspection_secret"] = _issuer_secret(
-            where, kwargs, os.environ if env is None else env
-        )
-        issuers.append(IssuerSettings(**kwargs))
-    return tuple(issuers)
+    if not isinstance(entry, dict):
+        raise ConfigError(where, "must be a table")
+    for key in entry:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(allowed)})")
+    if "issuer" not in entry:
+        raise ConfigError(f"{where}.issuer", "is required")
+    entry = _with_preset(where, entry)
+    kwargs: dict[str, Any] = {k: _issuer_parser(k)(f"{where}.{k}", v) for k, v in entry.items()}
+    for key in _ISSUER_PATHS:
+        if kwargs.get(key):
+            kwargs[key] = str(base / kwargs[key])
+    kwargs["introspection_secret"] = _issuer_secret(
+        where, kwargs, os.environ if env is None else env
+    )
+    return IssuerSettings(**kwargs)
 
 
 def _with_preset(where: str, entry: dict[str, Any]) -> dict[str, Any]:

@@ -210,7 +210,7 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
             ),
             _preset(
                 "node-oidc-provider",
-                "node-oidc-provider (panva/oidc-provider)",
+                "panva/oidc-provider",
                 {
                     "discovery": True,
                     "jwt_typ": ["at+jwt"],
@@ -226,7 +226,8 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 "while introspection answers for them carry no sub.",
                 introspection="<issuer>/token/introspection when features.introspection is "
                 "on; opaque tokens unless the resource server asks for jwt.",
-                metadata="<issuer>/.well-known/openid-configuration.",
+                metadata="<issuer>/.well-known/openid-configuration, and the RFC 8414 "
+                "/.well-known/oauth-authorization-server.",
                 sources=(
                     "https://github.com/panva/node-oidc-provider/blob/main/docs/README.md",
                     "https://github.com/panva/node-oidc-provider/blob/main/lib/models/formats/jwt.js",
