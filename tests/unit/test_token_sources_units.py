@@ -5,6 +5,7 @@ threads, and the issuer settings."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from functools import partial
@@ -37,7 +38,7 @@ from verifier.tokens.discovery import (
 )
 from verifier.tokens.http import Fetched, cache_max_age, endpoint_url_problem
 from verifier.tokens.introspection import check_introspection
-from verifier.tokens.presets import PRESETS
+from verifier.tokens.presets import PRESETS, presets_markdown
 from verifier.tokens.sources import KeySourceUnavailable, RemoteKeySource
 
 NOW = 1_700_000_000.0
@@ -559,3 +560,36 @@ def test_an_unknown_kid_that_joins_an_older_fetch_fetches_again() -> None:
     lookup.join(10)
     assert [[k.kid for k in found] for found in looked_up] == [["k2"]]
     assert documents.calls == 3 and source.counters.unknown_kid_refetches == 1
+
+
+# --- docs/token-sources.md runs ---------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "token-sources.md"
+
+
+def test_the_document_shows_the_presets_as_the_code_defines_them() -> None:
+    assert presets_markdown() in DOC.read_text(encoding="utf-8")
+
+
+def _toml_blocks(text: str) -> list[str]:
+    return [block.split("```", 1)[0] for block in text.split("```toml\n")[1:]]
+
+
+def test_every_config_example_in_the_document_loads(tmp_path: Path) -> None:
+    """Each ``toml`` block, pasted as a config file, is accepted (secret and key files that it
+    names are made up in a temporary directory; secret variables are set)."""
+    blocks = _toml_blocks(DOC.read_text(encoding="utf-8"))
+    assert len(blocks) >= 6
+    for number, block in enumerate(blocks):
+        text = block
+        for path in sorted(set(re.findall(r'"(/run/secrets/[^"]+)"', block))):
+            local = tmp_path / f"{number}-{Path(path).name}"
+            local.write_text("a-secret\n")
+            text = text.replace(path, str(local))
+        variables = set(re.findall(r'introspection_secret_env = "([A-Z_]+)"', block))
+        config = tmp_path / f"example-{number}.toml"
+        config.write_text(text)
+        settings = load_settings(
+            {"config_file": str(config)}, environ={name: "a-secret" for name in variables}
+        )
+        assert settings.issuers, block

@@ -13,6 +13,7 @@ Pure data: no I/O, no imports from the rest of the service.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -61,8 +62,8 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                     "jwt_typ": ["JWT", "at+jwt"],
                     "client_id_claims": ["client_id", "azp"],
                 },
-                typ='"JWT" by default; "at+jwt" once the client option "Use at+jwt as access '
-                'token header type" (Keycloak 26.2+) is on. Both are accepted.',
+                typ='"JWT" by default; "at+jwt" once a client\'s access-token header type setting '
+                "(added in 2025, keycloak PR 37573) says so. Both are accepted.",
                 aud="only what audience mappers (or client scopes with one) add; without one, "
                 'often just "account". Add an Audience mapper naming your API and configure it.',
                 cnf='"cnf": {"jkt": ...} in DPoP-bound access tokens (DPoP switched on per '
@@ -76,7 +77,7 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 "https://host/realms/<realm> (the RFC 8414 URL answers 404).",
                 sources=(
                     "https://www.keycloak.org/securing-apps/dpop",
-                    "https://www.keycloak.org/securing-apps/oidc-layers",
+                    "https://www.keycloak.org/docs/latest/server_admin/#_audience",
                     "https://github.com/keycloak/keycloak/pull/37573",
                 ),
             ),
@@ -103,7 +104,8 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 sources=(
                     "https://auth0.com/docs/secure/tokens/access-tokens/access-token-profiles",
                     "https://auth0.com/docs/get-started/apis/configure-access-token-profile",
-                    "https://auth0.com/docs/secure/sender-constraining/demonstrating-proof-of-possession-dpop",
+                    "https://auth0.com/docs/secure/sender-constraining/"
+                    "demonstrating-proof-of-possession-dpop",
                 ),
             ),
             _preset(
@@ -111,11 +113,11 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 "Okta (custom authorization server)",
                 {
                     "discovery": True,
-                    "jwt_typ": ["", "application/okta-internal-at+jwt", "at+jwt", "JWT"],
+                    "jwt_typ": ["", "at+jwt"],
                     "client_id_claims": ["cid", "client_id"],
                 },
-                typ='no "typ" header in the published examples (header: kid, alg); the '
-                "types seen from Okta are accepted as well.",
+                typ='no "typ" header in the published examples (header: kid, alg only); a '
+                'token without typ is accepted, and "at+jwt".',
                 aud='the authorization server\'s audience setting ("api://default" for the '
                 "default server). Configure that value.",
                 cnf='"cnf": {"jkt": ...} in DPoP-bound access tokens; introspection answers '
@@ -128,9 +130,9 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 "https://<org>.okta.com/oauth2/<server id> (org-server tokens are for Okta's "
                 "own APIs only).",
                 sources=(
-                    "https://developer.okta.com/docs/guides/validate-access-tokens/main/",
-                    "https://developer.okta.com/docs/guides/dpop/nonoktaresourceserver/main/",
-                    "https://developer.okta.com/docs/api/openapi/okta-oauth/oauth/tag/CustomAS/",
+                    "https://developer.okta.com/docs/guides/validate-access-tokens/overview/",
+                    "https://developer.okta.com/docs/guides/dpop/oktaresourceserver/main/",
+                    "https://developer.okta.com/standards/OIDC/",
                 ),
             ),
             _preset(
@@ -154,9 +156,9 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 "openid-configuration; the issuer of v2.0 tokens is "
                 "https://login.microsoftonline.com/<tenant id>/v2.0.",
                 sources=(
-                    "https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens",
-                    "https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference",
-                    "https://learn.microsoft.com/en-us/entra/identity-platform/v2-protocols-oidc",
+                    "https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference",
+                    "https://learn.microsoft.com/entra/identity-platform/access-tokens",
+                    "https://learn.microsoft.com/entra/identity-platform/v2-protocols-oidc",
                 ),
             ),
             _preset(
@@ -170,8 +172,8 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 typ='"at+jwt" for JWT access tokens; "JWT" from older versions. Both are accepted.',
                 aud="the audiences configured on the client (by default its client id). "
                 "Configure them.",
-                cnf='"cnf": {"jkt": ...} for DPoP-bound tokens, in JWTs and in introspection '
-                'answers (token_type "DPoP").',
+                cnf='"cnf": {"jkt": ...} for DPoP-bound tokens (DPoP for all clients since '
+                'version 11.4), in JWTs and in introspection answers (token_type "DPoP").',
                 iat="always present.",
                 client='"client_id".',
                 introspection="<issuer-base>/oauth-introspect (metadata: "
@@ -179,8 +181,9 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 "opaque (by-reference) tokens are the default.",
                 metadata="<issuer>/.well-known/openid-configuration.",
                 sources=(
-                    "https://curity.io/resources/learn/jwt-access-token-profile/",
-                    "https://curity.io/resources/learn/dpop-overview/",
+                    "https://curity.io/docs/identity-server/profiles/token-profile/clients/"
+                    "client-config/dpop",
+                    "https://curity.io/resources/learn/jwt-best-practices/",
                     "https://curity.io/resources/learn/introspect-with-phantom-token/",
                 ),
             ),
@@ -203,9 +206,9 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
                 "port); put it behind your own authentication.",
                 metadata="<issuer>/.well-known/openid-configuration.",
                 sources=(
-                    "https://www.ory.sh/docs/hydra/jwt-access-token",
-                    "https://www.ory.sh/docs/oauth2-oidc/overview/oauth2-concepts",
-                    "https://www.ory.sh/docs/reference/api#tag/oAuth2/operation/introspectOAuth2Token",
+                    "https://www.ory.sh/docs/oauth2-oidc/jwt-access-token",
+                    "https://www.ory.sh/docs/hydra/advanced",
+                    "https://www.ory.sh/docs/hydra/guides/jwt",
                 ),
             ),
             _preset(
@@ -237,3 +240,33 @@ PRESETS: Mapping[str, IssuerPreset] = MappingProxyType(
     }
 )
 """Every preset by name."""
+
+
+def presets_markdown() -> str:
+    """The presets as docs/token-sources.md shows them: a summary table, then one section each
+    (a test keeps the document equal to this)."""
+    rows = [
+        "| Preset | `jwt_typ` | `client_id_claims` | other settings |",
+        "|---|---|---|---|",
+    ]
+    sections = []
+    for preset in PRESETS.values():
+        settings = dict(preset.settings)
+        typ = ", ".join(f"`{t}`" if t else '`""` (none)' for t in settings.pop("jwt_typ"))
+        claims = ", ".join(f"`{c}`" for c in settings.pop("client_id_claims"))
+        other = ", ".join(f"`{key} = {json.dumps(value)}`" for key, value in settings.items())
+        rows.append(f"| `{preset.name}` | {typ} | {claims} | {other} |")
+        facts = (
+            ("`typ`", preset.typ),
+            ("`aud`", preset.aud),
+            ("`cnf`", preset.cnf),
+            ("`iat`", preset.iat),
+            ("Client", preset.client),
+            ("Introspection", preset.introspection),
+            ("Metadata", preset.metadata),
+        )
+        lines = [f'### {preset.title} (`preset = "{preset.name}"`)', ""]
+        lines += [f"* **{label}**: {text}" for label, text in facts]
+        lines.append("* **Sources**: " + ", ".join(f"<{url}>" for url in preset.sources))
+        sections.append("\n".join(lines))
+    return "\n".join(rows) + "\n\n" + "\n\n".join(sections) + "\n"
