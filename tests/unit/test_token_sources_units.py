@@ -593,3 +593,10 @@ def test_every_config_example_in_the_document_loads(tmp_path: Path) -> None:
             {"config_file": str(config)}, environ={name: "a-secret" for name in variables}
         )
         assert settings.issuers, block
+
+
+def test_the_helm_chart_offers_every_preset() -> None:
+    schema_file = DOC.parents[1] / "helm" / "dpop-verifier" / "values.schema.json"
+    issuer = json.loads(schema_file.read_text(encoding="utf-8"))["definitions"]["issuer"]
+    assert set(issuer["properties"]["preset"]["enum"]) == set(PRESETS)
+    assert all(PRESETS[name].settings.get("discovery") is True for name in PRESETS)  # anyOf
