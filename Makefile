@@ -11,7 +11,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends
 REDIS_PACKAGES := redis-server redis-tools redis-sentinel
 
-.PHONY: help run install-dev install-redis install-test-deps test lint bench
+.PHONY: help run install-dev install-redis install-test-deps install-idp-deps test lint bench
 
 help:
 	@echo "make run                start a local dev server (memory replay store, dev keys)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint               ruff check, ruff format --check, mypy"
 	@echo "make bench              the benchmark suite, one table (make bench BENCH_ARGS=--quick)"
 	@echo "make install-test-deps  redis-server (apt) and the dev virtualenv"
+	@echo "make install-idp-deps   the real authorization server of tests/idp (npm ci)"
 	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
 $(BIN)/python:
@@ -57,7 +58,17 @@ install-redis:
 		exit $$status; \
 	fi
 
-install-test-deps: install-redis install-dev install-client-deps
+install-test-deps: install-redis install-dev install-client-deps install-idp-deps
+
+# The real authorization server of tests/idp (npm oidc-provider and openid-client, pinned in
+# tests/idp/node/package-lock.json); `npm ci` only when the lock file changed.
+IDP_NODE_DIR := tests/idp/node
+
+install-idp-deps: install-client-apt $(IDP_NODE_DIR)/node_modules/.package-lock.json
+
+$(IDP_NODE_DIR)/node_modules/.package-lock.json: $(IDP_NODE_DIR)/package-lock.json $(IDP_NODE_DIR)/package.json
+	cd $(IDP_NODE_DIR) && npm ci --no-audit --no-fund
+	@touch $@
 
 test: install-test-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)

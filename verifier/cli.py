@@ -5,6 +5,7 @@ dpop-verifier dev init              make a local test issuer, a client key and a
 dpop-verifier dev request ...       mint a token and a proof and ask the service
 dpop-verifier keygen | jwks | token | proof | call    the same steps one by one
 dpop-verifier explain ...           decide one token + proof in-process, print every check
+dpop-verifier issuer check URL      fetch an issuer's metadata and keys, print what is accepted
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from verifier.config import OPTIONS, ConfigError, load_settings
 from verifier.dpop.jose import DEFAULT_PROOF_ALGS
+from verifier.issuer_check import add_issuer_commands
 from verifier.mint import (
     KeyPair,
     generate_key,
@@ -375,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--proof-method", help="sign this htm instead of --method")
     request.add_argument("--repeat-proof", type=int, default=1, help="send the proof N times")
     request.set_defaults(func=cmd_dev_request)
+
+    add_issuer_commands(sub)
     return parser
 
 

@@ -34,6 +34,7 @@ from urllib.parse import SplitResult, urlsplit
 from verifier.engine.model import Policy
 from verifier.engine.routes import RouteError, parse_routes
 from verifier.replay.redis_url import REDIS_SCHEMES, parse_redis_url
+from verifier.tokens.presets import PRESETS
 
 DEFAULT_ALGS: tuple[str, ...] = (
     "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
@@ -64,12 +65,21 @@ class IssuerSettings:
 
     Keys come from at most one of ``jwks_file``, ``jwks_uri`` and ``discovery`` (metadata at
     ``metadata_url`` or the well-known URLs); an issuer without keys must introspect
-    (``introspection_client_id``). ``audience`` None: ``aud`` is not checked. ``algs`` is never
-    empty (it defaults to :data:`DEFAULT_ALGS`). See docs/token-sources.md.
+    (``introspection_client_id``). ``audience``: one audience or a tuple of them, any of which
+    ``aud`` must name; None: ``aud`` is not checked. ``algs`` is never empty (it defaults to
+    :data:`DEFAULT_ALGS`). ``preset`` names the :mod:`verifier.tokens.presets` entry the
+    file's keys were laid over (already applied here). See docs/token-sources.md.
     """
 
     issuer: str
-    audience: str | None = None
+    preset: str = ""
+    audience: str | tuple[str, ...] | None = None
+    jwt_typ: tuple[str, ...] = ("at+jwt", "application/at+jwt")
+    """Accepted ``typ`` headers of its JWT access tokens (RFC 9068 §4); "" accepts none."""
+    require_iat: bool = True
+    """Its JWT access tokens must carry ``iat`` (RFC 9068 §2.2)."""
+    client_id_claims: tuple[str, ...] = ("client_id", "azp")
+    """The claims naming the client, first present wins (``x-auth-client-id``)."""
     jwks_file: str = ""
     jwks_uri: str = ""
     algs: tuple[str, ...] = DEFAULT_ALGS
@@ -107,6 +117,13 @@ class IssuerSettings:
         """True when the issuer's metadata is read (``discovery`` or ``metadata_url``)."""
         return self.discovery or bool(self.metadata_url)
 
+    @property
+    def audiences(self) -> tuple[str, ...] | None:
+        """``audience`` as a tuple (None: not checked)."""
+        if self.audience is None:
+            return None
+        return (self.audience,) if isinstance(self.audience, str) else self.audience
+
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Settings:
@@ -142,7 +159,7 @@ class Settings:
     memory_replay_max_entries: int = 1_000_000
     proof_algs: tuple[str, ...] = DEFAULT_ALGS
     iat_max_age_seconds: int = 60
-    iat_max_skew_seconds: int = 5
+    iat_max_skew_seconds: int = 30
     token_leeway_seconds: int = 30
     max_proof_bytes: int = 8192
     max_token_bytes: int = 16384
@@ -532,6 +549,10 @@ def _issuer_parser(key: str) -> Callable[[str, object], Any]:
     default = _ISSUER_DEFAULTS.get(key)
     if key == "algs":
         return _algs
+    if key == "audience":
+        return _audience
+    if key in ("jwt_typ", "client_id_claims"):
+        return _string_list
     if isinstance(default, bool):
         return _bool
     return _int if isinstance(default, int) else _text
@@ -562,28 +583,73 @@ def _parse_issuers(
 ) -> tuple[IssuerSettings, ...]:
     if not isinstance(value, list):
         raise ConfigError("issuers", "must be a list of tables")
-    issuers = []
+    return tuple(_issuer_entry(f"issuers[{i}]", entry, base, env) for i, entry in enumerate(value))
+
+
+def parse_issuer_entry(
+    entry: Mapping[str, Any],
+    *,
+    where: str = "issuer",
+    base: Path = Path("."),
+    environ: Mapping[str, str] | None = None,
+) -> IssuerSettings:
+    """One ``issuers`` entry (as a config file writes it), its preset applied, checked.
+
+    For tools that look at one issuer (``dpop-verifier issuer check``); the service reads
+    its issuers with :func:`load_settings`. Raises :class:`ConfigError`."""
+    issuer = _issuer_entry(where, dict(entry), base, environ)
+    _check_issuer(where, issuer)
+    return issuer
+
+
+def _issuer_entry(
+    where: str, entry: object, base: Path, env: Mapping[str, str] | None
+) -> IssuerSettings:
     allowed = [
         f.name for f in dataclasses.fields(IssuerSettings) if f.name != "introspection_secret"
     ]
-    for i, entry in enumerate(value):
-        where = f"issuers[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(where, "must be a table")
-        for key in entry:
-            if key not in allowed:
-                raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(allowed)})")
-        if "issuer" not in entry:
-            raise ConfigError(f"{where}.issuer", "is required")
-        kwargs: dict[str, Any] = {k: _issuer_parser(k)(f"{where}.{k}", v) for k, v in entry.items()}
-        for key in _ISSUER_PATHS:
-            if kwargs.get(key):
-                kwargs[key] = str(base / kwargs[key])
-        kwargs["introspection_secret"] = _issuer_secret(
-            where, kwargs, os.environ if env is None else env
-        )
-        issuers.append(IssuerSettings(**kwargs))
-    return tuple(issuers)
+    if not isinstance(entry, dict):
+        raise ConfigError(where, "must be a table")
+    for key in entry:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(allowed)})")
+    if "issuer" not in entry:
+        raise ConfigError(f"{where}.issuer", "is required")
+    entry = _with_preset(where, entry)
+    kwargs: dict[str, Any] = {k: _issuer_parser(k)(f"{where}.{k}", v) for k, v in entry.items()}
+    for key in _ISSUER_PATHS:
+        if kwargs.get(key):
+            kwargs[key] = str(base / kwargs[key])
+    kwargs["introspection_secret"] = _issuer_secret(
+        where, kwargs, os.environ if env is None else env
+    )
+    return IssuerSettings(**kwargs)
+
+
+def _with_preset(where: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry laid over its ``preset`` (the file's keys win); unchanged without one."""
+    name = entry.get("preset")
+    if name is None:
+        return entry
+    if not isinstance(name, str) or name not in PRESETS:
+        known = ", ".join(sorted(PRESETS))
+        raise ConfigError(f"{where}.preset", f"unknown preset {name!r} (known: {known})")
+    return {**PRESETS[name].settings, **entry}
+
+
+def _audience(setting: str, value: object) -> str | tuple[str, ...]:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return tuple(dict.fromkeys(item.strip() for item in value))
+    raise ConfigError(setting, "must be a string or a list of strings")
+
+
+def _string_list(setting: str, value: object) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(setting, "must be a list of strings")
+    return tuple(dict.fromkeys(item.strip() for item in items))
 
 
 def _parse_routes(value: object) -> tuple[Mapping[str, Any], ...]:
@@ -960,8 +1026,20 @@ def _check_file(setting: str, path: str) -> None:
 def _check_issuer(where: str, issuer: IssuerSettings) -> None:
     if not issuer.issuer:
         raise ConfigError(f"{where}.issuer", "must not be empty")
-    if issuer.audience is not None and not issuer.audience:
+    audiences = issuer.audiences
+    if audiences is not None and (not audiences or not all(audiences)):
         raise ConfigError(f"{where}.audience", "must not be empty (omit it to skip the check)")
+    if audiences is not None and any(len(a) > 1024 for a in audiences):
+        raise ConfigError(f"{where}.audience", "an audience is longer than 1024 characters")
+    if not issuer.jwt_typ:
+        raise ConfigError(f"{where}.jwt_typ", 'list at least one type ("" accepts none)')
+    for typ in issuer.jwt_typ:
+        if len(typ) > 64 or (typ and not _TYP.fullmatch(typ)) or typ.lower() == "dpop+jwt":
+            raise ConfigError(f"{where}.jwt_typ", f"{typ!r} is not an access-token media type")
+    if not issuer.client_id_claims or not all(
+        _CLAIM_NAME.fullmatch(name) for name in issuer.client_id_claims
+    ):
+        raise ConfigError(f"{where}.client_id_claims", "must list claim names, e.g. client_id")
     key_sources = sum(map(bool, (issuer.jwks_file, issuer.jwks_uri, issuer.discovers)))
     if key_sources > 1:
         raise ConfigError(f"{where}.jwks_uri", "set at most one of jwks_file, jwks_uri, discovery")
@@ -999,6 +1077,11 @@ def _check_issuer(where: str, issuer: IssuerSettings) -> None:
     ):
         _check_min(f"{where}.{key}", getattr(issuer, key), 0)
     _check_introspection(where, issuer)
+
+
+_TYP = re.compile(r"[A-Za-z0-9!#$&^_.+-]+(?:/[A-Za-z0-9!#$&^_.+-]+)?")
+"""A media type (RFC 6838 §4.2 characters), with or without its ``application/``."""
+_CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def _check_introspection(where: str, issuer: IssuerSettings) -> None:

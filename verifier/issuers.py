@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from verifier.config import IssuerSettings
+from verifier.tokens.claims import normalize_typ
 from verifier.tokens.client_auth import (
     ClientAuth,
     ClientSecretBasic,
@@ -146,20 +147,24 @@ def build_issuer(
             http=clients[-1],
             endpoint=issuer.introspection_endpoint,
             metadata=metadata,
-            audience=issuer.audience,
+            audience=issuer.audiences,
             leeway=leeway,
+            client_id_claims=issuer.client_id_claims,
             cache_max=float(issuer.introspection_cache_seconds),
             negative_ttl=float(issuer.introspection_negative_cache_seconds),
         )
     trusted = TrustedIssuer(
         issuer=issuer.issuer,
         source=source,
-        audience=issuer.audience,
+        audience=issuer.audiences,
         algs=frozenset(issuer.algs),
         introspector=introspector,
         opaque_tokens=issuer.opaque_tokens,
         introspect_jwts=issuer.introspect_jwts,
         metadata=metadata,
+        jwt_types=frozenset(normalize_typ(typ) for typ in issuer.jwt_typ),
+        require_iat=issuer.require_iat,
+        client_id_claims=issuer.client_id_claims,
     )
     return IssuerParts(
         trusted=trusted, clients=tuple(clients), source=source, remote=remote, metadata=metadata

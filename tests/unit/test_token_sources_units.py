@@ -5,6 +5,8 @@ threads, and the issuer settings."""
 from __future__ import annotations
 
 import json
+import re
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -36,6 +38,7 @@ from verifier.tokens.discovery import (
 )
 from verifier.tokens.http import Fetched, cache_max_age, endpoint_url_problem
 from verifier.tokens.introspection import check_introspection
+from verifier.tokens.presets import PRESETS, presets_markdown
 from verifier.tokens.sources import KeySourceUnavailable, RemoteKeySource
 
 NOW = 1_700_000_000.0
@@ -381,6 +384,19 @@ ISSUER_ERRORS = [
     ("metadata_url = 'http://as.example/meta'", "issuers[0].metadata_url"),
     ("discovery = 'maybe'", "issuers[0].discovery"),
     ("discovery = true\njwks_max_refresh_seconds = 10", "issuers[0].jwks_max_refresh_seconds"),
+    ("discovery = true\naudience = []", "issuers[0].audience"),
+    ("discovery = true\naudience = ['a', '']", "issuers[0].audience"),
+    ("discovery = true\naudience = ''", "issuers[0].audience"),
+    ("discovery = true\naudience = 7", "issuers[0].audience"),
+    ("discovery = true\naudience = ['a', 7]", "issuers[0].audience"),
+    ("discovery = true\njwt_typ = []", "issuers[0].jwt_typ"),
+    ("discovery = true\njwt_typ = ['dpop+jwt']", "issuers[0].jwt_typ"),
+    ("discovery = true\njwt_typ = ['at jwt']", "issuers[0].jwt_typ"),
+    ("discovery = true\njwt_typ = 'at+jwt'\nrequire_iat = 'no way'", "issuers[0].require_iat"),
+    ("discovery = true\nclient_id_claims = []", "issuers[0].client_id_claims"),
+    ("discovery = true\nclient_id_claims = ['client id']", "issuers[0].client_id_claims"),
+    ("discovery = true\npreset = 'ping'", "issuers[0].preset"),
+    ("preset = 7", "issuers[0].preset"),
 ]
 
 
@@ -401,3 +417,186 @@ def test_only_one_issuer_resolves_opaque_tokens(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         settings_from(tmp_path, toml, environ={"S": "secret"})
     assert caught.value.setting == "issuers[1].opaque_tokens"
+
+
+# --- issue 19: several audiences, the token profile, presets ---------------------------------
+
+
+def test_audience_is_one_or_a_list(tmp_path: Path) -> None:
+    settings = settings_from(
+        tmp_path,
+        """
+[[issuers]]
+issuer = "https://as.example"
+discovery = true
+audience = ["urn:orders", "urn:billing", "urn:orders"]
+
+[[issuers]]
+issuer = "https://other.example"
+discovery = true
+audience = "urn:orders"
+
+[[issuers]]
+issuer = "https://third.example"
+discovery = true
+""",
+    )
+    listed, single, unchecked = settings.issuers
+    assert listed.audiences == ("urn:orders", "urn:billing")
+    assert single.audiences == ("urn:orders",)
+    assert unchecked.audiences is None
+
+
+def test_token_profile_defaults_follow_rfc9068(tmp_path: Path) -> None:
+    (issuer,) = settings_from(
+        tmp_path, "[[issuers]]\nissuer = 'https://as.example'\ndiscovery = true\n"
+    ).issuers
+    assert issuer.jwt_typ == ("at+jwt", "application/at+jwt")
+    assert issuer.require_iat is True
+    assert issuer.client_id_claims == ("client_id", "azp")
+    assert issuer.preset == ""
+
+
+def test_a_preset_is_a_base_the_entry_overrides(tmp_path: Path) -> None:
+    settings = settings_from(
+        tmp_path,
+        """
+[[issuers]]
+issuer = "https://sso.example.com/realms/shop"
+preset = "keycloak"
+audience = "orders-api"
+
+[[issuers]]
+issuer = "https://sso.example.com/realms/strict"
+preset = "keycloak"
+discovery = false
+jwks_uri = "https://sso.example.com/realms/strict/protocol/openid-connect/certs"
+jwt_typ = ["at+jwt"]
+""",
+    )
+    keycloak, strict = settings.issuers
+    assert keycloak.preset == "keycloak" and keycloak.discovery is True
+    assert keycloak.jwt_typ == ("JWT", "at+jwt")
+    assert keycloak.audiences == ("orders-api",)
+    assert strict.jwt_typ == ("at+jwt",) and not strict.discovers  # the file's keys win
+    assert strict.jwks_uri.endswith("/certs")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_loads_and_cites_its_vendor(tmp_path: Path, name: str) -> None:
+    preset = PRESETS[name]
+    toml = f"[[issuers]]\nissuer = 'https://as.example'\npreset = '{name}'\naudience = 'api'\n"
+    (issuer,) = settings_from(tmp_path, toml).issuers
+    assert issuer.preset == name and issuer.discovers
+    for key, value in preset.settings.items():
+        parsed = getattr(issuer, key)
+        assert parsed == (tuple(value) if isinstance(value, list) else value), key
+    assert preset.sources and all(url.startswith("https://") for url in preset.sources)
+    for fact in (preset.typ, preset.aud, preset.cnf, preset.iat, preset.client):
+        assert fact
+    assert preset.introspection and preset.metadata
+
+
+# --- issue 19: an unknown kid refetches at once; only unknown kids start the cool-down --------
+
+
+def test_an_unknown_kid_right_after_the_start_up_fetch_refetches_at_once() -> None:
+    clock, documents = Clock(), Documents()
+    source = RemoteKeySource("https://as/jwks", fetcher=documents, clock=clock)
+    source.refresh()  # the start-up fetch
+    documents.jwks = mint.jwks_for(mint.generate_key("ES256"), kid="k2")  # rotated at once
+    clock.now += 1
+    assert [k.kid for k in source.keys("k2")] == ["k2"]
+    assert documents.calls == 2 and source.counters.unknown_kid_refetches == 1
+
+
+def test_the_cool_down_counts_from_the_last_unknown_kid_fetch_only() -> None:
+    clock, documents = Clock(), Documents()
+    source = RemoteKeySource(
+        "https://as/jwks", fetcher=documents, clock=clock, unknown_kid_cooldown=30
+    )
+    source.refresh()
+    assert source.keys("forged-1") == () and documents.calls == 2  # fetched at once
+    clock.now += 10
+    assert source.keys("forged-2") == () and documents.calls == 2  # inside the cool-down
+    assert source.counters.unknown_kid_cooldown_skips == 1
+    clock.now += 10
+    source.refresh()  # a scheduled refresh: it does not restart the cool-down
+    assert documents.calls == 3
+    clock.now += 10  # 30 s after the last unknown-kid fetch, 10 s after the scheduled one
+    documents.jwks = mint.jwks_for(mint.generate_key("ES256"), kid="k2")
+    assert [k.kid for k in source.keys("k2")] == ["k2"] and documents.calls == 4
+    assert source.counters.unknown_kid_refetches == 2
+
+
+def test_an_unknown_kid_that_joins_an_older_fetch_fetches_again() -> None:
+    """A scheduled fetch under way may have started before the new key was published: the
+    unknown kid waits for it, then fetches once more (within its own cool-down budget)."""
+    clock, documents = Clock(), Documents()
+    source = RemoteKeySource("https://as/jwks", fetcher=documents, clock=clock)
+    source.refresh()
+    old_set = documents.jwks
+    new_set = mint.jwks_for(mint.generate_key("ES256"), kid="k2")
+    release, entered = threading.Event(), threading.Event()
+
+    def slow_then_new(url: str) -> Fetched:
+        documents.calls += 1
+        if documents.calls == 2:  # the scheduled refresh: answers the old set, slowly
+            entered.set()
+            release.wait(10)
+            return Fetched(old_set, None)
+        return Fetched(new_set, None)
+
+    source._fetcher = slow_then_new
+    scheduled = threading.Thread(target=source.refresh)
+    scheduled.start()
+    assert entered.wait(10)
+    looked_up: list[tuple[Any, ...]] = []
+    lookup = threading.Thread(target=lambda: looked_up.append(source.keys("k2")))
+    lookup.start()
+    time.sleep(0.05)  # the lookup is waiting on the scheduled fetch
+    release.set()
+    scheduled.join(10)
+    lookup.join(10)
+    assert [[k.kid for k in found] for found in looked_up] == [["k2"]]
+    assert documents.calls == 3 and source.counters.unknown_kid_refetches == 1
+
+
+# --- docs/token-sources.md runs ---------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "token-sources.md"
+
+
+def test_the_document_shows_the_presets_as_the_code_defines_them() -> None:
+    assert presets_markdown() in DOC.read_text(encoding="utf-8")
+
+
+def _toml_blocks(text: str) -> list[str]:
+    return [block.split("```", 1)[0] for block in text.split("```toml\n")[1:]]
+
+
+def test_every_config_example_in_the_document_loads(tmp_path: Path) -> None:
+    """Each ``toml`` block, pasted as a config file, is accepted (secret and key files that it
+    names are made up in a temporary directory; secret variables are set)."""
+    blocks = _toml_blocks(DOC.read_text(encoding="utf-8"))
+    assert len(blocks) >= 6
+    for number, block in enumerate(blocks):
+        text = block
+        for path in sorted(set(re.findall(r'"(/run/secrets/[^"]+)"', block))):
+            local = tmp_path / f"{number}-{Path(path).name}"
+            local.write_text("a-secret\n")
+            text = text.replace(path, str(local))
+        variables = set(re.findall(r'introspection_secret_env = "([A-Z_]+)"', block))
+        config = tmp_path / f"example-{number}.toml"
+        config.write_text(text)
+        settings = load_settings(
+            {"config_file": str(config)}, environ={name: "a-secret" for name in variables}
+        )
+        assert settings.issuers, block
+
+
+def test_the_helm_chart_offers_every_preset() -> None:
+    schema_file = DOC.parents[1] / "helm" / "dpop-verifier" / "values.schema.json"
+    issuer = json.loads(schema_file.read_text(encoding="utf-8"))["definitions"]["issuer"]
+    assert set(issuer["properties"]["preset"]["enum"]) == set(PRESETS)
+    assert all(PRESETS[name].settings.get("discovery") is True for name in PRESETS)  # anyOf

@@ -415,18 +415,15 @@ def test_unknown_kid_refetches_once_per_cooldown_even_when_concurrent(
         tokens = [make_token(header={"kid": "unknown"}) for _ in range(100)]
         return race_in_threads([partial(validator.validate, t, NOW) for t in tokens])
 
-    # Inside the cool-down after the initial load: no refetch at all.
+    # Right after the initial load: the load does not start the cool-down (issue 19), so the
+    # first unknown kid refetches at once, once for all 100 concurrent requests.
     results = hundred_unknown()
     assert {r.reason for r in results if isinstance(r, Denial)} == {Reason.TOKEN_KEY_UNKNOWN}
-    assert len(results) == 100 and jwks_server.requests == 1
+    assert len(results) == 100 and jwks_server.requests == 2
 
-    clock.now += COOLDOWN
+    clock.now += COOLDOWN / 2  # inside the cool-down of that refetch: no fetch at all
     results = hundred_unknown()
     assert all(isinstance(r, Denial) and r.reason is Reason.TOKEN_KEY_UNKNOWN for r in results)
-    assert jwks_server.requests == 2
-
-    clock.now += COOLDOWN / 2
-    hundred_unknown()
     assert jwks_server.requests == 2
     clock.now += COOLDOWN / 2
     hundred_unknown()
@@ -575,3 +572,108 @@ def test_issuer_http_verifies_tls_with_the_configured_ca(tmp_path: Path) -> None
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 distrusting.get_json(url)
             distrusting.close()
+
+
+# --- issue 19: RFC 9068 token profile, several audiences, the client's claim ----------------
+
+
+@pytest.mark.parametrize(
+    ("typ", "accepted"),
+    [
+        ("at+jwt", True),
+        ("application/at+jwt", True),  # RFC 7515 §4.1.9: the prefix may be written
+        ("AT+JWT", True),  # media types are case-insensitive
+        ("Application/At+Jwt", True),
+        ("JWT", False),  # RFC 9068 §4: any other typ is refused by default
+        ("jwt", False),
+        ("dpop+jwt", False),
+        ("application/dpop+jwt", False),
+        ("at+jwt+x", False),
+        ("text/at+jwt", False),
+        ("", False),
+        (DROP, False),  # no typ at all
+        (1, False),
+        (["at+jwt"], False),
+    ],
+)
+def test_token_typ_is_rfc9068_by_default(typ: Any, accepted: bool) -> None:
+    token = make_token(header={"typ": typ})
+    if accepted:
+        assert _validator().validate(token, NOW).issuer == ISSUER
+    else:
+        assert _reason(token) is Reason.TOKEN_MALFORMED
+
+
+def test_token_typ_allowance_is_per_issuer() -> None:
+    keycloak_like = _validator(jwt_types=frozenset({"jwt", "at+jwt"}))
+    assert keycloak_like.validate(make_token(header={"typ": "JWT"}), NOW).issuer == ISSUER
+    assert keycloak_like.validate(make_token(), NOW).issuer == ISSUER
+    assert _reason(make_token(header={"typ": DROP}), keycloak_like) is Reason.TOKEN_MALFORMED
+    assert _reason(make_token(header={"typ": "dpop+jwt"}), keycloak_like) is (
+        Reason.TOKEN_MALFORMED
+    )
+    untyped = _validator(jwt_types=frozenset({""}))  # "" accepts a token without typ
+    assert untyped.validate(make_token(header={"typ": DROP}), NOW).issuer == ISSUER
+    assert _reason(make_token(), untyped) is Reason.TOKEN_MALFORMED
+
+
+def test_a_wrong_typ_is_refused_before_any_key_lookup() -> None:
+    source = CountingSource(parse_jwks(mint.jwks_for(issuer_key(), kid=ISSUER_KID)))
+    validator = _validator(source=source)
+    assert _reason(make_token(header={"typ": "JWT", "kid": "new"}), validator) is (
+        Reason.TOKEN_MALFORMED
+    )
+    assert source.calls == 0
+
+
+def test_iat_is_required_in_jwt_access_tokens() -> None:
+    """RFC 9068 §2.2: iat is REQUIRED; an issuer whose tokens lack it can be let through."""
+    assert _reason(make_token(claims={"iat": DROP})) is Reason.TOKEN_CLAIMS_INVALID
+    assert _reason(make_token(claims={"iat": None})) is Reason.TOKEN_CLAIMS_INVALID
+    lenient = _validator(require_iat=False)
+    assert lenient.validate(make_token(claims={"iat": DROP}), NOW).issuer == ISSUER
+    with pytest.raises(Denial) as caught:
+        check_token_claims(
+            _claims(iat=DROP), audience=AUDIENCE, now=NOW, leeway=LEEWAY, require_iat=True
+        )
+    assert caught.value.reason is Reason.TOKEN_CLAIMS_INVALID
+    # Introspection answers may omit iat (RFC 7662 §2.2): not required there.
+    check_token_claims(_claims(iat=DROP), audience=AUDIENCE, now=NOW, leeway=LEEWAY)
+
+
+def test_several_audiences_any_match_counts() -> None:
+    orders, billing = "https://orders.example.com", "https://billing.example.com"
+    validator = _validator(audience=(orders, billing))
+    for aud in (orders, billing, [orders], ["other", billing], [billing, orders]):
+        assert validator.validate(make_token(claims={"aud": aud}), NOW).issuer == ISSUER
+    for aud in ("other", ["other"], [], DROP, None, [1, 2], {orders: True}, orders + "/"):
+        assert _reason(make_token(claims={"aud": aud}), validator) is (
+            Reason.TOKEN_AUDIENCE_INVALID
+        )
+    check_audience({"aud": billing}, [orders, billing])
+    with pytest.raises(Denial):
+        check_audience({"aud": orders}, ())  # an empty list accepts nothing: fail closed
+
+
+@pytest.mark.parametrize(
+    ("claims", "client_id_claims", "expected"),
+    [
+        ({"client_id": "c1", "azp": "c2"}, ("client_id", "azp"), "c1"),
+        ({"client_id": DROP, "azp": "c2"}, ("client_id", "azp"), "c2"),  # Keycloak, Auth0
+        ({"client_id": "", "azp": "c2"}, ("client_id", "azp"), "c2"),
+        ({"client_id": DROP, "cid": "okta"}, ("cid", "client_id"), "okta"),  # Okta
+        ({"client_id": DROP, "appid": "v1"}, ("azp", "appid"), "v1"),  # Entra v1.0
+        ({"client_id": DROP}, ("client_id", "azp"), ""),  # names no client: no header
+    ],
+)
+def test_the_client_is_the_first_client_claim_present(
+    claims: dict[str, Any], client_id_claims: tuple[str, ...], expected: str
+) -> None:
+    validator = _validator(client_id_claims=client_id_claims)
+    assert validator.validate(make_token(claims=claims), NOW).client_id == expected
+
+
+def test_a_client_claim_of_the_wrong_type_is_refused() -> None:
+    assert _reason(make_token(claims={"client_id": DROP, "azp": 7})) is (
+        Reason.TOKEN_CLAIMS_INVALID
+    )

@@ -39,8 +39,10 @@ class ProofLimits:
     max_jti_chars: int = 256
     iat_max_age: float = 60.0
     """How far in the past ``iat`` may be, in seconds."""
-    iat_max_skew: float = 5.0
-    """How far in the future ``iat`` may be (clock skew), in seconds."""
+    iat_max_skew: float = 30.0
+    """How far in the future ``iat`` may be (clock skew), in seconds. 30 s, as go-dpop and
+    auth0's verifier (Duende and Spring allow 60 s): phones with drifting clocks are the
+    usual clients ahead of the server. :func:`replay_ttl` grows with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +137,11 @@ def check_header(header: dict[str, Any], allowed_algs: frozenset[str]) -> ProofH
 
 
 def _string_claim(payload: dict[str, Any], name: str, max_chars: int) -> str | None:
-    value = payload.get(name)
-    if value is None:
+    """The claim, None when absent; present with another JSON type (``null`` too) or too long
+    is ``proof_claims_invalid`` (RFC 9449 §4.2 defines ``ath`` and ``nonce`` as strings)."""
+    if name not in payload:
         return None
+    value = payload[name]
     if not isinstance(value, str) or len(value) > max_chars:
         raise Denial(Reason.PROOF_CLAIMS_INVALID, f"{name} must be a string of <= {max_chars}")
     return value

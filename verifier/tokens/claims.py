@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from verifier.dpop.reasons import Denial, Reason
@@ -75,30 +76,100 @@ def confirmation_jkt(payload: dict[str, Any]) -> str:
     return jkt
 
 
-def check_audience(payload: dict[str, Any], audience: str | None) -> None:
-    """``aud`` (a string or an array of strings) contains the configured audience."""
+Audience = str | Sequence[str] | None
+"""The audiences an issuer's tokens may name: one, several (any match counts), or None (``aud``
+is not checked)."""
+
+CLIENT_ID_CLAIMS: tuple[str, ...] = ("client_id", "azp")
+"""Where a token names its client, first found wins: ``client_id`` (RFC 9068 §2.2, RFC 7662
+§2.2), then ``azp`` (OpenID Connect Core §2: the authorized party, the client's id)."""
+
+AT_JWT_TYPES = frozenset({"at+jwt"})
+"""The ``typ`` of a JWT access token (RFC 9068 §2.1, §4), after :func:`normalize_typ`."""
+
+
+def audiences_of(audience: Audience) -> tuple[str, ...] | None:
+    """``audience`` as a tuple (None stays None: not checked)."""
     if audience is None:
+        return None
+    return (audience,) if isinstance(audience, str) else tuple(audience)
+
+
+def check_audience(payload: dict[str, Any], audience: Audience) -> None:
+    """``aud`` (a string or an array of strings) contains one of the configured audiences.
+
+    RFC 9068 §4 and RFC 7519 §4.1.3: the token is refused unless ``aud`` names this resource
+    server; any one of several configured audiences counts. None: not checked."""
+    expected = audiences_of(audience)
+    if expected is None:
         return
     aud = payload.get("aud")
     values = [aud] if isinstance(aud, str) else aud
-    if not isinstance(values, list) or audience not in values:
+    if not isinstance(values, list) or not any(
+        isinstance(value, str) and value in expected for value in values
+    ):
         raise Denial(Reason.TOKEN_AUDIENCE_INVALID)
 
 
+def normalize_typ(typ: str) -> str:
+    """A ``typ`` value in the form compared: lower case, ``application/`` removed.
+
+    RFC 7515 §4.1.9: media type names are case-insensitive, and ``application/`` may be left
+    out when no other ``/`` appears (``application/at+jwt`` is ``at+jwt``)."""
+    value = typ.strip().lower()
+    rest = value.removeprefix("application/")
+    return rest if "/" not in rest else value
+
+
+def check_token_type(header: dict[str, Any], allowed: frozenset[str] = AT_JWT_TYPES) -> None:
+    """RFC 9068 §4: the JOSE header ``typ`` is one the issuer uses for access tokens.
+
+    ``allowed`` holds normalized values (:func:`normalize_typ`); "" in it accepts a token
+    without ``typ``. A proof (``dpop+jwt``) is never an access token."""
+    typ = header.get("typ")
+    if typ is None:
+        if "" not in allowed:
+            raise Denial(Reason.TOKEN_MALFORMED, "no typ header: not an access token")
+        return
+    if not isinstance(typ, str) or len(typ) > 64:
+        raise Denial(Reason.TOKEN_MALFORMED, "typ must be a string")
+    normalized = normalize_typ(typ)
+    if normalized == "dpop+jwt" or normalized not in allowed:
+        raise Denial(Reason.TOKEN_MALFORMED, "typ is not an access-token type of its issuer")
+
+
+def _client_id(payload: dict[str, Any], claims: Sequence[str]) -> str:
+    for name in claims:
+        value = _optional_string(payload, name)
+        if value:
+            return value
+    return ""
+
+
 def check_token_claims(
-    payload: dict[str, Any], *, audience: str | None, now: float, leeway: float
+    payload: dict[str, Any],
+    *,
+    audience: Audience,
+    now: float,
+    leeway: float,
+    require_iat: bool = False,
+    client_id_claims: Sequence[str] = CLIENT_ID_CLAIMS,
 ) -> TokenClaims:
     """Validate time, audience and binding claims; return the identity claims.
 
-    ``exp`` is required (a token that never expires is refused); ``nbf`` and ``iat`` must not
-    be in the future beyond ``leeway`` seconds. Each of them must be a number between
-    :data:`EARLIEST_NUMERIC_DATE` and :data:`LATEST_NUMERIC_DATE`.
+    ``exp`` is required (a token that never expires is refused); ``iat`` too when
+    ``require_iat`` (RFC 9068 §2.2: JWT access tokens; an introspection answer may omit it,
+    RFC 7662 §2.2). ``nbf`` and ``iat`` must not be in the future beyond ``leeway`` seconds.
+    Each of them must be a number between :data:`EARLIEST_NUMERIC_DATE` and
+    :data:`LATEST_NUMERIC_DATE`. The client is the first of ``client_id_claims`` present.
     """
     exp = _numeric(payload, "exp")
     if exp is None or exp <= now - leeway:
         raise Denial(Reason.TOKEN_EXPIRED)
     nbf = _numeric(payload, "nbf")
     iat = _numeric(payload, "iat")
+    if iat is None and require_iat:  # RFC 9068 §2.2: iat is REQUIRED
+        raise Denial(Reason.TOKEN_CLAIMS_INVALID, "iat is required")
     for value in (nbf, iat):
         if value is not None and value > now + leeway:
             raise Denial(Reason.TOKEN_NOT_YET_VALID)
@@ -106,7 +177,7 @@ def check_token_claims(
     return TokenClaims(
         issuer=_optional_string(payload, "iss"),
         subject=_optional_string(payload, "sub"),
-        client_id=_optional_string(payload, "client_id"),
+        client_id=_client_id(payload, client_id_claims),
         scope=_scope(payload),
         expires_at=int(exp),
         jkt=confirmation_jkt(payload),

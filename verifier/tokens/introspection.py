@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from verifier.dpop.reasons import Denial, Reason
 from verifier.engine.model import TokenClaims
-from verifier.tokens.claims import check_token_claims
+from verifier.tokens.claims import CLIENT_ID_CLAIMS, Audience, check_token_claims
 from verifier.tokens.client_auth import ClientAuth
 from verifier.tokens.discovery import IssuerMetadataSource
 from verifier.tokens.http import HTTPError, IssuerHttp
@@ -30,9 +31,18 @@ Outcome = TokenClaims | Denial
 
 
 def check_introspection(
-    response: dict[str, Any], *, issuer: str, audience: str | None, now: float, leeway: float
+    response: dict[str, Any],
+    *,
+    issuer: str,
+    audience: Audience,
+    now: float,
+    leeway: float,
+    client_id_claims: Sequence[str] = CLIENT_ID_CLAIMS,
 ) -> TokenClaims:
-    """The claims of an introspection answer, or a :class:`Denial` naming the failed check."""
+    """The claims of an introspection answer, or a :class:`Denial` naming the failed check.
+
+    ``audience``: one or several audiences, any of which ``aud`` must name (None: unchecked).
+    ``client_id_claims``: where the answer names the client (RFC 7662 §2.2: ``client_id``)."""
     if response.get("active") is not True:  # RFC 7662 §2.2: anything but true is inactive
         raise Denial(Reason.TOKEN_INACTIVE)
     iss = response.get("iss")
@@ -41,7 +51,9 @@ def check_introspection(
     token_type = response.get("token_type")
     if token_type is not None and (not isinstance(token_type, str) or len(token_type) > 64):
         raise Denial(Reason.TOKEN_CLAIMS_INVALID, "token_type must be a string")
-    claims = check_token_claims(response, audience=audience, now=now, leeway=leeway)
+    claims = check_token_claims(
+        response, audience=audience, now=now, leeway=leeway, client_id_claims=client_id_claims
+    )
     if token_type is not None:
         is_dpop = token_type.lower() == "dpop"  # RFC 6749 §7.1: token types are case-insensitive
         if is_dpop and not claims.jkt:  # RFC 9449 §6.2
@@ -123,8 +135,9 @@ class Introspector:
         http: IssuerHttp,
         endpoint: str = "",
         metadata: IssuerMetadataSource | None = None,
-        audience: str | None = None,
+        audience: Audience = None,
         leeway: float = 30.0,
+        client_id_claims: Sequence[str] = CLIENT_ID_CLAIMS,
         cache_max: float = 300.0,
         negative_ttl: float = 10.0,
         cache: IntrospectionCache | None = None,
@@ -137,6 +150,7 @@ class Introspector:
         self._endpoint = endpoint
         self._metadata = metadata
         self._audience = audience
+        self._client_id_claims = tuple(client_id_claims)
         self._leeway = leeway
         self._cache_max = cache_max
         self._negative_ttl = negative_ttl
@@ -221,7 +235,12 @@ class Introspector:
         self.last_error = ""
         try:
             claims = check_introspection(
-                answer, issuer=self.issuer, audience=self._audience, now=now, leeway=self._leeway
+                answer,
+                issuer=self.issuer,
+                audience=self._audience,
+                now=now,
+                leeway=self._leeway,
+                client_id_claims=self._client_id_claims,
             )
         except Denial as denial:
             self._cache.put(digest, denial, now + self._negative_ttl)

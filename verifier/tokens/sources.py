@@ -5,7 +5,9 @@ its lifetime (``Cache-Control: max-age``, bounded) runs out, and in between slee
 :class:`threading.Event` that :meth:`RemoteKeySource.close` sets. A thread rather than an
 asyncio task, because the fetch is blocking HTTP and a thread can be stopped and joined before
 the HTTP client closes. On the request path, :meth:`RemoteKeySource.keys` runs on the caller's
-gRPC worker thread: an unknown ``kid`` triggers at most one refetch per cool-down. Every fetch,
+gRPC worker thread: an unknown ``kid`` triggers a refetch at once, unless another unknown ``kid``
+already did within the cool-down (the start-up and scheduled fetches do not count: OpenID
+Connect Core §10.1.1 expects a verifier to refetch when it meets a new ``kid``). Every fetch,
 in the background or on demand, is the same function run through one
 :class:`~verifier.tokens.single_flight.SingleFlight`: callers arriving while it runs wait for
 it instead of sending their own. The last good key set is kept while the issuer is
@@ -27,7 +29,7 @@ from typing import Protocol
 from verifier.tokens.discovery import Fetcher, IssuerMetadataSource, MetadataInvalid
 from verifier.tokens.http import IssuerHttp
 from verifier.tokens.jwks import InvalidJwks, IssuerKey, parse_jwks
-from verifier.tokens.single_flight import SingleFlight
+from verifier.tokens.single_flight import Flight, SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,9 @@ class SourceCounters:
     """Key-set fetches that failed (network, HTTP status, document, discovery)."""
     unknown_kid_refetches: int = 0
     """Fetches triggered by a token whose ``kid`` was not in the key set."""
+    unknown_kid_cooldown_skips: int = 0
+    """Lookups of an unknown ``kid`` answered without a fetch: another unknown ``kid`` had
+    fetched within the cool-down."""
     stale_lookups: int = 0
     """Lookups answered from a key set past its lifetime (the issuer could not be reached)."""
     expired_lookups: int = 0
@@ -128,12 +133,13 @@ class RemoteKeySource:
     ``max_refresh``] seconds (``refresh_interval`` when the server sends none; defaults 60,
     3600, 300). The refresh thread fetches again once 80% of that lifetime has passed; after a
     failure it retries after ``retry_min`` seconds, doubling up to the lifetime. An unknown
-    ``kid`` triggers at most one fetch per ``unknown_kid_cooldown`` seconds (default 30);
-    concurrent callers share every fetch. While fetches fail, the last good key set is served
-    until ``max_stale`` seconds past its lifetime (default 6 h); then lookups fail with
-    :class:`KeySourceUnavailable` until a fetch succeeds (tried at most every ``retry_min``
-    seconds on the request path). :attr:`counters` and :meth:`status` make this visible.
-    Thread-safe.
+    ``kid`` triggers a fetch at once unless another unknown ``kid`` triggered one less than
+    ``unknown_kid_cooldown`` seconds ago (default 30); the start-up and scheduled fetches do not
+    start that cool-down. Concurrent callers share every fetch. While fetches fail, the last
+    good key set is served until ``max_stale`` seconds past its lifetime (default 6 h); then
+    lookups fail with :class:`KeySourceUnavailable` until a fetch succeeds (tried at most every
+    ``retry_min`` seconds on the request path). :attr:`counters` and :meth:`status` make this
+    visible. Thread-safe.
     """
 
     def __init__(
@@ -170,6 +176,8 @@ class RemoteKeySource:
         self._current: _KeySet | None = None
         self._failures = 0
         self._flight = SingleFlight(self._refresh_once, clock)
+        self._unknown_kid_fetched_at = float("-inf")
+        """When an unknown ``kid`` last started a fetch (the cool-down counts from it)."""
         self._lock = threading.Lock()
         """Guards the counters and the expiry log flag (the flight serialises the rest)."""
         self._stop = threading.Event()
@@ -255,12 +263,34 @@ class RemoteKeySource:
                 self.counters.stale_lookups += 1
         found = _matching(current.keys, kid)
         if not found and kid is not None:
-            # A fetch under way may hold the kid: wait for it. Else fetch, once per cool-down.
-            if self._flight.run(self._cooldown):
+            found = self._refetch_for(kid)
+        return found
+
+    def _claim_unknown_kid_fetch(self, now: float) -> bool:
+        """Called under the flight's lock: may an unknown ``kid`` start a fetch now?"""
+        if now - self._unknown_kid_fetched_at < self._cooldown:
+            return False
+        self._unknown_kid_fetched_at = now
+        return True
+
+    def _refetch_for(self, kid: str) -> tuple[IssuerKey, ...]:
+        """The keys for an unknown ``kid`` after a refetch, if one is allowed.
+
+        A fetch under way may hold the kid: wait for it. If it does not, or none was under
+        way, fetch now unless another unknown ``kid`` fetched within the cool-down."""
+        found: tuple[IssuerKey, ...] = ()
+        for _ in range(2):  # a joined fetch may have started before the key was published
+            flight = self._flight.run(may_start=self._claim_unknown_kid_fetch)
+            if flight is Flight.STARTED:
                 with self._lock:
                     self.counters.unknown_kid_refetches += 1
             current = self._current
             found = _matching(current.keys, kid) if current is not None else ()
+            if found or flight is not Flight.JOINED:
+                if flight is Flight.SKIPPED:
+                    with self._lock:
+                        self.counters.unknown_kid_cooldown_skips += 1
+                break
         return found
 
     def _until_next_refresh(self) -> float:

@@ -26,7 +26,13 @@ from verifier.dpop.jose import (
 from verifier.dpop.jwk import InvalidJwk, canonical_json, public_key_for_alg
 from verifier.dpop.reasons import Denial, Reason
 from verifier.engine.model import TokenClaims
-from verifier.tokens.claims import check_token_claims
+from verifier.tokens.claims import (
+    AT_JWT_TYPES,
+    CLIENT_ID_CLAIMS,
+    Audience,
+    check_token_claims,
+    check_token_type,
+)
 from verifier.tokens.discovery import IssuerMetadataSource
 from verifier.tokens.introspection import Introspector
 from verifier.tokens.jwks import IssuerKey
@@ -39,21 +45,27 @@ DEFAULT_TOKEN_ALGS = frozenset(alg for alg in ALGORITHMS if alg != "Ed448")
 class TrustedIssuer:
     """An issuer whose access tokens are accepted.
 
-    ``source``: its JWT signing keys (None: its JWTs are introspected). ``introspector``: its
-    introspection endpoint, used for opaque tokens when ``opaque_tokens`` is set and for its
-    JWTs when ``introspect_jwts`` is set (or when it has no ``source``). ``metadata``: its
+    ``source``: its JWT signing keys (None: its JWTs are introspected). ``audience``: one or
+    several audiences, any of which ``aud`` must name (None: not checked). ``introspector``:
+    its introspection endpoint, used for opaque tokens when ``opaque_tokens`` is set and for
+    its JWTs when ``introspect_jwts`` is set (or when it has no ``source``). ``metadata``: its
     discovered metadata, whose ``dpop_signing_alg_values_supported`` narrows the proof
-    algorithms accepted with its tokens.
+    algorithms accepted with its tokens. ``jwt_types``: the normalized ``typ`` values of its
+    JWT access tokens ("" accepts none; RFC 9068 §4 by default). ``require_iat``: its JWTs
+    must carry ``iat`` (RFC 9068 §2.2). ``client_id_claims``: where its tokens name the client.
     """
 
     issuer: str
     source: KeySource | None = None
-    audience: str | None = None
+    audience: Audience = None
     algs: frozenset[str] = field(default=DEFAULT_TOKEN_ALGS)
     introspector: Introspector | None = None
     opaque_tokens: bool = False
     introspect_jwts: bool = False
     metadata: IssuerMetadataSource | None = None
+    jwt_types: frozenset[str] = AT_JWT_TYPES
+    require_iat: bool = True
+    client_id_claims: tuple[str, ...] = CLIENT_ID_CLAIMS
 
     def dpop_algs(self) -> tuple[str, ...]:
         """The proof algorithms its metadata advertises (empty: not advertised or unknown)."""
@@ -191,6 +203,7 @@ class TokenValidator:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in issuer.algs or alg not in ALGORITHMS:
             raise Denial(Reason.TOKEN_ALG_NOT_ALLOWED)
+        check_token_type(header, issuer.jwt_types)  # before any key lookup or fetch
         kid = header.get("kid")
         try:
             keys = issuer.source.keys(kid if isinstance(kid, str) else None)
@@ -207,5 +220,12 @@ class TokenValidator:
                 break
         else:
             raise Denial(Reason.TOKEN_SIGNATURE_INVALID)
-        claims = check_token_claims(payload, audience=issuer.audience, now=now, leeway=self._leeway)
+        claims = check_token_claims(
+            payload,
+            audience=issuer.audience,
+            now=now,
+            leeway=self._leeway,
+            require_iat=issuer.require_iat,
+            client_id_claims=issuer.client_id_claims,
+        )
         return self._narrowed(issuer, claims)
