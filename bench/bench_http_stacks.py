@@ -96,9 +96,7 @@ def main() -> int:
         requests = [request(i) for i in range(args.n)]
         for _ in range(args.rounds):
             for name, (_, port) in servers.items():
-                run = asyncio.run(
-                    http_closed_loop(f"127.0.0.1:{port}", requests, args.concurrency)
-                )
+                run = asyncio.run(http_closed_loop(f"127.0.0.1:{port}", requests, args.concurrency))
                 if set(run.answers) != {b"200"}:
                     raise SystemExit(f"{name}: answers {set(run.answers)}")
                 best[name] = max(best.get(name, 0.0), run.per_second)
