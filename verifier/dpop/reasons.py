@@ -68,7 +68,8 @@ class Reason(enum.StrEnum):
     PROOF_SIGNATURE_INVALID = "proof_signature_invalid"
     """The signature does not verify with the embedded ``jwk``."""
     PROOF_CLAIMS_INVALID = "proof_claims_invalid"
-    """A proof claim has the wrong JSON type or exceeds its size limit."""
+    """A proof claim has the wrong JSON type or exceeds its size limit (a ``nonce`` or ``ath``
+    that is not a string is refused even where no nonce is required)."""
     PROOF_JTI_INVALID = "proof_jti_invalid"
     """``jti`` is missing, empty or longer than the configured limit."""
     PROOF_HTM_MISMATCH = "proof_htm_mismatch"
@@ -98,7 +99,8 @@ class Reason(enum.StrEnum):
     TOKEN_TOO_LARGE = "token_too_large"
     """The access token exceeds the configured size limit."""
     TOKEN_MALFORMED = "token_malformed"
-    """The access token is not a well-formed JWT."""
+    """The access token is not a well-formed JWT, its JOSE ``typ`` is not one its issuer uses for
+    access tokens (``at+jwt`` by default, RFC 9068 §4), or it is a DPoP proof."""
     TOKEN_ALG_NOT_ALLOWED = "token_alg_not_allowed"
     """The access token's ``alg`` is not allowed for its issuer."""
     TOKEN_ISSUER_UNKNOWN = "token_issuer_unknown"
@@ -115,8 +117,9 @@ class Reason(enum.StrEnum):
     """``aud`` does not contain the issuer's configured audience."""
     TOKEN_CLAIMS_INVALID = "token_claims_invalid"
     """A token claim has the wrong type (for example ``cnf`` not an object), a date claim
-    (``exp``, ``nbf``, ``iat``) lies outside the years 1 to 9999, or an introspection answer
-    contradicts itself (``token_type`` ``DPoP`` without ``cnf.jkt``, or the reverse)."""
+    (``exp``, ``nbf``, ``iat``) lies outside the years 1 to 9999, a JWT access token has no
+    ``iat`` (RFC 9068 §2.2), or an introspection answer contradicts itself (``token_type``
+    ``DPoP`` without ``cnf.jkt``, or the reverse)."""
     TOKEN_NOT_BOUND = "token_not_bound"
     """The token presented with the ``DPoP`` scheme has no ``cnf.jkt``."""
     JKT_MISMATCH = "jkt_mismatch"
