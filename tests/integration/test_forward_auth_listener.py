@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -216,3 +218,30 @@ def test_a_thousand_idle_and_half_sent_connections_do_not_stop_valid_requests(
             sock.close()
     # Afterwards the listener is as it was.
     assert ask(service, valid_headers(issuer))[0] == 200
+
+
+def test_sigterm_with_open_connections_stops_cleanly(tmp_path: Path, issuer: TestIssuer) -> None:
+    env = {"DPOP_HTTP_LISTEN": "127.0.0.1:0", "DPOP_SHUTDOWN_GRACE_SECONDS": "2"}
+    with running_service(tmp_path, issuer, env=env) as svc:
+        port = int(svc.http_address.rsplit(":", 1)[1])
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        half = socket.create_connection(("127.0.0.1", port), timeout=10)
+        half.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        status, _, _ = ask_from(port, valid_headers(issuer))
+        assert status == 200
+        svc.process.send_signal(signal.SIGTERM)
+        assert svc.process.wait(timeout=30) == 0  # a hang guard, far beyond the grace period
+        idle.close()
+        half.close()
+    log = "".join(svc.stderr_lines)
+    assert "stopped" in log and "Traceback" not in log
+
+
+def ask_from(port: int, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/", headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
