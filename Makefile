@@ -10,8 +10,9 @@ BENCH_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends
 REDIS_PACKAGES := redis-server redis-tools redis-sentinel
+GATEWAY_PACKAGES := nginx caddy
 
-.PHONY: help run install-dev install-redis install-test-deps test lint bench
+.PHONY: help run install-dev install-redis install-gateways install-test-deps test lint bench
 
 help:
 	@echo "make run                start a local dev server (memory replay store, dev keys)"
@@ -19,7 +20,7 @@ help:
 	@echo "                        (extra pytest arguments: make test PYTEST_ARGS='-k redis')"
 	@echo "make lint               ruff check, ruff format --check, mypy"
 	@echo "make bench              the benchmark suite, one table (make bench BENCH_ARGS=--quick)"
-	@echo "make install-test-deps  redis-server (apt) and the dev virtualenv"
+	@echo "make install-test-deps  redis-server, nginx, caddy (apt) and the dev virtualenv"
 	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
 $(BIN)/python:
@@ -57,7 +58,29 @@ install-redis:
 		exit $$status; \
 	fi
 
-install-test-deps: install-redis install-dev install-client-deps
+# Real nginx and Caddy for the gateway tests (tests/gateways/), which start their own from
+# examples/; as with redis, a temporary policy-rc.d keeps the packages' services from starting.
+install-gateways:
+	@if command -v nginx >/dev/null && command -v caddy >/dev/null; then \
+		echo "gateways: $$(nginx -v 2>&1), caddy $$(caddy version)"; \
+	else \
+		set -e; \
+		apt-cache show $(GATEWAY_PACKAGES) >/dev/null 2>&1 || $(APT_GET) update; \
+		own_policy=no; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+			$(SUDO) chmod +x /usr/sbin/policy-rc.d; \
+			own_policy=yes; \
+		fi; \
+		status=0; \
+		$(APT_GET) install $(GATEWAY_PACKAGES) \
+			|| { $(APT_GET) update && $(APT_GET) install $(GATEWAY_PACKAGES); } \
+			|| status=$$?; \
+		if [ $$own_policy = yes ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$status; \
+	fi
+
+install-test-deps: install-redis install-gateways install-dev install-client-deps
 
 test: install-test-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
