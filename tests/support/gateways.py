@@ -13,18 +13,25 @@ says so and the tests fail with that message (never a skip).
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
+import secrets
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tests.support.net import free_port
+from tests.support.service import ServiceProcess
+from verifier.mint import KeyPair, make_proof
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -37,15 +44,17 @@ class Gateway:
     name: str
     binary: str
     example: Path
-    """The example file, relative to nothing: read as is."""
     config_name: str
-    """The name the rendered file gets in the gateway's scratch folder."""
+    """The name the filled-in file gets in the gateway's scratch folder."""
 
-    def command(self, binary: str, prefix: Path) -> list[str]:
-        """The example's own run command (see the header of each example file)."""
-        if self.name == "nginx":
-            return [binary, "-p", str(prefix), "-c", self.config_name, "-e", "stderr"]
-        return [binary, "run", "--config", self.config_name, "--adapter", "caddyfile"]
+
+def run_command(config: str) -> list[str]:
+    """The command the example's ``# Run:`` line gives (the tests start the gateway with it,
+    in the folder holding the filled-in file)."""
+    lines = [line for line in config.splitlines() if line.startswith("# Run: ")]
+    if len(lines) != 1:
+        raise ValueError(f"the example has {len(lines)} '# Run:' lines, not one")
+    return shlex.split(lines[0].removeprefix("# Run: "))
 
 
 NGINX = Gateway("nginx", "nginx", EXAMPLES / "nginx" / "nginx.conf", "nginx.conf")
@@ -146,7 +155,9 @@ class GatewayProcess:
 
     def _launch(self, attempt: int) -> None:
         binary = _binary(self.gateway)
-        assert binary is not None
+        command = run_command(self.config)
+        if command[0] != self.gateway.binary or binary is None:
+            raise ValueError(f"the example runs {command[0]!r}, not {self.gateway.binary!r}")
         self._log_file = self.prefix / f"{self.gateway.name}-{attempt}.log"
         env = dict(os.environ)
         # Caddy keeps its own state under XDG folders (autosaved config, data): keep them here.
@@ -157,7 +168,7 @@ class GatewayProcess:
         )
         with self._log_file.open("wb") as log:
             self.process = subprocess.Popen(
-                [*_die_with_parent(), *self.gateway.command(binary, self.prefix)],
+                [*_die_with_parent(), binary, *command[1:]],
                 cwd=self.prefix,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -178,7 +189,13 @@ class GatewayProcess:
             time.sleep(0.05)
         raise RuntimeError(f"{self.gateway.name} never listened on {self.port}:\n{self.log()}")
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where clients connect."""
+        return ("127.0.0.1", self.port)
+
     def log(self) -> str:
+        """The end of the gateway's own log (stderr and stdout)."""
         with contextlib.suppress(OSError):
             return self._log_file.read_text(encoding="utf-8", errors="replace")[-4000:]
         return ""
@@ -216,3 +233,96 @@ def _die_with_parent() -> list[str]:
     master stops its workers too."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+@dataclass
+class Reply:
+    """What a client got back."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    trace_id: str
+    """Sent in ``traceparent``; the service logs it with the decision."""
+
+    def header(self, name: str) -> str:
+        """The one value of header ``name`` ("" when absent); fails when sent twice."""
+        values = [v for k, v in self.headers if k.lower() == name]
+        assert len(values) <= 1, f"{name} sent {len(values)} times: {values}"
+        return values[0] if values else ""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def upstream_headers(self) -> list[tuple[str, str]]:
+        """The headers the upstream received (the echo upstream's body)."""
+        return [(k, v) for k, v in self.json()["headers"]]
+
+
+def send(
+    address: tuple[str, int],
+    path: str,
+    headers: Sequence[tuple[str, str]] = (),
+    *,
+    method: str = "GET",
+    host: str | None = "api.test",
+    body: bytes | None = None,
+) -> Reply:
+    """One HTTP/1.1 request; repeated header names are sent as separate lines, ``path`` as
+    given (no encoding). A fresh W3C ``traceparent`` marks the request, so that its decision
+    line can be found."""
+    trace_id = secrets.token_hex(16)
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        if host is not None:
+            connection.putheader("host", host)
+        connection.putheader("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01")
+        for name, value in headers:
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("content-length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return Reply(response.status, response.getheaders(), response.read(), trace_id)
+    finally:
+        connection.close()
+
+
+HOST = "api.test"
+"""The host clients name (``Host``) and sign (``htu``)."""
+
+
+def dpop_headers(
+    client: KeyPair, token: str, method: str, path: str, *, nonce: str | None = None
+) -> list[tuple[str, str]]:
+    """``Authorization: DPoP`` and a fresh proof for ``method http://api.test{path}``."""
+    proof = make_proof(client, method, f"http://{HOST}{path}", access_token=token, nonce=nonce)
+    return [("authorization", f"DPoP {token}"), ("dpop", proof)]
+
+
+def decision_of(trace_id: str, service: ServiceProcess) -> dict[str, Any]:
+    """The decision the service logged for the forward-auth request marked ``trace_id``
+    (stderr is read by a thread, so it is waited for)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for line in list(service.stderr_lines):
+            if line.startswith("{") and '"event":"decision"' in line:
+                entry: dict[str, Any] = json.loads(line)
+                if entry.get("trace_id") == trace_id:
+                    assert entry["rpc"] == "forward_auth", entry
+                    return entry
+        time.sleep(0.02)
+    raise AssertionError("no decision was logged for the request")
+
+
+def assert_denied(reply: Reply, status: int, error: str) -> None:
+    """A denial as the verifier words it: status, challenge, no-store and the JSON body."""
+    assert reply.status == status, reply
+    challenge = reply.header("www-authenticate")
+    assert challenge.startswith(f'DPoP error="{error}"'), challenge
+    assert reply.header("cache-control") == "no-store"
+    assert reply.header("content-type") == "application/json"
+    body = reply.json()
+    assert body["error"] == error and set(body) == {"error", "error_description"}
+    assert f'error_description="{body["error_description"]}"' in challenge
