@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends
 REDIS_PACKAGES := redis-server redis-tools redis-sentinel
-GATEWAY_PACKAGES := nginx caddy
+GATEWAY_PACKAGES := nginx caddy gettext-base
 
 .PHONY: help run install-dev install-redis install-gateways install-test-deps test lint bench
 
@@ -21,6 +21,7 @@ help:
 	@echo "make lint               ruff check, ruff format --check, mypy"
 	@echo "make bench              the benchmark suite, one table (make bench BENCH_ARGS=--quick)"
 	@echo "make install-test-deps  redis-server, nginx, caddy (apt) and the dev virtualenv"
+	@echo "make install-gateways   nginx, caddy, gettext-base (apt) for tests/gateways"
 	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
 $(BIN)/python:
@@ -59,9 +60,10 @@ install-redis:
 	fi
 
 # Real nginx and Caddy for the gateway tests (tests/gateways/), which start their own from
-# examples/; as with redis, a temporary policy-rc.d keeps the packages' services from starting.
+# examples/, and envsubst (gettext-base) for docs/gateways.md's commands; as with redis, a
+# temporary policy-rc.d keeps the packages' services from starting.
 install-gateways:
-	@if command -v nginx >/dev/null && command -v caddy >/dev/null; then \
+	@if command -v nginx >/dev/null && command -v caddy >/dev/null && command -v envsubst >/dev/null; then \
 		echo "gateways: $$(nginx -v 2>&1), caddy $$(caddy version)"; \
 	else \
 		set -e; \

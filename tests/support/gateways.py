@@ -34,6 +34,7 @@ from tests.support.service import ServiceProcess
 from verifier.mint import KeyPair, make_proof
 
 ROOT = Path(__file__).resolve().parents[2]
+"""The repository's root."""
 EXAMPLES = ROOT / "examples"
 
 
