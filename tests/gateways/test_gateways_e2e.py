@@ -10,6 +10,7 @@ log. One service and one upstream (conftest.py) and one process per gateway serv
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -28,7 +29,7 @@ from tests.support.gateways import (
     send,
 )
 from tests.support.net import free_port
-from tests.support.service import AUDIENCE, ServiceProcess, TestIssuer
+from tests.support.service import AUDIENCE, ServiceProcess, TestIssuer, running_service
 from verifier.dpop.nonce import NonceKeys, issue_nonce
 from verifier.mint import KeyPair, generate_key, make_access_token
 
@@ -328,3 +329,47 @@ def test_an_unreachable_verifier_fails_closed(
         reply = send(cut_off.address, "/orders", headers)
         assert reply.status == FAILED_CLOSED[gateway.gateway.name], reply
         assert len(upstream.received) == reached
+
+
+def test_the_gateway_runs_its_example_with_only_the_placeholders_filled(
+    gateway: GatewayProcess, service: ServiceProcess, upstream: EchoUpstream
+) -> None:
+    ran = (gateway.prefix / gateway.gateway.config_name).read_text(encoding="utf-8")
+    values = {
+        "LISTEN_PORT": str(gateway.port),
+        "APP_HOST": upstream.address[0],
+        "APP_PORT": str(upstream.address[1]),
+        "VERIFIER_HOST": service.http_address.rpartition(":")[0],
+        "VERIFIER_PORT": service.http_address.rpartition(":")[2],
+        "PREFIX": str(gateway.prefix),
+    }
+    example = gateway.gateway.example.read_text(encoding="utf-8")
+    assert set(re.findall(r"\$\{(\w+)\}", example)) == set(values)
+    assert ran == re.sub(r"\$\{(\w+)\}", lambda m: values[m[1]], example)
+
+
+@pytest.fixture(scope="module")
+def untrusting_service(
+    tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
+) -> Iterator[ServiceProcess]:
+    """A service that trusts no gateway on loopback (a documentation network only)."""
+    env = {"DPOP_HTTP_LISTEN": "127.0.0.1:0", "DPOP_HTTP_TRUSTED_PROXIES": "192.0.2.0/24"}
+    with running_service(tmp_path_factory.mktemp("untrusting"), issuer, env=env) as svc:
+        yield svc
+
+
+def test_a_gateway_the_verifier_does_not_trust_gets_no_decision(
+    gateway: GatewayProcess, untrusting_service: ServiceProcess, upstream: EchoUpstream,
+    issuer: TestIssuer,
+) -> None:  # fmt: skip
+    with GatewayProcess(
+        gateway.gateway, untrusting_service.http_address, upstream.address
+    ) as untrusted:
+        client = generate_key("ES256")
+        reached = len(upstream.received)
+        headers = dpop_headers(client, issuer.token(client), "GET", "/orders")
+        reply = send(untrusted.address, "/orders", headers)
+        assert reply.status == 403, reply
+        assert reply.json()["error"] == "untrusted_proxy"
+        assert len(upstream.received) == reached
+    assert not [line for line in untrusting_service.stderr_lines if '"event":"decision"' in line]

@@ -230,7 +230,12 @@ class EchoUpstream:
                 request_body = self.rfile.read(length) if length else b""
                 headers = [[k.lower(), v] for k, v in self.headers.items()]
                 received.append(
-                    {"method": self.command, "path": self.path, "headers": headers, "body": request_body}
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": headers,
+                        "body": request_body,
+                    }
                 )
                 body = json.dumps({"path": self.path, "headers": headers}).encode()
                 self.send_body(body, "application/json")
