@@ -301,6 +301,19 @@ def test_a_400_reaches_the_client_with_its_status(
     assert len(upstream.received) == reached
 
 
+def test_a_431_reaches_the_client_with_its_status(
+    gateway: GatewayProcess, upstream: EchoUpstream, issuer: TestIssuer
+) -> None:
+    client = generate_key("ES256")
+    reached = len(upstream.received)
+    filler = [(f"x-filler-{i}", "1") for i in range(110)]  # DPOP_HTTP_MAX_HEADER_FIELDS: 100
+    headers = [*dpop_headers(client, issuer.token(client), "GET", "/orders"), *filler]
+    reply = send(gateway.address, "/orders", headers)
+    assert reply.status == 431, reply
+    assert reply.json()["error"] == "invalid_request"
+    assert len(upstream.received) == reached
+
+
 def test_a_503_reaches_the_client_with_its_status(
     gateway: GatewayProcess, service: ServiceProcess, upstream: EchoUpstream
 ) -> None:
