@@ -20,8 +20,11 @@ with only its placeholders filled, so the example is what is tested.
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import secrets
+import shutil
+import subprocess
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from tests.gateways.conftest import DOWN_ISSUER
 from tests.support.gateways import (
     EXAMPLES,
     HOST,
+    ROOT,
     Reply,
     assert_denied,
     decision_of,
@@ -288,3 +292,30 @@ def test_the_example_files_fill_in_completely(tmp_path: Path) -> None:
     static = yaml.safe_load(render_example(EXAMPLES / "traefik" / "traefik.yml", values))
     assert static["entryPoints"]["web"]["address"] == "127.0.0.1:8080"
     assert static["providers"]["file"]["filename"] == f"{tmp_path}/dynamic.yml"
+
+
+def test_the_readme_commands_fill_in_both_files(tmp_path: Path) -> None:
+    """The README's shell block, run as it is up to Traefik itself (not installable here):
+    a stand-in ``traefik`` on ``PATH`` records its arguments."""
+    if shutil.which("envsubst") is None:
+        pytest.fail("envsubst is not installed: run `make install-gateways`", pytrace=False)
+    (block,) = re.findall(r"<!-- runnable -->\n```sh\n(.*?)```", README.read_text("utf-8"), re.S)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "traefik").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
+    (bin_dir / "traefik").chmod(0o755)
+    values = {"LISTEN_PORT": "8080", "APP_HOST": "app.internal", "APP_PORT": "9000",
+              "VERIFIER_HOST": "verifier.internal", "VERIFIER_PORT": "8081",
+              "PREFIX": str(tmp_path / "run")}  # fmt: skip
+    env = {**os.environ, **values, "ARGS_FILE": str(tmp_path / "args"),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    subprocess.run(["bash", "-euc", block], cwd=ROOT, env=env, check=True, timeout=30)
+    assert (tmp_path / "args").read_text().split() == [f"--configFile={tmp_path}/run/traefik.yml"]
+    for name in ("traefik.yml", "dynamic.yml"):
+        filled = (tmp_path / "run" / name).read_text("utf-8")
+        used = {
+            k: v
+            for k, v in values.items()
+            if "${" + k + "}" in (EXAMPLES / "traefik" / name).read_text()
+        }
+        assert filled == render_example(EXAMPLES / "traefik" / name, used), name
