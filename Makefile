@@ -10,8 +10,10 @@ BENCH_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends
 REDIS_PACKAGES := redis-server redis-tools redis-sentinel
+GATEWAY_PACKAGES := nginx caddy gettext-base
 
-.PHONY: help run install-dev install-redis install-test-deps install-idp-deps test lint bench
+.PHONY: help run install-dev install-redis install-gateways install-test-deps install-idp-deps \
+	test lint bench
 
 help:
 	@echo "make run                start a local dev server (memory replay store, dev keys)"
@@ -19,7 +21,8 @@ help:
 	@echo "                        (extra pytest arguments: make test PYTEST_ARGS='-k redis')"
 	@echo "make lint               ruff check, ruff format --check, mypy"
 	@echo "make bench              the benchmark suite, one table (make bench BENCH_ARGS=--quick)"
-	@echo "make install-test-deps  redis-server (apt) and the dev virtualenv"
+	@echo "make install-test-deps  redis-server, nginx, caddy (apt), the dev virtualenv, the test AS"
+	@echo "make install-gateways   nginx, caddy, gettext-base (apt) for tests/gateways"
 	@echo "make install-idp-deps   the real authorization server of tests/idp (npm ci)"
 	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
@@ -58,7 +61,7 @@ install-redis:
 		exit $$status; \
 	fi
 
-install-test-deps: install-redis install-dev install-client-deps install-idp-deps
+install-test-deps: install-redis install-gateways install-dev install-client-deps install-idp-deps
 
 # The real authorization server of tests/idp (npm oidc-provider and openid-client, pinned in
 # tests/idp/node/package-lock.json); `npm ci` only when the lock file changed.
@@ -69,6 +72,30 @@ install-idp-deps: install-client-apt $(IDP_NODE_DIR)/node_modules/.package-lock.
 $(IDP_NODE_DIR)/node_modules/.package-lock.json: $(IDP_NODE_DIR)/package-lock.json $(IDP_NODE_DIR)/package.json
 	cd $(IDP_NODE_DIR) && npm ci --no-audit --no-fund
 	@touch $@
+
+# Real nginx and Caddy for the gateway tests (tests/gateways/), which start their own from
+# examples/, and envsubst (gettext-base) for docs/gateways.md's commands; as with redis, a
+# temporary policy-rc.d keeps the packages' services from starting.
+install-gateways:
+	@if command -v nginx >/dev/null && command -v caddy >/dev/null && command -v envsubst >/dev/null; then \
+		echo "gateways: $$(nginx -v 2>&1), caddy $$(caddy version)"; \
+	else \
+		set -e; \
+		apt-cache show $(GATEWAY_PACKAGES) >/dev/null 2>&1 || $(APT_GET) update; \
+		own_policy=no; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+			$(SUDO) chmod +x /usr/sbin/policy-rc.d; \
+			own_policy=yes; \
+		fi; \
+		status=0; \
+		$(APT_GET) install $(GATEWAY_PACKAGES) \
+			|| { $(APT_GET) update && $(APT_GET) install $(GATEWAY_PACKAGES); } \
+			|| status=$$?; \
+		if [ $$own_policy = yes ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$status; \
+	fi
+
 
 test: install-test-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)

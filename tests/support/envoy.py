@@ -217,7 +217,8 @@ class EnvoyProcess:
 
 class EchoUpstream:
     """The protected API: answers 200 with the request's headers as JSON, in order and with
-    duplicates (``[[name, value], ...]``), and remembers every request it received."""
+    duplicates (``[[name, value], ...]``), and remembers every request it received (with its
+    body, when it came with a Content-Length)."""
 
     def __init__(self) -> None:
         received: list[dict[str, Any]] = []
@@ -226,10 +227,16 @@ class EchoUpstream:
         class Handler(QuietHandler):
             def _echo(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
+                request_body = self.rfile.read(length) if length else b""
                 headers = [[k.lower(), v] for k, v in self.headers.items()]
-                received.append({"method": self.command, "path": self.path, "headers": headers})
+                received.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": headers,
+                        "body": request_body,
+                    }
+                )
                 body = json.dumps({"path": self.path, "headers": headers}).encode()
                 self.send_body(body, "application/json")
 

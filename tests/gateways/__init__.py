@@ -1,0 +1,1 @@
+"""End-to-end tests through real gateways (NGINX, Caddy) and the Traefik contract."""
