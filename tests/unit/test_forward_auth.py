@@ -71,16 +71,41 @@ def test_nginx_sends_x_original_method_and_uri_with_the_host() -> None:
     assert got.client_address == "127.0.0.1"  # no X-Forwarded-For: the gateway itself
 
 
-def test_x_forwarded_wins_over_x_original_and_host() -> None:
-    got = facts(
-        x_forwarded_method="PUT",
-        x_original_method="GET",
-        x_forwarded_uri="/a",
-        x_original_uri="/b",
-        x_forwarded_host="api.test:8443",
-        host="other",
-    )
+def test_x_forwarded_host_wins_over_host() -> None:
+    got = facts(x_forwarded_method="PUT", x_forwarded_uri="/a", x_forwarded_host="api.test:8443",
+                host="other")  # fmt: skip
     assert (got.method, got.target_uri) == ("PUT", "http://api.test:8443/a")
+
+
+def test_the_same_request_described_twice_is_fine() -> None:
+    got = facts(x_forwarded_method="GET", x_original_method="GET", x_forwarded_uri="/a",
+                x_original_uri="/a", host="api.test")  # fmt: skip
+    assert (got.method, got.target_uri) == ("GET", "http://api.test/a")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # NGINX as its documentation configures it sets X-Original-URI and passes a client's
+        # X-Forwarded-Uri through: the client must not choose the request decided.
+        {"x_original_method": "GET", "x_original_uri": "/orders", "x_forwarded_uri": "/public"},
+        {"x_original_method": "POST", "x_forwarded_method": "GET", "x_original_uri": "/orders"},
+        # Traefik sets X-Forwarded-* and passes a client's X-Original-* through.
+        {"x_forwarded_method": "GET", "x_forwarded_uri": "/orders", "x_original_uri": "/public"},
+    ],
+)
+def test_two_different_descriptions_are_no_target(values: dict[str, str]) -> None:
+    assert facts(host="api.test", **values).target_uri == ""  # request_invalid, never a guess
+
+
+def test_a_client_forwarded_header_never_moves_the_target() -> None:
+    options = ForwardAuthOptions(
+        public_url=PublicUrlOptions(trusted_headers=frozenset({"forwarded", "x-forwarded-host"}))
+    )
+    got = facts(options=options, x_original_method="GET", x_original_uri="/orders",
+                x_forwarded_proto="http", host="api.test",
+                forwarded="host=other.test;proto=https")  # fmt: skip
+    assert got.target_uri == "http://api.test/orders"
 
 
 def test_of_a_list_header_the_element_the_nearest_proxy_wrote_counts() -> None:

@@ -11,15 +11,18 @@ the same engine as ``Verify`` and ``Check``, and answered as the gateway expects
   item       read from (first present wins)             notes
   ========== ========================================== =========================================
   method     ``X-Forwarded-Method``, ``X-Original-Method``  Traefik, Caddy; NGINX as configured
-  target     ``X-Forwarded-Uri``, ``X-Original-URI``    path and query, undecoded
+  target     ``X-Forwarded-Uri``, ``X-Original-URI``    path and query, undecoded; both
+                                                        present and different: no target
   host       ``X-Forwarded-Host``, ``Host``             the authority the client used
   scheme     ``X-Forwarded-Proto``                      else ``http``
   client     ``X-Forwarded-For`` (last element)         else the gateway's own address
   ========== ========================================== =========================================
 
   plus the client's ``Authorization`` and ``DPoP`` headers as received. The configured public
-  base URLs apply as for ``Check`` (:mod:`verifier.api.target_uri`). A request without a method
-  or a target is ``request_invalid`` (400), never a guess.
+  base URLs apply as for ``Check`` (:mod:`verifier.api.target_uri`); the trusted forwarding
+  headers of ``Check`` (``DPOP_TRUSTED_FORWARDED_HEADERS``) do not: here the gateway's own
+  headers are the description. A request without a method or a target, or with two different
+  ones, is ``request_invalid`` (400), never a guess.
 * **who may ask**: only a caller whose address is in ``DPOP_HTTP_TRUSTED_PROXIES``; its
   forwarded headers describe the request the decision is about. Anyone else gets
   ``403 untrusted_proxy`` and no decision.
@@ -133,11 +136,15 @@ def forward_auth_facts(
         return UNTRUSTED
     if len(headers) > options.max_header_fields:
         return TOO_MANY_FIELDS
-    method = _first(headers, "x-forwarded-method", "x-original-method")
-    uri = _first(headers, "x-forwarded-uri", "x-original-uri")
+    method = _one_of(headers, "x-forwarded-method", "x-original-method")
+    uri = _one_of(headers, "x-forwarded-uri", "x-original-uri")
     host = _last_element(headers, "x-forwarded-host") or _first(headers, "host")
     scheme = _last_element(headers, "x-forwarded-proto").lower() or "http"
-    target = public_target_uri(scheme, host, uri, headers, options.public_url) if method else ""
+    # The gateway's own headers above say where the request went; the configured public base
+    # URLs still apply, but no further forwarding header (Envoy's DPOP_TRUSTED_FORWARDED_HEADERS):
+    # a gateway passes a client's Forwarded header through untouched.
+    public_url = PublicUrlOptions(public_base_urls=options.public_url.public_base_urls)
+    target = public_target_uri(scheme, host, uri, headers, public_url) if method else ""
     route = options.routes.resolve(target)
     return RequestFacts(
         method=method,
@@ -214,6 +221,20 @@ class ForwardAuthApp:
             return _answer(start_response, 200, allowed_headers(decision, names), b"")
         answer = denial(decision)
         return _answer(start_response, answer.status, list(answer.headers), answer.body.encode())
+
+
+def _one_of(headers: Headers, preferred: str, other: str) -> str:
+    """The value of ``preferred`` or of ``other``; ``""`` when both are present and differ.
+
+    Traefik and Caddy set ``X-Forwarded-*`` and pass a client's ``X-Original-*`` through; NGINX
+    sets what its config names (``X-Original-*`` in its own documentation) and passes a client's
+    ``X-Forwarded-*`` through. Two different answers mean one of them came from the client:
+    the request is ``request_invalid``, never decided on the client's word.
+    """
+    first, second = _first(headers, preferred), _first(headers, other)
+    if first and second and first != second:
+        return ""
+    return first or second
 
 
 def _first(headers: Headers, *names: str) -> str:
