@@ -10,8 +10,11 @@ BENCH_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends
 REDIS_PACKAGES := redis-server redis-tools redis-sentinel
+# tests/image: podman builds and runs the image (runc: crun fails on these machines' cgroups);
+# mmdebstrap makes the stand-in base from Debian's mirror (no container registry is reachable).
+IMAGE_TOOLS := podman runc mmdebstrap
 
-.PHONY: help run install-dev install-redis install-test-deps test lint bench
+.PHONY: help run install-dev install-redis install-image-tools install-test-deps test lint bench
 
 help:
 	@echo "make run                start a local dev server (memory replay store, dev keys)"
@@ -19,7 +22,8 @@ help:
 	@echo "                        (extra pytest arguments: make test PYTEST_ARGS='-k redis')"
 	@echo "make lint               ruff check, ruff format --check, mypy"
 	@echo "make bench              the benchmark suite, one table (make bench BENCH_ARGS=--quick)"
-	@echo "make install-test-deps  redis-server (apt) and the dev virtualenv"
+	@echo "make install-test-deps  redis-server, podman (apt) and the dev virtualenv"
+	@echo "make install-image-tools  podman, runc, mmdebstrap (apt) for tests/image"
 	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
 $(BIN)/python:
@@ -57,7 +61,19 @@ install-redis:
 		exit $$status; \
 	fi
 
-install-test-deps: install-redis install-dev install-client-deps
+# podman, runc and mmdebstrap for the image tests (tests/image: build and run the Dockerfile).
+install-image-tools:
+	@if command -v podman >/dev/null && command -v runc >/dev/null \
+		&& command -v mmdebstrap >/dev/null; then \
+		echo "image tools: $$(podman --version), $$(runc --version | head -n 1), mmdebstrap"; \
+	else \
+		set -e; \
+		apt-cache show podman mmdebstrap >/dev/null 2>&1 || $(APT_GET) update; \
+		$(APT_GET) install $(IMAGE_TOOLS) \
+			|| { $(APT_GET) update && $(APT_GET) install $(IMAGE_TOOLS); }; \
+	fi
+
+install-test-deps: install-redis install-image-tools install-dev install-client-deps
 
 test: install-test-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
