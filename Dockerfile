@@ -19,9 +19,9 @@
 # to reap), and health checks run via `docker exec`/kubelet outside its process tree. An init
 # (tini, `docker run --init`) would add a package and nothing this process needs.
 #
-# tests/deploy/test_dockerfile.py replays the builder's RUN steps below into a fresh
-# virtualenv and starts ENTRYPOINT/CMD from it as PID 1, user 10001, on a read-only root
-# filesystem with a tmpfs /tmp; keep the install steps in RUN lines of the builder stage.
+# Tested for real: tests/image builds this file with podman (the `docker build` command of
+# docs/deploy.md) on a stand-in for the python:*-slim base made from Debian's mirror, then runs
+# the image as docs/deploy.md and as the Helm chart run it, and checks it from outside.
 
 ARG PYTHON_VERSION=3.12
 ARG DEBIAN_RELEASE=trixie
@@ -42,7 +42,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     python -m pip wheel --wheel-dir /wheels .
 
 # A virtualenv holding exactly those wheels and nothing else: no pip, no setuptools. Offline
-# (--no-index), so a dependency missing from /wheels fails the build here. pip byte-compiles the installed modules, so the read-only runtime never needs to write .pyc files.
+# (--no-index), so a dependency missing from /wheels fails the build here. pip byte-compiles
+# the installed modules, so the read-only runtime never needs to write .pyc files.
 RUN python -m venv --without-pip /opt/venv \
     && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-index \
         --find-links=/wheels --only-binary=:all: /wheels/*.whl \

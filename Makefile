@@ -11,9 +11,12 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends
 REDIS_PACKAGES := redis-server redis-tools redis-sentinel
 GATEWAY_PACKAGES := nginx caddy gettext-base
+# tests/image: podman builds and runs the image (runc: crun fails on these machines' cgroups);
+# mmdebstrap makes the stand-in base from Debian's mirror (no container registry is reachable).
+IMAGE_TOOLS := podman runc mmdebstrap
 
-.PHONY: help run install-dev install-redis install-gateways install-test-deps install-idp-deps \
-	test lint bench
+.PHONY: help run install-dev install-redis install-gateways install-image-tools \
+	install-test-deps install-idp-deps test lint bench
 
 help:
 	@echo "make run                start a local dev server (memory replay store, dev keys)"
@@ -21,8 +24,9 @@ help:
 	@echo "                        (extra pytest arguments: make test PYTEST_ARGS='-k redis')"
 	@echo "make lint               ruff check, ruff format --check, mypy"
 	@echo "make bench              the benchmark suite, one table (make bench BENCH_ARGS=--quick)"
-	@echo "make install-test-deps  redis-server, nginx, caddy (apt), the dev virtualenv, the test AS"
+	@echo "make install-test-deps  redis-server, nginx, caddy, podman (apt), the dev virtualenv, the test AS"
 	@echo "make install-gateways   nginx, caddy, gettext-base (apt) for tests/gateways"
+	@echo "make install-image-tools  podman, runc, mmdebstrap (apt) for tests/image"
 	@echo "make install-idp-deps   the real authorization server of tests/idp (npm ci)"
 	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
@@ -61,7 +65,8 @@ install-redis:
 		exit $$status; \
 	fi
 
-install-test-deps: install-redis install-gateways install-dev install-client-deps install-idp-deps
+install-test-deps: install-redis install-gateways install-image-tools install-dev install-client-deps \
+	install-idp-deps
 
 # The real authorization server of tests/idp (npm oidc-provider and openid-client, pinned in
 # tests/idp/node/package-lock.json); `npm ci` only when the lock file changed.
@@ -94,6 +99,18 @@ install-gateways:
 			|| status=$$?; \
 		if [ $$own_policy = yes ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
 		exit $$status; \
+	fi
+
+# podman, runc and mmdebstrap for the image tests (tests/image: build and run the Dockerfile).
+install-image-tools:
+	@if command -v podman >/dev/null && command -v runc >/dev/null \
+		&& command -v mmdebstrap >/dev/null; then \
+		echo "image tools: $$(podman --version), $$(runc --version | head -n 1), mmdebstrap"; \
+	else \
+		set -e; \
+		apt-cache show podman mmdebstrap >/dev/null 2>&1 || $(APT_GET) update; \
+		$(APT_GET) install $(IMAGE_TOOLS) \
+			|| { $(APT_GET) update && $(APT_GET) install $(IMAGE_TOOLS); }; \
 	fi
 
 

@@ -1,11 +1,10 @@
-"""A small Dockerfile reader for the deployment tests (no Docker engine runs here).
+"""A small Dockerfile reader for the static deployment tests (tests/image builds the image).
 
 It understands what this project's Dockerfile uses: parser directives, comments, line
 continuations, ``ARG``/``ENV`` with ``${VAR}`` substitution, ``FROM ... AS name``, ``RUN`` with
-``--mount`` flags (shell and exec form), ``COPY`` with flags, ``WORKDIR``, ``USER``,
-``ENTRYPOINT``/``CMD``/``HEALTHCHECK`` in exec form, ``SHELL``. Anything else it does not know
-how to *replay* makes the replay fail loudly (see ``UnsupportedDockerfile``) rather than be
-skipped, so the Dockerfile cannot drift away from what the tests exercise.
+flags, ``COPY`` with flags, ``WORKDIR``, ``USER``, ``ENTRYPOINT``/``CMD``/``HEALTHCHECK`` in exec
+form, and the ``.dockerignore`` rules. Anything else it cannot read faithfully fails loudly
+(``UnsupportedDockerfile``) rather than being skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ _DIRECTIVE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(.*)$")
 
 
 class UnsupportedDockerfile(Exception):
-    """The Dockerfile uses something this reader cannot replay faithfully."""
+    """The Dockerfile uses something this reader cannot read faithfully."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ def parse(text: str) -> Dockerfile:
         keyword = keyword.upper()
         rest = rest.strip()
         if "<<" in rest and keyword in ("RUN", "COPY"):
-            raise UnsupportedDockerfile(f"line {line}: heredocs are not supported by the replay")
+            raise UnsupportedDockerfile(f"line {line}: heredocs are not supported here")
         if keyword == "FROM":
             flags, rest = _split_flags(rest)
             words = rest.split()
@@ -211,22 +210,6 @@ def stage_env(dockerfile: Dockerfile, stage: Stage, base_env: Mapping[str, str])
         elif instruction.keyword == "ENV":
             env.update(parse_key_values(instruction.args, env, keyword="ENV"))
     return env
-
-
-def parse_mount(spec: str) -> dict[str, str]:
-    """``type=cache,target=/x,...`` into a dict."""
-    options: dict[str, str] = {}
-    for item in spec.split(","):
-        key, _, value = item.partition("=")
-        options[key] = value
-    return options
-
-
-def run_command(instruction: Instruction, shell: list[str]) -> list[str]:
-    """The argv Docker runs for a RUN instruction (exec form, or the stage's SHELL + string)."""
-    if instruction.args.startswith("["):
-        return instruction.exec_form()
-    return [*shell, instruction.args]
 
 
 def copy_sources_and_dest(
