@@ -21,8 +21,8 @@ import socket
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from verifier.config import OPTIONS, ConfigError, Settings, load_settings, source_of
 from verifier.dev import (
     DEV_DIR,
     cmd_dev_init,
@@ -34,10 +34,17 @@ from verifier.dev import (
 from verifier.dpop.jose import DEFAULT_PROOF_ALGS
 from verifier.mint import generate_key, jwks_for, make_access_token, make_proof
 
+if TYPE_CHECKING:
+    from verifier.config import Settings
+
+# verifier.config (and the Redis client it pulls in) is imported by the commands that read the
+# service's settings only, so that keygen, token and proof start in a fraction of the time.
+
 # --- serve -------------------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from verifier.config import ConfigError, load_settings
     from verifier.server.main import run
 
     if args.replay_url and _has_password(args.replay_url):
@@ -71,6 +78,7 @@ def _taken_address(settings: Settings, overrides: Mapping[str, object]) -> str:
     """A message when an address to listen on is already taken (another ``serve``, perhaps
     ``make run``), naming where the address came from and how to pick another; "" when free.
     Workers and their supervisor check their ports themselves."""
+    from verifier.config import source_of
     from verifier.server.workers import WORKER_ENV
 
     if settings.workers > 1 or os.environ.get(WORKER_ENV):
@@ -198,6 +206,7 @@ def _credential(value: str | None, what: str) -> str | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from verifier.config import ConfigError, load_settings
     from verifier.explain import explain, print_explanation, request_facts
 
     try:
@@ -225,9 +234,28 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if decision.allow else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be computed when help is shown (``epilog_factory``)."""
+
+    def __init__(self, *args: Any, epilog_factory: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epilog_factory = epilog_factory
+
+    def format_help(self) -> str:
+        if self._epilog_factory is not None:
+            self.epilog = self._epilog_factory()
+        return super().format_help()
+
+
+def _settings_help() -> str:
+    from verifier.config import OPTIONS
+
+    rows = "\n".join(f"  {o.env:<34} {o.help} (default: {o.default})" for o in OPTIONS)
+    return "Environment variables:\n" + rows
+
+
 def build_parser() -> argparse.ArgumentParser:
-    env_help = "\n".join(f"  {o.env:<34} {o.help} (default: {o.default})" for o in OPTIONS)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dpop-verifier",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="A gRPC service that verifies OAuth 2.0 DPoP proofs (RFC 9449) and "
@@ -236,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  dpop-verifier dev serve        # dev init, then serve .dpop-dev/config.json\n"
         "  dpop-verifier dev request --url https://api.example.com/orders   # a 2nd terminal\n",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     serve = sub.add_parser(
         "serve",
@@ -244,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the service. Settings come from (highest first) these flags, DPOP_* "
         "environment variables, the config file, defaults.",
-        epilog="Environment variables:\n" + env_help,
+        epilog_factory=_settings_help,
     )
     serve.add_argument("--config", help="config file (TOML or JSON); env DPOP_CONFIG_FILE")
     serve.add_argument("--listen", help="host:port of the gRPC listener; env DPOP_LISTEN")
