@@ -146,6 +146,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         read_key(args.issuer_key),
         issuer=args.issuer,
         subject=args.sub,
+        client_id=args.client_id,
         jkt=jkt,
         audience=args.aud,
         scope=args.scope,
@@ -302,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     bind.add_argument("--client-key", help="bind to this client key's thumbprint (cnf.jkt)")
     bind.add_argument("--jkt", help="bind to this thumbprint (cnf.jkt)")
     token.add_argument("--sub", default="alice")
+    token.add_argument("--client-id", default="dev-client", help="the client_id claim")
     token.add_argument("--aud", default=None, help="the aud claim (an issuer's audience)")
     token.add_argument("--scope", default="")
     token.add_argument("--lifetime", type=float, default=300.0, help="seconds (default 300)")

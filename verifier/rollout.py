@@ -201,7 +201,7 @@ def format_text(report: Report, *, top: int | None = 10) -> str:
         verb = "would refuse" if route.mode == "report-only" else "refused"
         out += [
             "",
-            f"route {route.route} ({route.mode}): {route.requests:,} requests, {verb} "
+            f"route {route.route} ({route.mode}): {_requests(route.requests)}, {verb} "
             f"{route.refused:,} ({route.refused_rate:.2%})",
         ]
         if not route.refused:
@@ -223,3 +223,7 @@ def format_text(report: Report, *, top: int | None = 10) -> str:
         if len(clients) > len(shown):
             out.append(f"    ... and {len(clients) - len(shown):,} more (--top)")
     return "\n".join(out)
+
+
+def _requests(count: int) -> str:
+    return f"{count:,} request" + ("" if count == 1 else "s")
