@@ -228,16 +228,15 @@ def cmd_dev_request(args: argparse.Namespace) -> int:
         print_response(response, as_json=args.json, explain_asked=args.explain)
         return response
 
+    notes = sys.stderr if args.json else sys.stdout  # with --json, stdout holds JSON only
     proof = make_proof(client, proof_method, proof_url, access_token=token)
     response = send(proof)
     if response.reason_code.startswith("nonce_") and response.dpop_nonce:
-        print("-- retrying with the server's DPoP-Nonce --", file=sys.stderr)
+        print("-- retrying with the server's DPoP-Nonce --", file=notes)
         nonce = response.dpop_nonce
         proof = make_proof(client, proof_method, proof_url, access_token=token, nonce=nonce)
         response = send(proof)
     for attempt in range(2, args.repeat_proof + 1):
-        print(
-            f"-- request {attempt} of {args.repeat_proof}: the same proof again --", file=sys.stderr
-        )
+        print(f"-- request {attempt} of {args.repeat_proof}: the same proof again --", file=notes)
         response = send(proof)
     return 0 if response.decision == 1 else 1
