@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
+import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from verifier.dpop.jose import ALGORITHMS
@@ -142,8 +140,11 @@ def _program() -> str:
 
 
 def cmd_dev_serve(args: argparse.Namespace) -> int:
-    """``dev init`` when needed, then ``serve --config <dir>/config.json`` in a child process
-    whose output passes through; once it listens, print what to try next."""
+    """``dev init`` when needed, then ``serve --config <dir>/config.json`` in this process; once
+    the service answers its health check, print what to try next."""
+    from verifier.cli import cmd_serve
+    from verifier.config import ConfigError, load_settings
+
     directory = Path(args.dir)
     if not _is_set_up(directory):
         init(directory)
@@ -152,36 +153,57 @@ def cmd_dev_serve(args: argparse.Namespace) -> int:
             f"to {directory}/",
             file=sys.stderr,
         )
-    command = [
-        sys.executable,
-        "-m",
-        "verifier",
-        "serve",
-        "--config",
-        str(directory / "config.json"),
-    ]
-    if args.listen:
-        command += ["--listen", args.listen]
-    print(f"==> starting the service: {' '.join(command[3:])} (Ctrl-C stops it)", file=sys.stderr)
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1)  # noqa: S603 -- our own command
+    config = str(directory / "config.json")
+    listen = f" --listen {args.listen}" if args.listen else ""
+    print(f"==> starting the service: serve --config {config}{listen} (Ctrl-C stops it)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    serve = argparse.Namespace(
+        config=config, listen=args.listen, replay_url=None, log_level=None, workers=None
+    )
+    stop = threading.Event()
+    try:
+        settings = load_settings({"config_file": config, "listen": args.listen})
+    except ConfigError:
+        settings = None  # cmd_serve reports it
+    watcher = threading.Thread(
+        target=_announce_when_ready, args=(settings, directory, stop), daemon=True
+    )
+    watcher.start()
+    try:
+        return cmd_serve(serve)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
 
-    def forward(signum: int, frame: FrameType | None) -> None:
-        if child.poll() is None:
-            child.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    assert child.stdout is not None
-    for line in child.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        if line.startswith("dpop-verifier listening on "):
-            _print_next_steps(line.split()[-1], directory)
-    return child.wait()
+def _announce_when_ready(settings: Any, directory: Path, stop: threading.Event) -> None:
+    """Print the next steps once the service at ``settings.listen`` answers SERVING (plaintext
+    TCP only; otherwise at once, without waiting)."""
+    if settings is None:
+        return  # the configuration is refused: nothing will listen
+    address = settings.listen
+    port = address.rpartition(":")[2]
+    if not port.isdigit() or int(port) == 0 or settings.tls_enabled:
+        _print_next_steps("", directory)
+        return
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while not stop.is_set():
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+            except grpc.RpcError:
+                reply = None
+            if reply is not None and reply.status == health_pb2.HealthCheckResponse.SERVING:
+                _print_next_steps(address, directory)
+                return
+            stop.wait(0.2)
 
 
 def _print_next_steps(address: str, directory: Path) -> None:
-    target = "" if address == DEFAULT_TARGET else f" --target {address}"
+    target = "" if address in ("", DEFAULT_TARGET) else f" --target {address}"
     where = "" if str(directory) == DEV_DIR else f" --dir {directory}"
     program = _program()
     print(

@@ -128,8 +128,13 @@ def _judge(block: Block, result: dict[str, Any]) -> list[str]:
         output = result["output"][-3000:]
         if not result["ready"]:
             return [f"{where}: never said it was listening:\n{output}"]
-        if result.get("left_running"):
-            problems.append(f"{where}: still running after Ctrl-C:\n{output}")
+        # make itself may end by the signal (-2); the service must drain and stop, and nothing
+        # may be left running.
+        stopped = "verifier.server.runtime: stopped" in result["output"]
+        if result.get("stopped") not in (0, -2, 130) or not stopped or result["left_running"]:
+            problems.append(
+                f"{where}: Ctrl-C did not stop it cleanly ({result.get('stopped')}):\n{output}"
+            )
         if "==> ready. In a second terminal" not in result["output"]:
             problems.append(f"{where}: printed no next step once listening:\n{output}")
         return problems
