@@ -457,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit:
         raise
+    except OSError as exc:  # a file named on the command line, most likely
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
     except Exception as exc:  # the one place a user must not see a traceback
         detail = str(exc) or "no details"
         print(f"error: unexpected {type(exc).__name__}: {detail}", file=sys.stderr)

@@ -222,3 +222,8 @@ def test_a_closed_pipe_ends_quietly() -> None:
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_a_file_that_cannot_be_written_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "keygen", "--out", "/proc/no-such-dir/client.jwk")
+    assert (code, err) == (1, "error: /proc/no-such-dir: No such file or directory\n")
