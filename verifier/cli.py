@@ -78,12 +78,14 @@ def _taken_address(settings: Settings, overrides: Mapping[str, object]) -> str:
     """A message when an address to listen on is already taken (another ``serve``, perhaps
     ``make run``), naming where the address came from and how to pick another; "" when free.
     Workers and their supervisor check their ports themselves."""
-    from verifier.config import source_of
+    from verifier.config import OPTIONS, source_of
     from verifier.server.workers import WORKER_ENV
 
     if settings.workers > 1 or os.environ.get(WORKER_ENV):
         return ""
-    for name, flag in (("listen", "--listen"), ("health_listen", ""), ("metrics_listen", "")):
+    listeners = [o.name for o in OPTIONS if o.name == "listen" or o.name.endswith("_listen")]
+    for name in listeners:
+        flag = "--listen" if name == "listen" else ""
         address = getattr(settings, name)
         if not _in_use(address):
             continue
