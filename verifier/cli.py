@@ -1,58 +1,51 @@
 """The ``dpop-verifier`` command: run the service, and developer helpers to try it.
 
 dpop-verifier serve                 run the gRPC service (configured by DPOP_* variables)
-dpop-verifier dev init              make a local test issuer, a client key and a config
+dpop-verifier dev init | serve      make a local test issuer, a client key and a config; serve it
 dpop-verifier dev request ...       mint a token and a proof and ask the service
 dpop-verifier keygen | jwks | token | proof | call    the same steps one by one
 dpop-verifier explain ...           decide one token + proof in-process, print every check
 dpop-verifier issuer check URL      fetch an issuer's metadata and keys, print what is accepted
+dpop-verifier rollout [LOG]         per route, what report-only would deny (from the decision log)
+
+Errors are one line on stderr naming the flag, variable or file at fault; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import gzip
 import json
 import os
+import socket
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from verifier.config import OPTIONS, ConfigError, load_settings
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS
-from verifier.issuer_check import add_issuer_commands
-from verifier.mint import (
-    KeyPair,
-    generate_key,
-    jwks_for,
-    load_key,
-    make_access_token,
-    make_proof,
+from verifier.dev import (
+    DEV_DIR,
+    cmd_dev_init,
+    cmd_dev_request,
+    cmd_dev_serve,
+    read_key,
+    write_private,
 )
+from verifier.dpop.jose import DEFAULT_PROOF_ALGS
+from verifier.mint import generate_key, jwks_for, make_access_token, make_proof
 
-DEV_DIR = ".dpop-dev"
-DEV_ISSUER = "https://issuer.dev.local"
-DEV_AUDIENCE = "https://api.example.com"
+if TYPE_CHECKING:
+    from verifier.config import Settings
 
-
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    """Write a private key file readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-
-
-def _read_key(path: str) -> KeyPair:
-    try:
-        return load_key(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError) as exc:
-        raise SystemExit(f"error: cannot read private JWK {path}: {exc}") from None
-
+# verifier.config (and the Redis client it pulls in) is imported by the commands that read the
+# service's settings only, so that keygen, token and proof start in a fraction of the time.
 
 # --- serve -------------------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from verifier.config import ConfigError, load_settings
     from verifier.server.main import run
 
     if args.replay_url and _has_password(args.replay_url):
@@ -75,7 +68,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    taken = _taken_address(settings, overrides)
+    if taken:
+        print(taken, file=sys.stderr)
+        return 1
     return run(settings, overrides)
+
+
+def _taken_address(settings: Settings, overrides: Mapping[str, object]) -> str:
+    """A message when an address to listen on is already taken (another ``serve``, perhaps
+    ``make run``), naming where the address came from and how to pick another; "" when free.
+    Workers and their supervisor check their ports themselves."""
+    from verifier.config import OPTIONS, source_of
+    from verifier.server.workers import WORKER_ENV
+
+    if settings.workers > 1 or os.environ.get(WORKER_ENV):
+        return ""
+    listeners = [o.name for o in OPTIONS if o.name == "listen" or o.name.endswith("_listen")]
+    for name in listeners:
+        flag = "--listen" if name == "listen" else ""
+        address = getattr(settings, name)
+        if not _in_use(address):
+            continue
+        source = source_of(name, overrides, config_file=settings.config_file)
+        host, _, port = address.rpartition(":")
+        other = f"{host}:{int(port) + 1 if int(port) < 65535 else 0}"
+        how = f"{flag} {other}" if flag else f"another {name.upper()} address"
+        env = "DPOP_" + name.upper()
+        return (
+            f"error: cannot listen on {address} ({source}): the address is in use, perhaps by "
+            f"another dpop-verifier (make run serves on 127.0.0.1:50051). Choose another: "
+            f"{how} (or {env}={other})"
+        )
+    return ""
+
+
+def _in_use(address: str) -> bool:
+    """Whether binding the TCP ``address`` fails with "address in use" (port 0: never)."""
+    host, _, port = address.rpartition(":")
+    if not address or address.startswith("unix:") or not port.isdigit() or int(port) == 0:
+        return False
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError:
+        return False  # the server reports what it cannot resolve
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 # --- key, token and proof helpers -------------------------------------------------------------
@@ -84,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     key = generate_key(args.alg)
     if args.out:
-        _write_private(Path(args.out), key.private_jwk())
+        write_private(Path(args.out), key.private_jwk())
         print(f"wrote {args.out} (alg {key.alg}, jkt {key.jkt})", file=sys.stderr)
     else:
         print(json.dumps(key.private_jwk(), indent=2))
@@ -92,18 +137,19 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_jwks(args: argparse.Namespace) -> int:
-    print(json.dumps(jwks_for(_read_key(args.key)), indent=2))
+    print(json.dumps(jwks_for(read_key(args.key)), indent=2))
     return 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     jkt = args.jkt
     if args.client_key:
-        jkt = _read_key(args.client_key).jkt
+        jkt = read_key(args.client_key).jkt
     token = make_access_token(
-        _read_key(args.issuer_key),
+        read_key(args.issuer_key),
         issuer=args.issuer,
         subject=args.sub,
+        client_id=args.client_id,
         jkt=jkt,
         audience=args.aud,
         scope=args.scope,
@@ -116,7 +162,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_proof(args: argparse.Namespace) -> int:
     token = _credential(args.token, "the token")
     print(
-        make_proof(_read_key(args.key), args.method, args.url, access_token=token, nonce=args.nonce)
+        make_proof(read_key(args.key), args.method, args.url, access_token=token, nonce=args.nonce)
     )
     return 0
 
@@ -135,7 +181,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         explain=args.explain,
         timeout=args.timeout,
     )
-    print_response(response, as_json=args.json)
+    print_response(response, as_json=args.json, explain_asked=args.explain)
     return 0 if response.decision == 1 else 1
 
 
@@ -164,6 +210,7 @@ def _credential(value: str | None, what: str) -> str | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from verifier.config import ConfigError, load_settings
     from verifier.explain import explain, print_explanation, request_facts
 
     try:
@@ -191,88 +238,39 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if decision.allow else 1
 
 
-# --- dev ---------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be computed when help is shown (``epilog_factory``)."""
+
+    def __init__(self, *args: Any, epilog_factory: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epilog_factory = epilog_factory
+
+    def format_help(self) -> str:
+        if self._epilog_factory is not None:
+            self.epilog = self._epilog_factory()
+        return super().format_help()
 
 
-def cmd_dev_init(args: argparse.Namespace) -> int:
-    directory = Path(args.dir)
-    issuer_file, client_file = directory / "issuer.jwk", directory / "client.jwk"
-    if issuer_file.exists() and client_file.exists() and not args.force:
-        print(f"{directory} already set up (use --force to start over)", file=sys.stderr)
-        return 0
-    issuer, client = generate_key("ES256"), generate_key("ES256")
-    _write_private(issuer_file, issuer.private_jwk())
-    _write_private(client_file, client.private_jwk())
-    (directory / "jwks.json").write_text(json.dumps(jwks_for(issuer), indent=2), encoding="utf-8")
-    config = {
-        "issuers": [
-            {
-                "issuer": DEV_ISSUER,
-                "audience": DEV_AUDIENCE,
-                "jwks_file": str((directory / "jwks.json").resolve()),
-            }
-        ],
-        "allow_explain": True,
-    }
-    (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    print(
-        f"Local test issuer {DEV_ISSUER} (DEVELOPMENT ONLY) and a client key written to "
-        f"{directory}/.\nStart the service with:  dpop-verifier serve --config "
-        f"{directory}/config.json",
-        file=sys.stderr,
-    )
-    return 0
+def _settings_help() -> str:
+    from verifier.config import OPTIONS
 
-
-def cmd_dev_request(args: argparse.Namespace) -> int:
-    from verifier.cli_call import call_verify, print_response
-
-    directory = Path(args.dir)
-    issuer = _read_key(str(directory / "issuer.jwk"))
-    client = _read_key(str(directory / "client.jwk"))
-    token = make_access_token(
-        issuer, issuer=DEV_ISSUER, jkt=client.jkt, audience=DEV_AUDIENCE, scope="read"
-    )
-    proof_url = args.proof_url or args.url
-    proof = make_proof(client, args.proof_method or args.method, proof_url, access_token=token)
-    proofs = [proof] * args.repeat_proof
-    for attempt in range(2):
-        response = call_verify(
-            args.target,
-            method=args.method,
-            url=args.url,
-            token=token,
-            proofs=proofs,
-            scheme=args.scheme,
-            explain=args.explain,
-            timeout=args.timeout,
-        )
-        print_response(response, as_json=args.json)
-        if response.reason_code.startswith("nonce_") and response.dpop_nonce and attempt == 0:
-            print("-- retrying with the server's DPoP-Nonce --", file=sys.stderr)
-            proofs = [
-                make_proof(
-                    client, args.method, proof_url, access_token=token, nonce=response.dpop_nonce
-                )
-            ]
-            continue
-        break
-    return 0 if response.decision == 1 else 1
+    rows = "\n".join(f"  {o.env:<34} {o.help} (default: {o.default})" for o in OPTIONS)
+    return "Environment variables:\n" + rows
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env_help = "\n".join(f"  {o.env:<34} {o.help} (default: {o.default})" for o in OPTIONS)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dpop-verifier",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="A gRPC service that verifies OAuth 2.0 DPoP proofs (RFC 9449) and "
         "DPoP-bound access tokens for sidecars, gateways and services.",
         epilog="Try it in two minutes:\n"
-        "  dpop-verifier dev init\n"
-        "  dpop-verifier serve --config .dpop-dev/config.json &\n"
-        "  dpop-verifier dev request --url https://api.example.com/orders\n",
+        "  dpop-verifier dev serve        # dev init, then serve .dpop-dev/config.json\n"
+        "  dpop-verifier dev request --url https://api.example.com/orders   # a 2nd terminal\n",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     serve = sub.add_parser(
         "serve",
@@ -280,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the service. Settings come from (highest first) these flags, DPOP_* "
         "environment variables, the config file, defaults.",
-        epilog="Environment variables:\n" + env_help,
+        epilog_factory=_settings_help,
     )
     serve.add_argument("--config", help="config file (TOML or JSON); env DPOP_CONFIG_FILE")
     serve.add_argument("--listen", help="host:port of the gRPC listener; env DPOP_LISTEN")
@@ -308,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     bind.add_argument("--client-key", help="bind to this client key's thumbprint (cnf.jkt)")
     bind.add_argument("--jkt", help="bind to this thumbprint (cnf.jkt)")
     token.add_argument("--sub", default="alice")
-    token.add_argument("--aud", default=None)
+    token.add_argument("--client-id", default="dev-client", help="the client_id claim")
+    token.add_argument("--aud", default=None, help="the aud claim (an issuer's audience)")
     token.add_argument("--scope", default="")
     token.add_argument("--lifetime", type=float, default=300.0, help="seconds (default 300)")
     token.set_defaults(func=cmd_token)
@@ -368,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", default=DEV_DIR)
     init.add_argument("--force", action="store_true")
     init.set_defaults(func=cmd_dev_init)
+    dev_serve = dev_sub.add_parser(
+        "serve",
+        help=f"dev init if needed, then serve {DEV_DIR}/config.json (what make run does)",
+    )
+    dev_serve.add_argument("--dir", default=DEV_DIR)
+    dev_serve.add_argument(
+        "--listen", help="host:port of the gRPC listener (default 127.0.0.1:50051)"
+    )
+    dev_serve.set_defaults(func=cmd_dev_serve)
     request = dev_sub.add_parser(
         "request", help="mint a token and proof from the dev keys and call Verify"
     )
@@ -375,18 +383,102 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--dir", default=DEV_DIR)
     request.add_argument("--proof-url", help="sign this htu instead of --url (to see a denial)")
     request.add_argument("--proof-method", help="sign this htm instead of --method")
-    request.add_argument("--repeat-proof", type=int, default=1, help="send the proof N times")
+    request.add_argument(
+        "--repeat-proof",
+        type=int,
+        default=1,
+        metavar="N",
+        help="send the same proof in N separate requests: the 2nd and later are replays "
+        "(replayed); the exit status is the last answer's",
+    )
     request.set_defaults(func=cmd_dev_request)
 
+    from verifier.issuer_check import add_issuer_commands
+
     add_issuer_commands(sub)
+    rollout = sub.add_parser(
+        "rollout",
+        help="per route, what report-only would refuse (or enforcing routes refused), by "
+        "reason and client, from the decision log",
+        description="Read decision-log lines (JSON, as the service writes them to stderr; "
+        "other lines are skipped) from files or stdin and print, per route, the share of "
+        "requests refused or, on report-only routes, that would be refused, by reason, and the "
+        "clients (client_id and hashed key thumbprint) behind them. Use it to decide when a "
+        "route can move from report-only to require.",
+        epilog="Example: kubectl logs -n dpop -l app.kubernetes.io/name=dpop-verifier "
+        "--since=24h | dpop-verifier rollout",
+    )
+    rollout.add_argument("logs", nargs="*", help="decision log files (.gz too); default: stdin")
+    rollout.add_argument("--route", action="append", default=[], help="only this route (repeat)")
+    rollout.add_argument("--top", type=int, default=10, help="clients listed per route (10)")
+    rollout.add_argument("--json", action="store_true", help="print the report as JSON")
+    rollout.set_defaults(func=cmd_rollout)
     return parser
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from verifier.rollout import format_text, summarize
+
+    if args.top < 0:
+        raise SystemExit("error: --top must be 0 or more")
+    report = summarize(_log_lines(args.logs), routes=args.route)
+    if args.json:
+        print(json.dumps(report.to_json(top=args.top), indent=2))
+    else:
+        print(format_text(report, top=args.top))
+    return 0 if report.decisions else 1
+
+
+def _log_lines(paths: list[str]) -> Iterator[str]:
+    """The lines of each file (gzip when it ends in .gz), or of stdin; undecodable bytes are
+    replaced, so one bad line cannot stop the report."""
+    if not paths or paths == ["-"]:
+        sys.stdin.reconfigure(errors="replace")  # type: ignore[union-attr]
+        yield from sys.stdin
+        return
+    for path in paths:
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+                yield from handle
+        except (OSError, EOFError) as exc:
+            problem = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise SystemExit(f"error: cannot read the decision log {path}: {problem}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dpop-verifier`` command."""
+    """Entry point of the ``dpop-verifier`` command.
+
+    A closed stdout (``| head``) ends the command quietly; Ctrl-C ends it with 130; anything
+    unexpected is one line on stderr, never a traceback.
+    """
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        return 141  # as if killed by SIGPIPE, which is what a shell reports for `cmd | head`
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit:
+        raise
+    except OSError as exc:  # a file named on the command line, most likely
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the one place a user must not see a traceback
+        detail = str(exc) or "no details"
+        print(f"error: unexpected {type(exc).__name__}: {detail}", file=sys.stderr)
+        return 70  # EX_SOFTWARE
     return result
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

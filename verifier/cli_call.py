@@ -24,7 +24,11 @@ def call_verify(
     explain: bool = False,
     timeout: float = 5.0,
 ) -> pb.VerifyResponse:
-    """Send one ``Verify`` over a plaintext channel; exit with a message if the call fails."""
+    """Send one ``Verify`` over a plaintext channel; exit with a message if the call fails.
+
+    The call waits up to ``timeout`` for the service to come up (``wait_for_ready``), so a
+    script may start ``dpop-verifier serve &`` and call it on the next line.
+    """
     request = pb.VerifyRequest(
         method=method,
         target_uri=url,
@@ -36,14 +40,38 @@ def call_verify(
     with grpc.insecure_channel(target) as channel:
         try:
             stub = pb_grpc.VerifierServiceStub(channel)  # type: ignore[no-untyped-call]
-            response: pb.VerifyResponse = stub.Verify(request, timeout=timeout)
+            response: pb.VerifyResponse = stub.Verify(request, timeout=timeout, wait_for_ready=True)
         except grpc.RpcError as exc:
-            raise SystemExit(f"error: Verify call to {target} failed: {exc.code().name}") from None
+            raise SystemExit(call_failure(target, timeout, exc)) from None
     return response
 
 
-def print_response(response: pb.VerifyResponse, *, as_json: bool = False) -> None:
-    """Print the decision, its reason and headers; the explain table when present."""
+def call_failure(target: str, timeout: float, exc: grpc.RpcError) -> str:
+    """What went wrong with a call, in words, naming the flag to change."""
+    code = exc.code()
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return (
+            f"error: no answer from {target} (--target) within {timeout:g} s (--timeout): is "
+            "`dpop-verifier serve` running there? (`make run` serves on 127.0.0.1:50051)"
+        )
+    details = exc.details() or ""
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        details = "the server there is not a dpop-verifier"
+    return f"error: Verify call to {target} (--target) failed: {code.name}: {details}".rstrip(": ")
+
+
+def print_response(
+    response: pb.VerifyResponse, *, as_json: bool = False, explain_asked: bool = False
+) -> None:
+    """Print the decision, its reason and headers; the explain table when present, and why it
+    is absent when it was asked for and the server sent none."""
+    if explain_asked and not response.checks:
+        print(
+            "note: the server sent no checks: it does not honour explain (start it with "
+            "DPOP_ALLOW_EXPLAIN=true or allow_explain = true; not for production), or use "
+            "`dpop-verifier explain`, which needs no server",
+            file=sys.stderr,
+        )
     if as_json:
         print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2))
         return

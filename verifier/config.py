@@ -425,7 +425,7 @@ def load_settings(
     cli = {k: v for k, v in (overrides or {}).items() if v is not None}
     for key in cli:
         if key not in _BY_NAME:
-            raise ConfigError(f"--{key.replace('_', '-')}", "unknown setting")
+            raise ConfigError(flag_of(key), "unknown setting")
     env_values = {o.name: env[o.env] for o in OPTIONS if env.get(o.env, "").strip() != ""}
     layers.append(("command line", cli))
     layers.append(("environment", dict(env_values)))
@@ -433,9 +433,11 @@ def load_settings(
     config_file = str(cli.get("config_file") or env_values.get("config_file") or "")
     file_values: dict[str, Any] = {}
     if config_file:
-        file_values = _read_config_file(config_file)
+        named_by = flag_of("config_file") if cli.get("config_file") else "DPOP_CONFIG_FILE"
+        file_values = _read_config_file(config_file, named_by)
         settable = {k: v for k, v in file_values.items() if k not in _FILE_ONLY_KEYS}
         layers.append((f"config file {config_file}", settable))
+    check_environment_names(env, also_known=_variables_named_in(file_values))
 
     raw: dict[str, object] = {}
     origin: dict[str, str] = {}
@@ -455,9 +457,156 @@ def load_settings(
         return Settings(**kwargs)
     except ConfigError as exc:
         name = exc.setting.removeprefix("DPOP_").lower()
+        if origin.get(name) == "command line":
+            raise ConfigError(flag_of(name), exc.problem) from None
         if name in origin and origin[name] != "environment":
             raise ConfigError(exc.setting, f"{exc.problem} (from {origin[name]})") from None
         raise
+
+
+_FLAGS = {"config_file": "--config"}
+"""Settings whose command-line flag is not the conventional :attr:`Option.flag`."""
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag that sets the setting ``name`` (``listen`` -> ``--listen``)."""
+    return _FLAGS.get(name) or "--" + name.replace("_", "-")
+
+
+def source_of(
+    name: str,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: str = "",
+) -> str:
+    """Where the value of the setting ``name`` came from, as a user would look for it: its
+    flag, its environment variable, its key in the config file, or ``the default``."""
+    env = os.environ if environ is None else environ
+    option = _BY_NAME[name]
+    if (overrides or {}).get(name) is not None:
+        return flag_of(name)
+    if env.get(option.env, "").strip():
+        return option.env
+    if config_file:
+        with contextlib.suppress(ConfigError):
+            if name in _read_config_file(config_file, "DPOP_CONFIG_FILE"):
+                return f"{name} in {config_file}"
+    return f"the default ({option.env})"
+
+
+# --- unknown environment variables -----------------------------------------------------------
+
+OTHER_VARIABLES = frozenset({"DPOP_VERIFIER_WORKER", "DPOP_FUZZ_SECONDS", "DPOP_FUZZ_SCRATCH"})
+"""``DPOP_*`` variables that are not settings but are read by this repository's own tools: the
+``--workers`` supervisor's mark on its workers, and the fuzzing harness's knobs."""
+
+_K8S_SERVICE = r"DPOP(?:_[A-Z0-9_]*[A-Z0-9])?"
+_K8S_PORT_LINK = rf"{_K8S_SERVICE}_PORT_(?P<port>[0-9]{{1,5}})_(?P<proto>TCP|UDP|SCTP)"
+_K8S_LINK_FORMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), form)
+    for pattern, form in (
+        (rf"{_K8S_SERVICE}_SERVICE_HOST", "ip"),
+        (rf"{_K8S_SERVICE}_SERVICE_PORT(?:_[A-Z0-9_]+)?", "port"),
+        (rf"{_K8S_SERVICE}_PORT", "url"),
+        (_K8S_PORT_LINK, "url"),
+        (rf"{_K8S_PORT_LINK}_PROTO", "proto"),
+        (rf"{_K8S_PORT_LINK}_PORT", "port"),
+        (rf"{_K8S_PORT_LINK}_ADDR", "ip"),
+    )
+)
+_K8S_LINK_URL = re.compile(
+    r"(?P<proto>tcp|udp|sctp)://(?P<host>\[[0-9a-fA-F:.]+\]|[0-9.]+):(?P<port>[0-9]{1,5})"
+)
+
+
+def is_kubernetes_service_link(name: str, value: str) -> bool:
+    """Whether ``name=value`` is a variable the kubelet injects for a Service whose name
+    starts with ``dpop-`` (or is ``dpop``), as it does for every Service of the namespace
+    unless the pod sets ``enableServiceLinks: false``.
+
+    For a Service ``dpop-verifier`` with port 50051/TCP named ``grpc`` these are
+    ``DPOP_VERIFIER_SERVICE_HOST`` (its cluster IP), ``DPOP_VERIFIER_SERVICE_PORT`` and
+    ``DPOP_VERIFIER_SERVICE_PORT_GRPC`` (``50051``), and the Docker-link style
+    ``DPOP_VERIFIER_PORT`` and ``DPOP_VERIFIER_PORT_50051_TCP`` (``tcp://<ip>:50051``) with
+    ``_PROTO``, ``_PORT`` and ``_ADDR``. Both the name and the value must have that shape, so
+    a misspelt setting (``DPOP_METRICS_PORT=9464``) is not mistaken for one.
+    """
+    return any(
+        (match := pattern.fullmatch(name)) is not None and _link_value_fits(form, value, match)
+        for pattern, form in _K8S_LINK_FORMS
+    )
+
+
+def _link_value_fits(form: str, value: str, name: re.Match[str]) -> bool:
+    named = name.groupdict()
+    port, proto = named.get("port"), (named.get("proto") or "").lower()
+    if form == "ip":
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(value)
+            return True
+        return False
+    if form == "port":
+        return (
+            value.isascii()
+            and value.isdigit()
+            and 0 < int(value) <= 65535
+            and (port is None or value == port)
+        )
+    if form == "proto":
+        return value == proto
+    url = _K8S_LINK_URL.fullmatch(value)
+    if (
+        url is None
+        or (port is not None and url["port"] != port)
+        or (proto and url["proto"] != proto)
+    ):
+        return False
+    return _link_value_fits("ip", url["host"].strip("[]"), name) and _link_value_fits(
+        "port", url["port"], name
+    )
+
+
+def check_environment_names(
+    environ: Mapping[str, str], *, also_known: frozenset[str] = frozenset()
+) -> None:
+    """Refuse a ``DPOP_*`` variable that is not a setting: a misspelt name would otherwise be
+    ignored in silence (``DPOP_REPLAY_ULR`` leaves every replica with its own in-memory replay
+    store). Allowed besides the settings: :data:`OTHER_VARIABLES`, the names in
+    ``also_known`` (variables the config file names, e.g. ``introspection_secret_env``), empty
+    variables, and Kubernetes service links (:func:`is_kubernetes_service_link`)."""
+    known = {o.env for o in OPTIONS}
+    unknown = sorted(
+        name
+        for name, value in environ.items()
+        if name.startswith("DPOP_")
+        and name not in known
+        and name not in OTHER_VARIABLES
+        and name not in also_known
+        and value.strip()
+        and not is_kubernetes_service_link(name, value)
+    )
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    more = f"; also unknown: {', '.join(unknown[1:])}" if unknown[1:] else ""
+    raise ConfigError(
+        unknown[0],
+        f"unknown environment variable{hint}{more}. Every setting: dpop-verifier serve --help",
+    )
+
+
+def _variables_named_in(file_values: Mapping[str, Any]) -> frozenset[str]:
+    """Environment variables the config file names (each issuer's ``introspection_secret_env``)."""
+    issuers = file_values.get("issuers")
+    if not isinstance(issuers, list):
+        return frozenset()
+    return frozenset(
+        entry["introspection_secret_env"]
+        for entry in issuers
+        if isinstance(entry, dict) and isinstance(entry.get("introspection_secret_env"), str)
+    )
 
 
 def redact_url(url: str) -> str:
@@ -476,8 +625,8 @@ def redact_url(url: str) -> str:
 # --- reading -------------------------------------------------------------------------------
 
 
-def _read_config_file(path: str) -> dict[str, Any]:
-    where = "DPOP_CONFIG_FILE"
+def _read_config_file(path: str, where: str) -> dict[str, Any]:
+    """The file's settings; errors name ``where`` (``--config`` or ``DPOP_CONFIG_FILE``)."""
     file = Path(path)
     try:
         text = file.read_bytes()
@@ -578,6 +727,14 @@ def _issuer_secret(where: str, kwargs: dict[str, Any], env: Mapping[str, str]) -
     return ""
 
 
+def unknown_key_problem(key: str, known: list[str]) -> str:
+    """ "unknown key" with the closest known key as a suggestion, or the list when none is close."""
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (known: {', '.join(known)})"
+
+
 def _parse_issuers(
     value: object, base: Path, env: Mapping[str, str] | None = None
 ) -> tuple[IssuerSettings, ...]:
@@ -612,7 +769,7 @@ def _issuer_entry(
         raise ConfigError(where, "must be a table")
     for key in entry:
         if key not in allowed:
-            raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(allowed)})")
+            raise ConfigError(f"{where}.{key}", unknown_key_problem(key, allowed))
     if "issuer" not in entry:
         raise ConfigError(f"{where}.issuer", "is required")
     entry = _with_preset(where, entry)

@@ -30,6 +30,7 @@ FULLNAME = f"{RELEASE}-dpop-verifier"
 # their CRD schemas (tests/deploy/crd_schemas/), never skipped.
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
     ("security.istio.io/v1", "AuthorizationPolicy"): "authorizationpolicy-security-v1.json",
 }
 

@@ -137,7 +137,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "networkPolicy": {"egress": {"enabled": True}},
     },
     "observability": {
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prom"}}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prom"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "DPoP"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prom"}},
+        },
         "tracing": {"enabled": True, "otlpEndpoint": "http://otel-collector.observability:4317"},
         "replay": {"url": "redis://redis:6379/0"},
     },
@@ -782,6 +786,20 @@ INVALID_VALUES = [
     ({"listenAddress": "127.0.0.1"}, "/listenAddress"),
     ({"devRedis": {"enabled": "yes"}}, "/devRedis/enabled"),
     ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, "/metrics/enabled"),
+    ({"metrics": {"enabled": False, "prometheusRule": {"enabled": True}}}, "/metrics/enabled"),
+    ({"metrics": {"enabled": False, "grafanaDashboard": {"enabled": True}}}, "/metrics/enabled"),
+    (
+        {"metrics": {"prometheusRule": {"selector": "{job='x'}"}}},
+        "/metrics/prometheusRule/selector",
+    ),
+    (
+        {"metrics": {"prometheusRule": {"denySpike": {"ratio": 2}}}},
+        "/metrics/prometheusRule/denySpike",
+    ),
+    (
+        {"metrics": {"prometheusRule": {"latency": {"for": "soon"}}}},
+        "/metrics/prometheusRule/latency",
+    ),
     ({"tracing": {"enabled": True}}, "/tracing/otlpEndpoint"),
     ({"autoscaling": {"targetCPUUtilizationPercentage": 150}}, "/autoscaling"),
     ({"podDisruptionBudget": {"maxUnavailable": "lots"}}, "/podDisruptionBudget/maxUnavailable"),
@@ -1019,3 +1037,117 @@ def test_config_file_only_keys_and_routes_match_the_service() -> None:
 def test_values_file_round_trips_through_the_schema() -> None:
     values = copy.deepcopy(chart.default_values())
     chart.validate_schema(values)
+
+
+# --- dashboards and alerts ----------------------------------------------------------------------
+
+ALERTS = {
+    "DpopVerifierReplayStoreDown": "replay-store-down",
+    "DpopVerifierDenySpike": "deny-spike",
+    "DpopVerifierLatencyHigh": "latency-high",
+    "DpopVerifierIssuerKeysStale": "issuer-keys-stale",
+}
+
+
+def test_the_dashboard_configmap_carries_the_documented_dashboard_for_the_sidecar() -> None:
+    docs_copy = chart.ROOT / "docs" / "grafana" / "dpop-verifier.json"
+    chart_copy = chart.CHART_DIR / "dashboards" / "dpop-verifier.json"
+    assert docs_copy.read_text(encoding="utf-8") == chart_copy.read_text(encoding="utf-8")
+    assert chart.render().maybe("ConfigMap", f"{FULLNAME}-dashboard") is None  # off by default
+    rendered = chart.render(
+        {"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}}}
+    )
+    configmap = rendered.one("ConfigMap", f"{FULLNAME}-dashboard")
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(configmap["data"]["dpop-verifier.json"])
+    assert dashboard == json.loads(docs_copy.read_text(encoding="utf-8"))
+    assert dashboard["uid"] == "dpop-verifier"
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
+    titles = " / ".join(p["title"] for p in panels).lower()
+    for view in (
+        "decisions by reason",
+        "deny rate per route",
+        "would-deny rate of report-only",
+        "latency percentiles",
+        "replay store",
+        "key refreshes",
+        "key-source failures",
+    ):
+        assert view in titles, view  # fmt: skip
+
+
+def test_the_prometheus_rule_has_the_four_alerts_with_their_runbooks() -> None:
+    assert chart.render().maybe("PrometheusRule") is None  # off by default
+    values = {"metrics": {"prometheusRule": {"enabled": True, "alertLabels": {"team": "id"}}}}
+    rule = chart.render(values).one("PrometheusRule", FULLNAME)
+    (group,) = rule["spec"]["groups"]
+    rules = {r["alert"]: r for r in group["rules"]}
+    assert set(rules) == set(ALERTS)
+    operations = (chart.ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", heading.lower()).strip().replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", operations, flags=re.M)
+    }
+    for alert, anchor in ALERTS.items():
+        entry = rules[alert]
+        assert entry["annotations"]["runbook_url"].endswith(f"/docs/operations.md#{anchor}")
+        assert anchor in anchors, f"docs/operations.md has no runbook heading for {alert}"
+        assert entry["labels"]["severity"] and entry["labels"]["team"] == "id"
+        # This release's metrics only: the Service's name is the job a ServiceMonitor gives.
+        assert f'namespace="{NAMESPACE}", job="{FULLNAME}"' in entry["expr"]
+    custom = chart.render({"metrics": {"prometheusRule": {"enabled": True, "selector": 'c="eu"'}}})
+    for entry in custom.one("PrometheusRule")["spec"]["groups"][0]["rules"]:
+        assert 'c="eu"' in entry["expr"] and "job=" not in entry["expr"]
+
+
+# --- Kubernetes service links -----------------------------------------------------------------
+
+
+def _service_links(service: dict[str, Any], cluster_ip: str) -> dict[str, str]:
+    """What the kubelet would inject for ``service`` (pkg/kubelet/envvars/envvars.go)."""
+    prefix = service["metadata"]["name"].upper().replace("-", "_")
+    ports = service["spec"]["ports"]
+    env = {f"{prefix}_SERVICE_HOST": cluster_ip, f"{prefix}_SERVICE_PORT": str(ports[0]["port"])}
+    for i, port in enumerate(ports):
+        number, protocol = port["port"], port.get("protocol", "TCP")
+        if port.get("name"):
+            env[f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(number)
+        url = f"{protocol.lower()}://{cluster_ip}:{number}"
+        if i == 0:
+            env[f"{prefix}_PORT"] = url
+        link = f"{prefix}_PORT_{number}_{protocol}"
+        env.update({link: url, f"{link}_PROTO": protocol.lower(), f"{link}_PORT": str(number),
+                    f"{link}_ADDR": cluster_ip})  # fmt: skip
+    return env
+
+
+def test_a_pod_with_service_links_of_its_own_services_starts(tmp_path: Path) -> None:
+    """The chart turns service links off; should a pod get them anyway (another chart, a
+    policy that turns them on), the variables of Services named dpop-... do not stop it."""
+    from tests.support.service import ServiceProcess
+
+    rendered = chart.render(VARIANTS["dev-redis"], release="dpop-verifier")
+    for _, spec in pod_specs(rendered):
+        assert spec["enableServiceLinks"] is False
+    env = _materialize_pod_files(rendered, tmp_path)
+    links: dict[str, str] = {}
+    for i, service in enumerate(rendered.all("Service")):
+        links.update(_service_links(service, f"10.96.0.{10 + i}"))
+    assert "DPOP_VERIFIER_SERVICE_HOST" in links and "DPOP_VERIFIER_REDIS_PORT" in links
+    assert any(re.fullmatch(r"DPOP_VERIFIER_PORT_\d+_TCP_ADDR", name) for name in links)
+    env.update(links)
+    for name in ("DPOP_LISTEN", "DPOP_HEALTH_LISTEN", "DPOP_METRICS_LISTEN"):
+        if env.get(name):
+            env[name] = "127.0.0.1:0"
+    env["DPOP_REPLAY_URL"] = "memory://"  # the dev Redis is not running here
+    env.pop("DPOP_REDIS_PASSWORD_FILE", None)
+    service = ServiceProcess(Path(env["DPOP_CONFIG_FILE"]), env)
+    try:
+        assert service.health_status() == "SERVING"
+    finally:
+        service.stop()

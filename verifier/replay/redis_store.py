@@ -259,7 +259,8 @@ class RedisReplayStore:
             raise ReplayStoreUnavailable("redis replay store did not answer in time") from exc
         except Exception as exc:  # any failure means we cannot tell: fail closed
             self._breaker.record_failure()
-            raise ReplayStoreUnavailable(f"redis replay store unavailable: {exc!r}") from exc
+            detail = str(exc) or type(exc).__name__  # the cause in words, never a repr
+            raise ReplayStoreUnavailable(f"redis replay store unavailable: {detail}") from exc
         self._breaker.record_success()
 
     def _claim(self, slot: Slot, redis_key: bytes, ttl_ms: int, deadline: float) -> bool:
