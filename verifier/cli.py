@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     request.set_defaults(func=cmd_dev_request)
 
-    from verifier.issuer_check import add_issuer_commands
+    from verifier.issuer_check import add_issuer_commands  # imports the config module
 
     add_issuer_commands(sub)
     rollout = sub.add_parser(
