@@ -10,7 +10,9 @@ Sources, highest precedence first:
 4. the defaults listed in :data:`OPTIONS`.
 
 Bad configuration fails fast with a :class:`ConfigError` whose message starts with the
-environment variable (or file key) at fault. Secrets never appear in ``repr`` or in errors.
+environment variable, flag (``--listen``) or file key at fault. An unknown ``DPOP_*``
+variable is bad configuration too (:func:`check_environment_names`; Kubernetes service links
+excepted). Secrets never appear in ``repr`` or in errors.
 """
 
 from __future__ import annotations
