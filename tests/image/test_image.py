@@ -28,6 +28,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -60,7 +61,7 @@ Wheels, a pip cache, build tools or a second copy of the venv left in the image 
 ADDED_LAYERS_BUDGET = 3
 """The user/pip RUN, the venv COPY and the healthcheck COPY."""
 STARTUP_BUDGET_SECONDS = 10.0
-"""``podman start`` to SERVING (about 1-2 s here): generous, for a busy 2-core machine; a
+"""``podman start`` to SERVING (about 1 s here): generous, for a busy 2-core machine; a
 start-up that imports or compiles much more, or waits on the network, breaks it."""
 
 SERVICE = "dpop.verifier.v1.VerifierService"
@@ -248,13 +249,13 @@ def test_size_and_layers_within_budget(image: BuiltImage, figures: dict[str, str
 # --- run as docs/deploy.md runs it ------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class Running:
-    """A started container and the loopback addresses of its listeners."""
+    """A started container, its environment (loopback listeners) and its start-up time."""
 
-    def __init__(self, container: Container, env: dict[str, str], startup: float) -> None:
-        self.container = container
-        self.env = env
-        self.startup = startup
+    container: Container
+    env: dict[str, str]
+    startup: float
 
     @property
     def address(self) -> str:
@@ -297,7 +298,8 @@ def test_runs_as_the_images_user_as_pid_1(docs_container: Running) -> None:
 def test_root_filesystem_is_read_only_with_a_tmpfs_tmp(docs_container: Running) -> None:
     seen = mounts(docs_container.container.host_pid)
     assert seen["/"][0].split(",")[0] == "ro", seen["/"]
-    assert seen["/tmp"] == (seen["/tmp"][0], "tmpfs") and seen["/tmp"][0].startswith("rw")
+    options, filesystem = seen["/tmp"]
+    assert filesystem == "tmpfs" and options.startswith("rw,"), seen["/tmp"]
     container = docs_container.container
     for path in ("/opt/venv/x", "/etc/x", "/x"):
         denied = container.exec("/bin/sh", "-c", f"echo > {path}")
@@ -498,7 +500,7 @@ def test_sigterm_drains_an_in_flight_call_and_exits_0_within_the_grace_period(
             call = pool.submit(stub.Verify, request, timeout=60)
             deadline = time.monotonic() + 30
             while in_flight(metrics) < 1:
-                assert time.monotonic() < deadline and not call.done(), "the call never started"
+                assert time.monotonic() < deadline and not call.done(), "never in flight"
                 time.sleep(0.05)
             sent = time.monotonic()
             container.signal("TERM")  # as `docker stop` / the kubelet
