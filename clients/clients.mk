@@ -3,8 +3,9 @@
 #
 #   make install-client-deps   Debian toolchains (protoc + plugins, Go, gRPC-Go, gRPC-Java jars),
 #                              `npm ci` in clients/node, the Python client package (editable)
-#   make clients-go            build clients/go/cmd/verify-example offline (GOPATH mode, Debian's
-#                              gRPC-Go sources in /usr/share/gocode)
+#   make clients-go            vet and build clients/go (library and cmd/verify-example) as a
+#                              module, offline: a copy gets a vendor/ tree made from Debian's
+#                              gRPC-Go sources in /usr/share/gocode (clients/offline/go_vendor.py)
 #   make clients-java          javac the generated stubs and the example against Debian's jars
 #   make proto-check           buf lint + breaking-change check against main
 #
@@ -24,10 +25,9 @@ CLIENT_APT_PACKAGES := \
 	libgrpc-java libprotobuf-java libguava-java libjsr305-java liberror-prone-java \
 	libgeronimo-annotation-1.3-spec-java libnetty-java libperfmark-java
 
-GO_IMPORT_ROOT := github.com/dpop-verifier/dpop-verifier
-GO_SYSTEM_PATH := /usr/share/gocode
-# go needs a build cache directory; CI environments may lack HOME.
-GO_ENV := GO111MODULE=off GOPROXY=off GOFLAGS= GOPATH=$(CLIENT_OUT)/gopath:$(GO_SYSTEM_PATH) \
+# Module mode from a vendor/ tree, never the network; go needs a build cache directory and CI
+# environments may lack HOME.
+GO_ENV := GO111MODULE=on GOFLAGS=-mod=vendor GOPROXY=off GOSUMDB=off \
 	GOCACHE=$${GOCACHE:-$${HOME:-/tmp}/.cache/go-build}
 
 JAVA_LIB := /usr/share/java
@@ -66,16 +66,16 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json $(NOD
 install-python-client: install-dev
 	$(BIN)/python -m pip install -q -e clients/python
 
-# Debian packages Go libraries as GOPATH sources, so the example builds in GOPATH mode with no
-# network; clients/go is linked into a private GOPATH under its import path.
+# Debian packages Go libraries as GOPATH sources; go_vendor.py turns them into a vendor/ tree of
+# a copy of the module (and adds the indirect requirements to the copy's go.mod, as go mod tidy
+# would), so the module builds in module mode with no proxy.
 clients-go:
-	rm -rf $(CLIENT_OUT)/gopath $(CLIENT_OUT)/go
-	mkdir -p $(CLIENT_OUT)/gopath/src/$(GO_IMPORT_ROOT)/clients $(CLIENT_OUT)/go
-	ln -s $(CURDIR)/clients/go $(CLIENT_OUT)/gopath/src/$(GO_IMPORT_ROOT)/clients/go
-	$(GO_ENV) go vet $(GO_IMPORT_ROOT)/clients/go/dpopverifierv1 \
-		$(GO_IMPORT_ROOT)/clients/go/cmd/verify-example
-	$(GO_ENV) go build -o $(CLIENT_OUT)/go/verify-example \
-		$(GO_IMPORT_ROOT)/clients/go/cmd/verify-example
+	rm -rf $(CLIENT_OUT)/go
+	mkdir -p $(CLIENT_OUT)/go
+	cp -R clients/go $(CLIENT_OUT)/go/module
+	$(PYTHON) clients/offline/go_vendor.py $(CLIENT_OUT)/go/module
+	cd $(CLIENT_OUT)/go/module && $(GO_ENV) go vet ./... && \
+		$(GO_ENV) go build -o $(CLIENT_OUT)/go/verify-example ./cmd/verify-example
 
 clients-java:
 	rm -rf $(CLIENT_OUT)/java
