@@ -4,7 +4,10 @@ issuer, with the certificates of one test CA (tests/support/pki.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +58,37 @@ def mtls_service(
     }
     with running_service(tmp_path_factory.mktemp("client-mtls"), issuer, env=env) as svc:
         yield svc
+
+
+def make_clients(target: str, out: Path) -> None:
+    """``make <target>`` (clients/clients.mk) into the build directory ``out``."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", target, f"CLIENT_BUILD_DIR={out}"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"make {target} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+
+
+@pytest.fixture(scope="package")
+def java_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make clients-java``: the jar Maven built offline from clients/java/pom.xml, its runtime
+    classpath as Maven resolved it, OpenSSL's JNI library under netty's name, verify-example."""
+    out = tmp_path_factory.mktemp("java-build")
+    make_clients("clients-java", out)
+    return out / "java"
+
+
+@pytest.fixture(scope="package")
+def go_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make clients-go``: clients/go vetted and built as a module offline, verify-example."""
+    out = tmp_path_factory.mktemp("go-build")
+    make_clients("clients-go", out)
+    return out / "go"
 
 
 @pytest.fixture(scope="package")
