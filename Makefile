@@ -168,6 +168,6 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy verifier
-	$(BIN)/mypy clients/python/src
+	$(BIN)/mypy --config-file clients/python/pyproject.toml clients/python/src
 
 include clients/clients.mk

@@ -1,38 +1,100 @@
-"""Cross-language end to end: the Node client (clients/node) against the real service, with keys
-from Node's WebCrypto and proofs minted by panva's ``dpop`` npm package, and the access token
-minted here in Python, bound to the thumbprint Node reports.
+"""The Node client (clients/node) installed as its users install it: ``npm pack`` makes the tarball
+and a fresh npm project installs it, with express and panva's ``dpop`` (an independent proof
+implementation). tests/clients/apps/node/e2e.mjs then calls verifiers over plaintext, TLS and
+mTLS, and serves the Express middleware mounted on a path, in a Router, at the root and behind a
+prefix-stripping proxy, and the node:http helper; the README's snippet is run as pasted.
 
-Needs node and ``npm ci`` in clients/node (``make install-test-deps``); fails if either is missing.
-"""
+The access tokens are minted here in Python, bound to the thumbprints Node reports (and checked
+against Python's RFC 7638 thumbprint of the same JWKs)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.clients import readme
 from tests.support.net import free_port
+from tests.support.pki import TestPki
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
-from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier.dpop.jwk import thumbprint
-from verifier.mint import make_access_token
+from verifier.mint import generate_key, make_access_token, make_proof
 
-NODE_DIR = Path(__file__).resolve().parents[2] / "clients" / "node"
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "clients" / "node"
+APP = Path(__file__).resolve().parent / "apps" / "node"
 UNAVAILABLE = 14  # gRPC status code
+PACK = readme.install_command("npm pack ./clients/node")
+TARBALL = "dpop-verifier-client-{version}.tgz"
+# What the test project adds besides the client: the framework and the independent proof maker.
+EXTRA_PACKAGES = ("express@5.2.1", "dpop@2.1.2")
+
+
+def npm(*arguments: str, cwd: Path) -> str:
+    npm_path = shutil.which("npm")
+    if npm_path is None or shutil.which("node") is None:
+        pytest.fail("node and npm are missing: run make install-test-deps", pytrace=False)
+    result = subprocess.run(
+        [npm_path, *arguments, "--no-audit", "--no-fund"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"npm {' '.join(arguments)} failed:\n{result.stderr}", pytrace=False)
+    return result.stdout
+
+
+@pytest.fixture(scope="package")
+def node_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new npm project with the client installed from the tarball ``npm pack`` made."""
+    project = tmp_path_factory.mktemp("node-project")
+    version = json.loads((NODE_DIR / "package.json").read_text())["version"]
+    tarball = TARBALL.format(version=version)
+    install = readme.install_command(f"npm install ./{tarball}")
+    # The README's command, run from the project rather than from the clone.
+    npm("pack", str(NODE_DIR), "--silent", cwd=project)
+    assert (project / tarball).is_file(), f"npm pack did not write {tarball}"
+    package = {"name": "dpop-client-e2e", "private": True, "type": "module"}
+    (project / "package.json").write_text(json.dumps(package), encoding="utf-8")
+    npm(*install.split()[1:], *EXTRA_PACKAGES, "--prefer-offline", cwd=project)
+    shutil.copy(APP / "e2e.mjs", project / "e2e.mjs")
+    return project
+
+
+def test_the_tarball_brings_its_dependencies(node_project: Path) -> None:
+    """What `npm install ./clients/node` got wrong: a symlink without the client's dependencies."""
+    installed = node_project / "node_modules" / "@dpop-verifier" / "client"
+    assert installed.is_dir() and not installed.is_symlink()
+    assert (node_project / "node_modules" / "@grpc" / "grpc-js").is_dir()
+    assert not (installed / "test").exists(), "the tarball ships only src/ and gen/"
 
 
 @pytest.fixture(scope="module")
-def node_results(service: ServiceProcess, issuer: TestIssuer) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "dpop").is_dir():
-        pytest.fail("node or clients/node/node_modules missing: run make install-test-deps")
+def node_results(
+    node_project: Path,
+    service: ServiceProcess,
+    tls_service: ServiceProcess,
+    mtls_service: ServiceProcess,
+    dead_address: str,
+    issuer: TestIssuer,
+    pki: TestPki,
+) -> dict[str, Any]:
     process = subprocess.Popen(
-        [node, "test/cross-language.mjs"],
-        cwd=NODE_DIR,
+        ["node", "e2e.mjs"],
+        cwd=node_project,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -40,65 +102,121 @@ def node_results(service: ServiceProcess, issuer: TestIssuer) -> dict[str, Any]:
     )
     try:
         assert process.stdout is not None and process.stdin is not None
-        key = json.loads(process.stdout.readline() or "{}")
-        assert key.get("jkt"), process.stderr.read() if process.stderr else ""
-        # Python's RFC 7638 thumbprint of Node's public JWK is the jkt panva's library computed.
-        assert thumbprint(key["jwk"]) == key["jkt"]
-        token = make_access_token(
-            issuer.key, issuer=ISSUER, audience=AUDIENCE, jkt=key["jkt"], subject="node-user"
-        )
-        request = {"verifier": service.address, "token": token, "deadAddress": dead_address()}
-        stdout, stderr = process.communicate(json.dumps(request) + "\n", timeout=60)
+        keys = json.loads(process.stdout.readline() or "{}")
+        assert keys.get("ours"), process.stderr.read() if process.stderr else ""
+        tokens = {}
+        for name, key in keys.items():
+            # Python's RFC 7638 thumbprint of each JWK is the jkt the Node code computed.
+            assert thumbprint(key["jwk"]) == key["jkt"], name
+            tokens[name] = make_access_token(
+                issuer.key, issuer=ISSUER, audience=AUDIENCE, jkt=key["jkt"], subject="node-user"
+            )
+        given = {
+            "plain": service.address,
+            "tls": tls_service.address,
+            "mtls": mtls_service.address,
+            "dead": dead_address,
+            "ca": str(pki.ca_file),
+            "clientCert": str(pki.client_cert_file),
+            "clientKey": str(pki.client_key_file),
+            "tokens": tokens,
+        }
+        stdout, stderr = process.communicate(json.dumps(given) + "\n", timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
     assert process.returncode == 0, stderr
     results: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-    results["key"] = key
+    results["keys"] = keys
     return results
 
 
-def dead_address() -> str:
-    return f"127.0.0.1:{free_port()}"
+def allowed(outcome: dict[str, Any]) -> bool:
+    return outcome.get("allowed") is True and outcome["reason"] == "ok" and outcome["status"] == 200
 
 
-def test_valid_request_is_allowed(node_results: dict[str, Any]) -> None:
+def test_valid_proofs_from_our_signer_and_panvas_are_allowed(node_results: dict[str, Any]) -> None:
     valid = node_results["valid"]
-    assert valid["allowed"] and valid["decision"] == pb.DECISION_ALLOW, valid
-    assert (valid["reason"], valid["httpStatus"]) == ("ok", 200)
-    assert valid["jkt"] == node_results["key"]["jkt"] and valid["sub"] == "node-user"
+    assert allowed(valid) and valid["sub"] == "node-user"
+    assert valid["jkt"] == node_results["keys"]["ours"]["jkt"]
+    assert allowed(node_results["restoredSigner"])
+    assert allowed(node_results["panvaProof"])
+    assert node_results["panvaProof"]["jkt"] == node_results["keys"]["panva"]["jkt"]
 
 
-def test_replayed_proof_is_denied(node_results: dict[str, Any]) -> None:
-    replay = node_results["replay"]
-    assert not replay["allowed"] and replay["decision"] == pb.DECISION_DENY
-    assert (replay["reason"], replay["httpStatus"]) == ("replayed", 401)
+def test_replays_and_wrong_urls_are_denied(node_results: dict[str, Any]) -> None:
+    assert node_results["replay"]["reason"] == "replayed"
+    assert node_results["replay"]["status"] == 401 and not node_results["replay"]["allowed"]
+    assert node_results["wrongHtu"]["reason"] == "proof_htu_mismatch"
 
 
-def test_wrong_htu_is_denied(node_results: dict[str, Any]) -> None:
-    wrong = node_results["wrongHtu"]
-    assert not wrong["allowed"] and wrong["reason"] == "proof_htu_mismatch"
-    assert 'error="invalid_dpop_proof"' in wrong["wwwAuthenticate"]
+def test_tls_and_mtls(node_results: dict[str, Any]) -> None:
+    assert allowed(node_results["tls"])
+    assert allowed(node_results["mtls"])
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "tlsWrongServerName",
+        "tlsUntrusted",
+        "plaintextToTls",
+        "mtlsWithoutCertificate",
+        "unreachable",
+    ],
+)
+def test_a_transport_failure_is_an_error_never_an_answer(
+    node_results: dict[str, Any], scenario: str
+) -> None:
+    assert node_results[scenario] == {"error": "VerifierError", "code": UNAVAILABLE, "attempts": 2}
+
+
+def test_retries_never_run_past_the_deadline(node_results: dict[str, Any]) -> None:
+    deadline = node_results["deadline"]
+    assert deadline["error"] == "VerifierError" and 1 < deadline["attempts"] < 10000
+    assert deadline["elapsedMs"] < 500 + 1000, deadline  # the margin is a hang guard
+
+
+def test_express_middleware_on_a_sub_path_in_a_router_and_at_the_root(
+    node_results: dict[str, Any],
+) -> None:
+    mounted = node_results["expressMounted"]
+    assert mounted["status"] == 200, mounted
+    # Inside a mounted middleware Express strips the mount path from req.url ("/42?page=2");
+    # the proof names /orders/42, so only req.originalUrl gives an allow here.
+    assert mounted["body"]["sub"] == "node-user"
+    assert mounted["body"]["originalUrl"] == "/orders/42?page=2"
+    assert node_results["expressRouter"]["status"] == 200
+    assert node_results["expressRoot"]["status"] == 200
+    stripped = node_results["expressMountedStripped"]
+    assert (stripped["status"], stripped["body"]) == (401, {"error": "invalid_dpop_proof"})
+
+
+def test_express_middleware_behind_a_proxy(node_results: dict[str, Any]) -> None:
+    assert node_results["expressBehindProxy"]["status"] == 200
+    assert node_results["expressBehindProxyInternalUrl"]["status"] == 401
+    assert node_results["badPublicOrigin"] == "TypeError"
 
 
 def test_node_http_middleware(node_results: dict[str, Any]) -> None:
-    assert node_results["httpValid"]["status"] == 200
-    assert node_results["httpValid"]["body"]["sub"] == "node-user"
-    replay = node_results["httpReplay"]
+    assert node_results["nodeHttp"] == {
+        "status": 200,
+        "wwwAuthenticate": "",
+        "body": {"sub": "node-user"},
+    }
+    replay = node_results["nodeHttpReplay"]
     assert replay["status"] == 401 and replay["body"] == {"error": "invalid_dpop_proof"}
     assert 'error="invalid_dpop_proof"' in replay["wwwAuthenticate"]
-    anonymous = node_results["httpNoCredentials"]
+    anonymous = node_results["nodeHttpNoCredentials"]
     assert anonymous["status"] == 401 and anonymous["wwwAuthenticate"].startswith("DPoP algs=")
 
 
-def test_unreachable_verifier_is_retried_then_fails_closed(node_results: dict[str, Any]) -> None:
-    assert node_results["unreachable"] == {
-        "error": "VerifierError",
-        "code": UNAVAILABLE,
-        "attempts": 2,
-    }
-    assert node_results["httpVerifierDown"]["status"] == 503
+def test_the_middleware_answers_503_when_the_verifier_is_unreachable(
+    node_results: dict[str, Any],
+) -> None:
+    down = node_results["expressVerifierDown"]
+    assert (down["status"], down["body"]) == (503, {"error": "temporarily_unavailable"})
 
 
 def test_typescript_declarations_type_check() -> None:
@@ -109,3 +227,70 @@ def test_typescript_declarations_type_check() -> None:
         [str(tsc), "-p", str(NODE_DIR)], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the README's snippet, run with node in the test project -------------------------------------
+
+
+@contextmanager
+def running_the_readme_snippet(project: Path, address: str, ca_file: Path) -> Iterator[str]:
+    port = free_port()
+    code = readme.paste(
+        readme.snippet("js"),
+        {
+            '"verifier.internal:50051"': json.dumps(address),
+            '"ca.pem"': json.dumps(str(ca_file)),
+            "8080": str(port),
+        },
+    )
+    (project / "readme.mjs").write_text(code, encoding="utf-8")
+    process = subprocess.Popen(
+        ["node", "readme.mjs"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60  # a hang guard
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            assert process.stderr is not None
+            pytest.fail(f"the snippet exited: {process.stderr.read().decode()}", pytrace=False)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail("the snippet never listened", pytrace=False)
+
+
+def http_get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_readme_snippet_over_tls(
+    node_project: Path, tls_service: ServiceProcess, pki: TestPki, issuer: TestIssuer
+) -> None:
+    key = generate_key("ES256")
+    token = issuer.token(key, subject="reader")
+    proof = make_proof(key, "GET", "https://api.example.com/api/orders", access_token=token)
+    headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+    with running_the_readme_snippet(node_project, tls_service.address, pki.ca_file) as base:
+        assert http_get(f"{base}/api/orders", headers) == (200, {"hello": "reader"})
+        assert http_get(f"{base}/api/orders", headers) == (401, {"error": "invalid_dpop_proof"})
+
+
+def test_the_readme_snippet_answers_503_without_a_verifier(
+    node_project: Path, dead_address: str, pki: TestPki
+) -> None:
+    with running_the_readme_snippet(node_project, dead_address, pki.ca_file) as base:
+        assert http_get(f"{base}/api/orders", {}) == (503, {"error": "temporarily_unavailable"})

@@ -1,5 +1,5 @@
-"""The committed stubs are exactly what scripts/gen-protos produces, and the wire enums match
-the Python catalogue one-to-one."""
+"""The committed stubs (the server's and the Python client package's own copy) are exactly what
+scripts/gen-protos produces, and the wire enums match the Python catalogue one-to-one."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from verifier.dpop.reasons import Reason
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "verifier" / "_generated"
+CLIENT_STUBS = "clients/python/src/dpop_verifier_client/_generated"
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -34,6 +35,29 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
     assert sorted(fresh) == sorted(committed), "run scripts/gen-protos: files differ"
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"run scripts/gen-protos (with the pinned grpcio-tools): {stale} drifted"
+
+
+def test_committed_client_package_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
+    script = str(ROOT / "scripts" / "gen-protos")
+    subprocess.run(
+        [sys.executable, script, "--lang", "python-client", "--root", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    fresh, committed = _tree(tmp_path / CLIENT_STUBS), _tree(ROOT / CLIENT_STUBS)
+    assert fresh, "nothing generated"
+    assert sorted(fresh) == sorted(committed), "run scripts/gen-protos: client files differ"
+    stale = [name for name in fresh if fresh[name] != committed[name]]
+    assert not stale, f"run scripts/gen-protos --lang python-client: {stale} drifted"
+
+
+def test_client_and_server_stubs_share_one_descriptor() -> None:
+    """Both packages register dpop/verifier/v1/verifier.proto; one process can import both and
+    their messages are the same classes."""
+    from dpop_verifier_client._generated.dpop.verifier.v1 import verifier_pb2 as client_pb
+
+    assert client_pb.DESCRIPTOR is pb.DESCRIPTOR
+    assert client_pb.VerifyRequest is pb.VerifyRequest
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:

@@ -72,10 +72,55 @@ export declare function isAllowed(response: VerifyResponse): boolean;
 export declare function responseHeaders(response: VerifyResponse): Record<string, string>;
 
 export interface RequestOptions {
-  /** The origin the client used, e.g. "https://api.example.com" (behind a proxy). */
+  /**
+   * The origin the client used, e.g. "https://api.example.com" (behind a proxy), followed by the
+   * path prefix the proxy strips if any ("https://api.example.com/api").
+   */
   publicOrigin?: string;
   route?: string;
   proofOnly?: boolean;
 }
 
-export declare function requestFromNodeRequest(req: IncomingMessage, options?: RequestOptions): VerifyRequestInit;
+/** `publicOrigin` without a trailing slash; throws a TypeError when it is not http(s)://host[/prefix]. */
+export declare function checkPublicOrigin(publicOrigin: string): string;
+
+/**
+ * VerifyRequest fields for a node:http IncomingMessage or an Express request (whose
+ * `originalUrl`, the path before Express stripped the mount path, is used when present).
+ */
+export declare function requestFromNodeRequest(
+  req: IncomingMessage & { originalUrl?: string },
+  options?: RequestOptions,
+): VerifyRequestInit;
+
+/** The htu claim for a request URL: without query and fragment (RFC 9449 §4.2). */
+export declare function htuFor(url: string): string;
+
+export interface PublicJwk {
+  readonly kty: "EC";
+  readonly crv: "P-256";
+  readonly x: string;
+  readonly y: string;
+}
+
+/** A client's DPoP key (EC P-256), signing one fresh ES256 proof per request. */
+export declare class ProofSigner {
+  static readonly alg: "ES256";
+  /** A signer with a new random P-256 key. */
+  static generate(): Promise<ProofSigner>;
+  /** A signer for a private EC P-256 JWK (as returned by privateJwk()). */
+  static fromJwk(privateJwk: { kty: string; crv: string; x: string; y: string; d: string }): Promise<ProofSigner>;
+  /** The key's RFC 7638 thumbprint: what access tokens are bound to (cnf.jkt). */
+  readonly jkt: string;
+  readonly publicJwk: PublicJwk;
+  privateJwk(): Promise<PublicJwk & { d: string }>;
+  /** The DPoP header value for one request; `now` in milliseconds since the epoch. */
+  proof(method: string, url: string, options?: { accessToken?: string; nonce?: string; now?: number }): Promise<string>;
+  /** The `authorization` and `dpop` headers of a resource request. */
+  headers(
+    method: string,
+    url: string,
+    accessToken: string,
+    options?: { nonce?: string },
+  ): Promise<{ authorization: string; dpop: string }>;
+}

@@ -140,12 +140,41 @@ export function responseHeaders(response) {
 }
 
 /**
- * VerifyRequest fields for a node:http IncomingMessage (Express's req is one).
+ * `publicOrigin` without a trailing slash; throws a TypeError unless it is `http(s)://host[:port]`,
+ * optionally followed by the path prefix a proxy strips, with no query, fragment or user info.
+ */
+export function checkPublicOrigin(publicOrigin) {
+  let url;
+  try {
+    url = new URL(publicOrigin);
+  } catch {
+    url = undefined;
+  }
+  if (
+    !url ||
+    !["http:", "https:"].includes(url.protocol) ||
+    !url.hostname ||
+    url.username ||
+    url.password ||
+    /[?#]/.test(publicOrigin)
+  ) {
+    throw new TypeError(
+      `publicOrigin must look like https://api.example.com[/prefix]: ${JSON.stringify(publicOrigin)}`,
+    );
+  }
+  return publicOrigin.replace(/\/+$/, "");
+}
+
+/**
+ * VerifyRequest fields for a node:http IncomingMessage or an Express request.
  *
- * Header values come from `req.rawHeaders`, because `req.headers` silently keeps only the first
- * of duplicate Authorization headers; every value is passed on so the verifier can reject
- * duplicates. Behind a proxy, pass `publicOrigin` ("https://api.example.com"): the proof's htu
- * names the URL the client used, which the proxy's forwarded headers must not decide.
+ * The path is Express's `req.originalUrl` when there is one: Express strips the mount path from
+ * `req.url` (`app.use("/orders", ...)`, a Router under "/api"), but the proof names the URL the
+ * client used. Header values come from `req.rawHeaders`, because `req.headers` silently keeps only
+ * the first of duplicate Authorization headers; every value is passed on so the verifier can reject
+ * duplicates. Behind a proxy, pass `publicOrigin` ("https://api.example.com", with the path prefix
+ * the proxy strips if any): the proof's htu names the URL the client used, which the proxy's
+ * forwarded headers must not decide.
  */
 export function requestFromNodeRequest(req, { publicOrigin, route = "", proofOnly = false } = {}) {
   const authorization = [];
@@ -156,10 +185,13 @@ export function requestFromNodeRequest(req, { publicOrigin, route = "", proofOnl
     else if (name === "dpop") dpop.push(req.rawHeaders[i + 1]);
   }
   const scheme = req.socket?.encrypted ? "https" : "http";
-  const origin = publicOrigin ?? `${scheme}://${req.headers.host ?? req.headers[":authority"]}`;
+  const origin =
+    publicOrigin !== undefined
+      ? checkPublicOrigin(publicOrigin)
+      : `${scheme}://${req.headers.host ?? req.headers[":authority"]}`;
   return {
     method: req.method,
-    targetUri: origin.replace(/\/+$/, "") + req.url,
+    targetUri: origin + pathAndQuery(req.originalUrl ?? req.url),
     authorization,
     dpop,
     clientAddress: req.socket?.remoteAddress ?? "",
@@ -167,3 +199,17 @@ export function requestFromNodeRequest(req, { publicOrigin, route = "", proofOnl
     proofOnly,
   };
 }
+
+// The request-target in origin form; an absolute-form target (`GET http://host/path`, sent to
+// proxies) keeps only its path and query.
+function pathAndQuery(target) {
+  if (target.startsWith("/")) return target;
+  try {
+    const url = new URL(target);
+    return url.pathname + url.search;
+  } catch {
+    return `/${target}`; // unusable: the verifier denies it as a URL mismatch
+  }
+}
+
+export { ProofSigner, htuFor } from "./proof.js";

@@ -1,19 +1,24 @@
-// Ask the verifier before serving a request: a (req, res, next) middleware for node:http and
-// Express.
-import { isAllowed, requestFromNodeRequest, responseHeaders } from "./index.js";
+// Ask the verifier before serving a request: a (req, res, next) middleware for Express and
+// node:http.
+import { checkPublicOrigin, isAllowed, requestFromNodeRequest, responseHeaders } from "./index.js";
 
 /**
  * Returns `(req, res, next) => Promise<void>`. On allow it sets `req.dpop` to the verifier's
- * answer (jkt, claims, ...) and calls `next()`; on a deny it answers with the verifier's HTTP
- * status, WWW-Authenticate and DPoP-Nonce headers and an OAuth-style JSON error body; when the
- * verifier cannot be reached it answers 503 (fail closed). Options as for
- * requestFromNodeRequest (publicOrigin, route, proofOnly).
+ * answer (jkt, claims, ...), adds a DPoP-Nonce the verifier issued to the response and calls
+ * `next()`; on a deny it answers with the verifier's HTTP status, WWW-Authenticate and DPoP-Nonce
+ * headers and `{"error": <rfc_error>}`; when the verifier gives no answer it answers 503 (never an
+ * allow, and never blamed on the client). Options as for requestFromNodeRequest (publicOrigin,
+ * route, proofOnly); a bad publicOrigin throws here, not on the first request.
+ *
+ * Correct when mounted on a sub-path (`app.use("/orders", dpopMiddleware(client))`, a Router
+ * under "/api"): the URL is rebuilt from Express's req.originalUrl.
  *
  * With plain node:http:
  *   const protect = dpopMiddleware(client);
  *   http.createServer((req, res) => protect(req, res, () => handler(req, res)));
  */
 export function dpopMiddleware(client, options = {}) {
+  if (options.publicOrigin !== undefined) checkPublicOrigin(options.publicOrigin);
   return async function dpop(req, res, next) {
     let answer;
     try {

@@ -3,9 +3,11 @@
 import { createServer } from "node:http";
 import {
   Decision,
+  ProofSigner,
   Reason,
   VerifierClient,
   VerifierError,
+  checkPublicOrigin,
   isAllowed,
   requestFromNodeRequest,
   responseHeaders,
@@ -14,6 +16,16 @@ import {
 import { dpopMiddleware } from "@dpop-verifier/client/middleware";
 
 const client = new VerifierClient("127.0.0.1:50051", { insecure: true, retry: { maxAttempts: 2 } });
+const origin: string = checkPublicOrigin("https://api.example.com/");
+
+export async function callApi(token: string): Promise<Response> {
+  const signer = await ProofSigner.generate();
+  const restored = await ProofSigner.fromJwk(await signer.privateJwk());
+  const jkt: string = restored.jkt;
+  const headers: { authorization: string; dpop: string } = await signer.headers("GET", `${origin}/orders`, token);
+  const proof: string = await signer.proof("GET", `${origin}/orders`, { accessToken: token, nonce: jkt });
+  return fetch(`${origin}/orders`, { headers: { ...headers, dpop: proof } });
+}
 
 export async function check(token: string, proof: string): Promise<string> {
   try {

@@ -8,6 +8,11 @@ from typing import Any
 
 import grpc
 
+from dpop_verifier_client._generated.dpop.verifier.v1 import verifier_pb2_grpc
+from dpop_verifier_client._generated.dpop.verifier.v1.verifier_pb2 import (
+    VerifyRequest,
+    VerifyResponse,
+)
 from dpop_verifier_client._transport import (
     DEFAULT_TIMEOUT,
     TLS,
@@ -15,8 +20,6 @@ from dpop_verifier_client._transport import (
     RetryPolicy,
     channel_settings,
 )
-from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
-from verifier._generated.dpop.verifier.v1.verifier_pb2 import VerifyRequest, VerifyResponse
 
 
 class VerifierClient:

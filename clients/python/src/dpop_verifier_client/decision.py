@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from verifier._generated.dpop.verifier.v1.verifier_pb2 import DECISION_ALLOW, VerifyResponse
+from dpop_verifier_client._generated.dpop.verifier.v1.verifier_pb2 import (
+    DECISION_ALLOW,
+    VerifyResponse,
+)
 
 
 def is_allowed(response: VerifyResponse) -> bool:

@@ -3,15 +3,20 @@
 The verifier compares the proof's ``htu`` with the URL the *client* used. Behind a proxy or
 load balancer that URL is not what the application sees; pass ``public_origin`` (for example
 ``"https://api.example.com"``) rather than trusting ``X-Forwarded-*`` headers a client can set.
+When the proxy also strips a path prefix (``/api/orders`` arrives as ``/orders``), include it:
+``"https://api.example.com/api"``.
+
+Mounted under a sub-path the full path is kept: WSGI's ``SCRIPT_NAME`` + ``PATH_INFO``, ASGI's
+``raw_path`` (or ``root_path`` + ``path``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from verifier._generated.dpop.verifier.v1.verifier_pb2 import VerifyRequest
+from dpop_verifier_client._generated.dpop.verifier.v1.verifier_pb2 import VerifyRequest
 
 # RFC 3986 pchar minus the unreserved set (never quoted): keep what is already legal in a path.
 _PATH_SAFE = "/:@!$&'()*+,;=%"
@@ -52,6 +57,25 @@ def build_request(
     )
 
 
+def check_public_origin(public_origin: str) -> str:
+    """``public_origin`` without a trailing slash; raises ``ValueError`` unless it is
+    ``http(s)://host[:port]`` optionally followed by a path prefix, with no query, fragment or
+    user info."""
+    parts = urlsplit(public_origin)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+        or public_origin.endswith(("?", "#"))
+    ):
+        raise ValueError(
+            f"public_origin must look like https://api.example.com[/prefix]: {public_origin!r}"
+        )
+    return public_origin.rstrip("/")
+
+
 def request_from_wsgi(
     environ: Mapping[str, Any],
     *,
@@ -67,10 +91,14 @@ def request_from_wsgi(
     as ``authorization_multiple``/``proof_multiple``, which is the safe outcome.
     """
     scheme = str(environ.get("wsgi.url_scheme", "http"))
-    origin = public_origin or f"{scheme}://{_wsgi_authority(environ, scheme)}"
+    origin = (
+        check_public_origin(public_origin)
+        if public_origin
+        else f"{scheme}://{_wsgi_authority(environ, scheme)}"
+    )
     # PEP 3333: path strings are the raw bytes decoded as latin-1.
     raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1")
-    target = origin.rstrip("/") + quote(raw_path, safe=_PATH_SAFE)
+    target = origin + quote(raw_path, safe=_PATH_SAFE)
     if environ.get("QUERY_STRING"):
         target += "?" + environ["QUERY_STRING"]
     headers = [
@@ -115,8 +143,12 @@ def request_from_asgi(
         (bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in scope["headers"]
     ]
     scheme = str(scope.get("scheme", "http"))
-    origin = public_origin or f"{scheme}://{_asgi_authority(scope, headers, scheme)}"
-    target = origin.rstrip("/") + _asgi_path(scope)
+    origin = (
+        check_public_origin(public_origin)
+        if public_origin
+        else f"{scheme}://{_asgi_authority(scope, headers, scheme)}"
+    )
+    target = origin + _asgi_path(scope)
     if scope.get("query_string"):
         target += "?" + bytes(scope["query_string"]).decode("latin-1")
     client = scope.get("client")

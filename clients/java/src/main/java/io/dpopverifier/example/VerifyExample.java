@@ -1,20 +1,13 @@
 package io.dpopverifier.example;
 
-import io.dpopverifier.v1.Decision;
-import io.dpopverifier.v1.VerifierServiceGrpc;
+import io.dpopverifier.client.Tls;
+import io.dpopverifier.client.VerifierClient;
+import io.dpopverifier.client.VerifierException;
 import io.dpopverifier.v1.VerifyRequest;
 import io.dpopverifier.v1.VerifyResponse;
-import io.grpc.ChannelCredentials;
-import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
-import io.grpc.ManagedChannel;
-import io.grpc.StatusRuntimeException;
-import io.grpc.TlsChannelCredentials;
-import java.io.File;
-import java.io.IOException;
+import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
 
 /**
  * Asks a dpop-verifier service about one HTTP request and prints the answer, the way a Java
@@ -22,52 +15,67 @@ import java.util.concurrent.TimeUnit;
  *
  * <pre>
  * java io.dpopverifier.example.VerifyExample --addr 127.0.0.1:50051 --method GET \
- *     --url https://api.example.com/orders --token "$TOKEN" --proof "$PROOF" [--ca ca.pem]
+ *     --url https://api.example.com/orders --token "$TOKEN" --proof "$PROOF" \
+ *     [--ca ca.pem [--cert client.pem --key client.key] [--server-name NAME]]
  * </pre>
  *
  * <p>Prints {@code <decision> <reason_code> <http_status>}; exits 0 on allow, 1 on deny and 2 when
- * the call itself failed (which a caller must treat as a deny).
+ * there was no answer (the call failed, or the client could not be set up), which a caller must
+ * treat as a deny too.
  */
 public final class VerifyExample {
   private VerifyExample() {}
 
-  public static void main(String[] args) throws IOException, InterruptedException {
-    Map<String, String> options = parse(args);
-    ChannelCredentials credentials =
-        options.containsKey("ca")
-            ? TlsChannelCredentials.newBuilder().trustManager(new File(options.get("ca"))).build()
-            : InsecureChannelCredentials.create(); // plaintext: loopback or an mTLS mesh only
-    ManagedChannel channel =
-        Grpc.newChannelBuilder(options.getOrDefault("addr", "127.0.0.1:50051"), credentials).build();
+  public static void main(String[] args) {
+    int status;
     try {
-      VerifyRequest.Builder request =
-          VerifyRequest.newBuilder()
-              .setMethod(options.getOrDefault("method", "GET"))
-              .setTargetUri(options.getOrDefault("url", ""));
-      if (options.containsKey("token")) {
-        request.addAuthorization("DPoP " + options.get("token"));
+      status = run(parse(args));
+    } catch (VerifierException e) {
+      System.err.println("verify-example: " + e.getMessage()); // no answer: never an allow
+      status = 2;
+    } catch (RuntimeException e) {
+      System.err.println("verify-example: " + e);
+      status = 2;
+    }
+    System.exit(status);
+  }
+
+  private static int run(Map<String, String> options) throws VerifierException {
+    VerifierClient.Builder builder =
+        VerifierClient.builder(options.getOrDefault("addr", "127.0.0.1:50051"));
+    if (options.containsKey("ca")) {
+      Tls.Builder tls = Tls.builder().caFile(Path.of(options.get("ca")));
+      if (options.containsKey("cert")) {
+        tls.clientCertificate(Path.of(options.get("cert")), Path.of(options.get("key")));
       }
-      if (options.containsKey("proof")) {
-        request.addDpop(options.get("proof"));
+      if (options.containsKey("server-name")) {
+        tls.serverName(options.get("server-name"));
       }
-      VerifyResponse response =
-          VerifierServiceGrpc.newBlockingStub(channel)
-              .withDeadlineAfter(2, TimeUnit.SECONDS)
-              .verify(request.build());
+      builder.tls(tls.build());
+    } else {
+      builder.insecure(); // plaintext: loopback or an mTLS mesh only
+    }
+    VerifyRequest.Builder request =
+        VerifyRequest.newBuilder()
+            .setMethod(options.getOrDefault("method", "GET"))
+            .setTargetUri(options.getOrDefault("url", ""));
+    if (options.containsKey("token")) {
+      request.addAuthorization("DPoP " + options.get("token"));
+    }
+    if (options.containsKey("proof")) {
+      request.addDpop(options.get("proof"));
+    }
+    try (VerifierClient verifier = builder.build()) {
+      VerifyResponse answer = verifier.verify(request.build());
       System.out.println(
-          response.getDecision() + " " + response.getReasonCode() + " " + response.getHttpStatus());
-      if (response.getDecision() != Decision.DECISION_ALLOW) {
-        if (!response.getWwwAuthenticate().isEmpty()) {
-          System.out.println("WWW-Authenticate: " + response.getWwwAuthenticate());
-        }
-        System.exit(1);
+          answer.getDecision() + " " + answer.getReasonCode() + " " + answer.getHttpStatus());
+      if (!VerifierClient.isAllowed(answer)) {
+        VerifierClient.responseHeaders(answer)
+            .forEach((name, value) -> System.out.println(name + ": " + value));
+        return 1;
       }
-      System.out.println("sub: " + response.getClaims().getSub() + " jkt: " + response.getJkt());
-    } catch (StatusRuntimeException e) {
-      System.err.println("verify-example: " + e.getStatus()); // never an allow
-      System.exit(2);
-    } finally {
-      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      System.out.println("sub: " + answer.getClaims().getSub() + " jkt: " + answer.getJkt());
+      return 0;
     }
   }
 

@@ -1,0 +1,1 @@
+"""Generated package. Do not edit: run scripts/gen-protos."""
