@@ -137,7 +137,9 @@ def _module_of(import_path: str, local: dict[str, Path]) -> str:
     roots = [*local, *DEBIAN_MODULES]
     matches = [r for r in roots if import_path == r or import_path.startswith(r + "/")]
     if not matches:
-        raise VendorError(f"{import_path} is in none of the known modules: add it to DEBIAN_MODULES")
+        raise VendorError(
+            f"{import_path} is in none of the known modules: add it to DEBIAN_MODULES"
+        )
     return max(matches, key=len)
 
 
@@ -165,7 +167,7 @@ def _imported_packages(
             f"{main_path}/{d.relative_to(module_dir).as_posix()}".rstrip("/.")
             for d in _package_dirs(module_dir)
         ]
-        result = subprocess.run(  # noqa: S603 - a fixed argument list
+        result = subprocess.run(  # noqa: S603, S607 - a fixed argument list; go from PATH
             ["go", "list", "-deps", "-test", "-f", template, *own],
             env=env,
             capture_output=True,
