@@ -167,8 +167,8 @@ def _imported_packages(
             f"{main_path}/{d.relative_to(module_dir).as_posix()}".rstrip("/.")
             for d in _package_dirs(module_dir)
         ]
-        result = subprocess.run(  # noqa: S603, S607 - a fixed argument list; go from PATH
-            ["go", "list", "-deps", "-test", "-f", template, *own],
+        result = subprocess.run(  # noqa: S603 - a fixed argument list
+            ["go", "list", "-deps", "-test", "-f", template, *own],  # noqa: S607 - go from PATH
             env=env,
             capture_output=True,
             text=True,
