@@ -14,6 +14,9 @@ from tests.support.pki import TestPki
 from tests.support.service import ServiceProcess, TestIssuer
 from verifier.mint import generate_key, make_proof
 
+# Installs and builds happen in package fixtures, inside the first test that needs them.
+pytestmark = pytest.mark.timeout(600)
+
 URL = "https://api.test/orders"
 
 

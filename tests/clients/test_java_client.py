@@ -19,6 +19,9 @@ from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
 from verifier.dpop.jwk import thumbprint
 from verifier.mint import make_access_token
 
+# Installs and builds happen in package fixtures, inside the first test that needs them.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).resolve().parent / "apps" / "java"
 # Embedded Tomcat 10.1 and the jakarta.annotation classes it loads filters with.

@@ -30,6 +30,9 @@ from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
 from verifier.dpop.jwk import thumbprint
 from verifier.mint import generate_key, make_access_token, make_proof
 
+# Installs and builds happen in package fixtures, inside the first test that needs them.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "clients" / "node"
 APP = Path(__file__).resolve().parent / "apps" / "node"
