@@ -71,7 +71,7 @@ def test_over_tls_with_a_server_name_override(
     assert (status, output.splitlines()[0]) == (0, "DECISION_ALLOW ok 200"), output
 
 
-@pytest.mark.parametrize("failure", ["no verifier", "wrong server name", "plaintext to TLS"])
+@pytest.mark.parametrize("failure", ["no verifier", "wrong server name"])
 def test_no_answer_exits_2(
     example: tuple[str, Path],
     failure: str,
@@ -86,7 +86,6 @@ def test_no_answer_exits_2(
             tls_service.address,
             ("--ca", str(pki.ca_file), "--server-name", "x.test"),
         ),
-        "plaintext to TLS": (tls_service.address, ()),
     }[failure]
     status, output = ask(program, address, "token", "proof", *tls)
     assert status == 2, output

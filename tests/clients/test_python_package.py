@@ -6,22 +6,19 @@ real WSGI server in that virtualenv."""
 from __future__ import annotations
 
 import json
-import shlex
-import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.clients import readme
+from tests.clients.installs import SIGNER_INSTALL, FreshVenv
 from tests.support.pki import TestPki
 from tests.support.service import ServiceProcess, TestIssuer, dpop_request
 from verifier.mint import generate_key, make_proof
@@ -31,67 +28,9 @@ pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).resolve().parent / "apps" / "python"
-INSTALL = readme.install_command("pip install ./clients/python")
-SIGNER_INSTALL = "pip install './clients/python[signer]'"  # docs/clients.md
-ABSENT = ("verifier", "redis", "cryptography")
 # Everything the fresh virtualenv may hold: the client, its two dependencies, what grpcio
 # needs, and what `python -m venv` puts there itself.
 ALLOWED = {"dpop-verifier-client", "grpcio", "protobuf", "typing-extensions", "pip", "setuptools"}
-
-
-@dataclass(frozen=True)
-class FreshVenv:
-    """A virtualenv into which the README's command installed the client, and what it held
-    right after (before a test adds the signer extra)."""
-
-    python: Path
-    clone: Path
-    packages: frozenset[str]
-    found: str  # which of the server, redis and cryptography import: all None
-    without_signer: str  # stderr of importing the signer without its extra
-
-
-@pytest.fixture(scope="package")
-def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> FreshVenv:
-    """The README's command, run in a copy of clients/python as a clean clone has it (pip builds
-    a local directory in place, and a build/ left by an earlier run could leak stale files into
-    the wheel)."""
-    directory = tmp_path_factory.mktemp("python-client")
-    clone = directory / "clone"
-    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
-    shutil.copytree(ROOT / "clients" / "python", clone / "clients" / "python", ignore=ignore)
-    venv = directory / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    pip_install(venv, INSTALL, clone)
-    listed = json.loads(run(python, "-m", "pip", "list", "--format=json"))
-    probe = f"import importlib.util as u; print([u.find_spec(m) for m in {ABSENT!r}])"
-    signer = subprocess.run(
-        [str(python), "-I", "-c", "import dpop_verifier_client.proof"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return FreshVenv(
-        python=python,
-        clone=clone,
-        packages=frozenset(entry["name"].lower().replace("_", "-") for entry in listed),
-        found=run(python, "-c", probe).strip(),
-        without_signer=signer.stderr if signer.returncode != 0 else "imported",
-    )
-
-
-def pip_install(venv: Path, command: str, cwd: Path) -> None:
-    pip, install, *arguments = shlex.split(command)
-    result = subprocess.run(
-        [str(venv / "bin" / pip), install, "--quiet", "--disable-pip-version-check", *arguments],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{command} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
 
 
 @pytest.fixture(scope="package")
@@ -127,8 +66,8 @@ def test_the_signer_without_its_extra_names_the_extra(fresh_venv: FreshVenv) -> 
 def test_the_signer_extra_installs_and_signs_proofs_the_verifier_accepts(
     fresh_venv: FreshVenv, service: ServiceProcess, issuer: TestIssuer
 ) -> None:
+    # The install (recorded before) was followed by docs/clients.md's command for the extra.
     assert SIGNER_INSTALL in (ROOT / "docs" / "clients.md").read_text(encoding="utf-8")
-    pip_install(fresh_venv.python.parent.parent, SIGNER_INSTALL, fresh_venv.clone)
     key = generate_key("ES256")  # the server's helpers make the key; the client's signer signs
     sign = (
         "import json, sys; from dpop_verifier_client.proof import ProofSigner; "
