@@ -35,7 +35,7 @@ CLIENT_APT_PACKAGES := \
 
 # Module mode from a vendor/ tree, never the network; go needs a build cache directory and CI
 # environments may lack HOME.
-GO_ENV := GO111MODULE=on GOFLAGS=-mod=vendor GOPROXY=off GOSUMDB=off \
+GO_ENV := GO111MODULE=on GOFLAGS="-mod=vendor -trimpath" GOPROXY=off GOSUMDB=off \
 	GOCACHE=$${GOCACHE:-$${HOME:-/tmp}/.cache/go-build}
 
 # Maven offline, reading Debian's repository as its local one (nothing is written there).

@@ -137,9 +137,7 @@ def _module_of(import_path: str, local: dict[str, Path]) -> str:
     roots = [*local, *DEBIAN_MODULES]
     matches = [r for r in roots if import_path == r or import_path.startswith(r + "/")]
     if not matches:
-        raise VendorError(
-            f"{import_path} is in none of the known modules: add it to DEBIAN_MODULES"
-        )
+        raise VendorError(f"{import_path} is in none of the known modules (DEBIAN_MODULES)")
     return max(matches, key=len)
 
 
@@ -167,8 +165,11 @@ def _imported_packages(
             f"{main_path}/{d.relative_to(module_dir).as_posix()}".rstrip("/.")
             for d in _package_dirs(module_dir)
         ]
+        go = shutil.which("go")
+        if go is None:
+            raise VendorError("go is not installed (make install-test-deps)")
         result = subprocess.run(  # noqa: S603 - a fixed argument list
-            ["go", "list", "-deps", "-test", "-f", template, *own],  # noqa: S607 - go from PATH
+            [go, "list", "-deps", "-test", "-f", template, *own],
             env=env,
             capture_output=True,
             text=True,
@@ -176,15 +177,15 @@ def _imported_packages(
         )
         if result.returncode != 0:
             raise VendorError(f"go list failed:\n{result.stderr}")
-        packages = {}
+        packages: dict[str, Path] = {}
         for line in result.stdout.splitlines():
             if not line.strip():
                 continue
-            import_path, directory = line.split("\t")
+            import_path, package_dir = line.split("\t")
             import_path = import_path.split(" ")[0]  # "p [p.test]" variants of test builds
             if import_path.endswith(".test") or _inside(import_path, main_path):
                 continue
-            packages[import_path] = Path(os.path.realpath(directory))
+            packages[import_path] = Path(os.path.realpath(package_dir))
         return sorted(packages.items())
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,11 +21,16 @@ from typing import Any
 import pytest
 
 from tests.clients import readme
+from tests.clients.installs import run
+from tests.clients.programs import wait_for_port
 from tests.support.net import free_port
 from tests.support.pki import TestPki
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
 from verifier.dpop.jwk import thumbprint
 from verifier.mint import generate_key, make_access_token, make_proof
+
+# Installs and builds happen in package fixtures, inside the first test that needs them.
+pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).resolve().parent / "apps" / "go"
@@ -40,7 +43,7 @@ def go_env(home: Path) -> dict[str, str]:
     return {
         **os.environ,
         "GO111MODULE": "on",
-        "GOFLAGS": "-mod=vendor",
+        "GOFLAGS": "-mod=vendor -trimpath",
         "GOPROXY": "off",
         "GOSUMDB": "off",
         "GOCACHE": cache,
@@ -49,11 +52,15 @@ def go_env(home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="package")
 def go_programs(
-    tmp_path_factory: pytest.TempPathFactory, tls_service: ServiceProcess, pki: TestPki
+    installs: Any,  # first: the builds start, then the verifiers start while they run
+    tls_service: ServiceProcess,
+    pki: TestPki,
+    go_build: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    """The test application and the README snippet, built as one module."""
-    if shutil.which("go") is None:
-        pytest.fail("go is missing: run make install-test-deps", pytrace=False)
+    """The test application and the README snippet, built as one module once ``make
+    clients-go`` has filled the build cache with the same packages (-trimpath keeps the cache
+    keys free of directory names)."""
     work = tmp_path_factory.mktemp("go-app")
     module = work / "app"
     shutil.copytree(APP, module)
@@ -69,17 +76,11 @@ def go_programs(
     (module / "readme").mkdir()
     (module / "readme" / "main.go").write_text(snippet, encoding="utf-8")
     vendor = [sys.executable, str(ROOT / "clients" / "offline" / "go_vendor.py"), str(module)]
-    run([*vendor, "--local", f"{CLIENT_MODULE}={ROOT / 'clients' / 'go'}"], module, os.environ)
+    run([*vendor, "--local", f"{CLIENT_MODULE}={ROOT / 'clients' / 'go'}"], module)
     env = go_env(work)
     run(["go", "build", "-o", str(work / "e2e"), "."], module, env)
     run(["go", "build", "-o", str(work / "readme-app"), "./readme"], module, env)
     return {"e2e": work / "e2e", "readme": work / "readme-app", "readme_port": port}
-
-
-def run(command: list[str], cwd: Path, env: Any) -> None:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -211,20 +212,6 @@ def test_the_readme_snippet_over_tls(go_programs: dict[str, Any], issuer: TestIs
     finally:
         process.kill()
         process.wait()
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60  # a hang guard
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            assert process.stderr is not None
-            pytest.fail(f"the program exited: {process.stderr.read().decode()}", pytrace=False)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail("the program never listened", pytrace=False)
 
 
 def http_get(url: str, headers: dict[str, str]) -> tuple[int, str]:

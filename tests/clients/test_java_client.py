@@ -10,6 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -18,6 +19,9 @@ from tests.support.pki import TestPki
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
 from verifier.dpop.jwk import thumbprint
 from verifier.mint import make_access_token
+
+# Installs and builds happen in package fixtures, inside the first test that needs them.
+pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).resolve().parent / "apps" / "java"
@@ -191,3 +195,39 @@ def test_the_readme_snippet_over_tls(java_results: dict[str, Any]) -> None:
     readme_answer = java_results["readme"]
     assert readme_answer["status"] == 200 and readme_answer["body"]["sub"] == "java-user"
     assert java_results["readmeInternalUrl"]["status"] == 401
+
+
+def test_the_central_profile_names_what_the_offline_build_swapped() -> None:
+    """The offline build proves the shared dependency list complete; the profiles differ only in
+    the artifacts Debian names differently, each paired with its Maven Central counterpart (the
+    old documented list lacked javax.annotation, and the stubs' @Generated failed to compile)."""
+    pom = ElementTree.parse(ROOT / "clients" / "java" / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+
+    def dependencies(parent: ElementTree.Element) -> set[tuple[str, str]]:
+        found = parent.findall("m:dependencies/m:dependency", ns)
+        return {
+            (d.findtext("m:artifactId", "", ns), d.findtext("m:scope", "compile", ns))
+            for d in found
+        }
+
+    profiles = {p.findtext("m:id", "", ns): p for p in pom.findall("m:profiles/m:profile", ns)}
+    assert dependencies(pom) == {
+        ("grpc-api", "compile"),
+        ("grpc-stub", "compile"),
+        ("grpc-protobuf", "compile"),
+        ("protobuf-java", "compile"),
+        ("guava", "compile"),
+        ("jakarta.servlet-api", "provided"),
+    }
+    assert dependencies(profiles["central"]) == {
+        ("javax.annotation-api", "provided"),  # for geronimo-annotation_1.3_spec
+        ("grpc-netty-shaded", "runtime"),  # for grpc-netty and netty-tcnative
+    }
+    assert dependencies(profiles["debian"]) == {
+        ("geronimo-annotation_1.3_spec", "provided"),
+        ("grpc-netty", "runtime"),
+        ("netty-tcnative", "runtime"),
+    }
+    activation = profiles["central"].findtext("m:activation/m:activeByDefault", "", ns)
+    assert activation == "true"

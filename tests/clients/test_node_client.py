@@ -10,10 +10,7 @@ against Python's RFC 7638 thumbprint of the same JWKs)."""
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,54 +21,20 @@ from typing import Any
 import pytest
 
 from tests.clients import readme
+from tests.clients.programs import wait_for_port
 from tests.support.net import free_port
 from tests.support.pki import TestPki
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
 from verifier.dpop.jwk import thumbprint
 from verifier.mint import generate_key, make_access_token, make_proof
 
+# Installs and builds happen in package fixtures, inside the first test that needs them.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "clients" / "node"
 APP = Path(__file__).resolve().parent / "apps" / "node"
 UNAVAILABLE = 14  # gRPC status code
-PACK = readme.install_command("npm pack ./clients/node")
-TARBALL = "dpop-verifier-client-{version}.tgz"
-# What the test project adds besides the client: the framework and the independent proof maker.
-EXTRA_PACKAGES = ("express@5.2.1", "dpop@2.1.2")
-
-
-def npm(*arguments: str, cwd: Path) -> str:
-    npm_path = shutil.which("npm")
-    if npm_path is None or shutil.which("node") is None:
-        pytest.fail("node and npm are missing: run make install-test-deps", pytrace=False)
-    result = subprocess.run(
-        [npm_path, *arguments, "--no-audit", "--no-fund"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"npm {' '.join(arguments)} failed:\n{result.stderr}", pytrace=False)
-    return result.stdout
-
-
-@pytest.fixture(scope="package")
-def node_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new npm project with the client installed from the tarball ``npm pack`` made."""
-    project = tmp_path_factory.mktemp("node-project")
-    version = json.loads((NODE_DIR / "package.json").read_text())["version"]
-    tarball = TARBALL.format(version=version)
-    install = readme.install_command(f"npm install ./{tarball}")
-    # The README's command, run from the project rather than from the clone.
-    npm("pack", str(NODE_DIR), "--silent", cwd=project)
-    assert (project / tarball).is_file(), f"npm pack did not write {tarball}"
-    package = {"name": "dpop-client-e2e", "private": True, "type": "module"}
-    (project / "package.json").write_text(json.dumps(package), encoding="utf-8")
-    npm(*install.split()[1:], *EXTRA_PACKAGES, "--prefer-offline", cwd=project)
-    shutil.copy(APP / "e2e.mjs", project / "e2e.mjs")
-    return project
 
 
 def test_the_tarball_brings_its_dependencies(node_project: Path) -> None:
@@ -253,20 +216,6 @@ def running_the_readme_snippet(project: Path, address: str, ca_file: Path) -> It
     finally:
         process.kill()
         process.wait()
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60  # a hang guard
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            assert process.stderr is not None
-            pytest.fail(f"the snippet exited: {process.stderr.read().decode()}", pytrace=False)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail("the snippet never listened", pytrace=False)
 
 
 def http_get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:

@@ -6,9 +6,7 @@ real WSGI server in that virtualenv."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -20,40 +18,24 @@ from typing import Any
 import pytest
 
 from tests.clients import readme
+from tests.clients.installs import SIGNER_INSTALL, FreshVenv
 from tests.support.pki import TestPki
 from tests.support.service import ServiceProcess, TestIssuer, dpop_request
 from verifier.mint import generate_key, make_proof
 
+# Installs and builds happen in package fixtures, inside the first test that needs them.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).resolve().parent / "apps" / "python"
-INSTALL = readme.install_command("pip install ./clients/python")
 # Everything the fresh virtualenv may hold: the client, its two dependencies, what grpcio
 # needs, and what `python -m venv` puts there itself.
 ALLOWED = {"dpop-verifier-client", "grpcio", "protobuf", "typing-extensions", "pip", "setuptools"}
 
 
 @pytest.fixture(scope="package")
-def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Python of a fresh virtualenv into which the README's command installed the client,
-    run in a copy of clients/python as a clean clone has it (pip builds a local directory in
-    place, and a build/ left by an earlier run could leak stale files into the wheel)."""
-    directory = tmp_path_factory.mktemp("python-client")
-    clone = directory / "clone"
-    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
-    shutil.copytree(ROOT / "clients" / "python", clone / "clients" / "python", ignore=ignore)
-    venv = directory / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip, *arguments = INSTALL.split()
-    result = subprocess.run(
-        [str(venv / "bin" / pip), *arguments, "--quiet", "--disable-pip-version-check"],
-        cwd=clone,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{INSTALL} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
-    return venv / "bin" / "python"
+def client_python(fresh_venv: FreshVenv) -> Path:
+    return fresh_venv.python
 
 
 def run(python: Path, *arguments: str, stdin: str = "") -> str:
@@ -70,26 +52,38 @@ def run(python: Path, *arguments: str, stdin: str = "") -> str:
     return result.stdout
 
 
-def test_the_package_installs_alone(client_python: Path) -> None:
-    listed = json.loads(run(client_python, "-m", "pip", "list", "--format=json"))
-    names = {entry["name"].lower().replace("_", "-") for entry in listed}
-    assert "dpop-verifier-client" in names
-    assert names <= ALLOWED, f"unexpected packages: {sorted(names - ALLOWED)}"
-    probe = (
-        "import importlib.util as u; print(u.find_spec('verifier'), u.find_spec('cryptography'))"
-    )
-    assert run(client_python, "-c", probe).split() == ["None", "None"]
+def test_the_package_installs_alone(fresh_venv: FreshVenv) -> None:
+    assert "dpop-verifier-client" in fresh_venv.packages
+    unexpected = fresh_venv.packages - ALLOWED
+    assert not unexpected, f"unexpected packages: {sorted(unexpected)}"
+    assert fresh_venv.found == "[None, None, None]"  # no server, nothing of an extra
 
 
-def test_the_signer_without_its_extra_names_the_extra(client_python: Path) -> None:
-    result = subprocess.run(
-        [str(client_python), "-I", "-c", "import dpop_verifier_client.proof"],
-        capture_output=True,
-        text=True,
-        check=False,
+def test_the_signer_without_its_extra_names_the_extra(fresh_venv: FreshVenv) -> None:
+    assert "pip install 'dpop-verifier-client[signer]'" in fresh_venv.without_signer
+
+
+def test_the_signer_extra_installs_and_signs_proofs_the_verifier_accepts(
+    fresh_venv: FreshVenv, service: ServiceProcess, issuer: TestIssuer
+) -> None:
+    # The install (recorded before) was followed by docs/clients.md's command for the extra.
+    assert SIGNER_INSTALL in (ROOT / "docs" / "clients.md").read_text(encoding="utf-8")
+    key = generate_key("ES256")  # the server's helpers make the key; the client's signer signs
+    sign = (
+        "import json, sys; from dpop_verifier_client.proof import ProofSigner; "
+        "given = json.load(sys.stdin); signer = ProofSigner.from_jwk(given['jwk']); "
+        "print(json.dumps(signer.headers('GET', given['url'], given['token'])))"
     )
-    assert result.returncode != 0
-    assert "pip install 'dpop-verifier-client[signer]'" in result.stderr
+    token = issuer.token(key, subject="signed")
+    given = {"jwk": key.private_jwk(), "url": "https://api.test/orders?x=1", "token": token}
+    headers = json.loads(run(fresh_venv.python, "-c", sign, stdin=json.dumps(given)))
+    answer = service.verify(
+        method="GET",
+        target_uri="https://api.test/orders?x=1",
+        authorization=[headers["Authorization"]],
+        dpop=[headers["DPoP"]],
+    )
+    assert (answer.reason_code, answer.jkt, answer.claims.sub) == ("ok", key.jkt, "signed")
 
 
 @pytest.fixture(scope="module")
