@@ -31,6 +31,8 @@ TOMCAT = (
     Path("/usr/share/java/jakarta-annotation-api.jar"),
 )
 SNIPPET_MARK = "    // README SNIPPET\n"
+# What the README tells Maven Central users; here the same pom.xml builds offline (-Pdebian).
+INSTALL = readme.install_command("mvn -f clients/java/pom.xml install")
 
 
 def classpath(build: Path) -> str:

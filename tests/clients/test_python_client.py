@@ -33,6 +33,7 @@ from dpop_verifier_client import (
     VerifierError,
     WSGIMiddleware,
     build_request,
+    check_public_origin,
     is_allowed,
     request_from_asgi,
     request_from_wsgi,
@@ -296,6 +297,32 @@ def test_wsgi_environ_url_reconstruction() -> None:
         {**environ, "HTTP_HOST": "10.0.0.5:8080"}, public_origin="https://api.example.com/"
     )
     assert behind_proxy.target_uri.startswith("https://api.example.com/app/")
+
+
+@pytest.mark.parametrize(
+    ("public_origin", "accepted"),
+    [
+        ("https://api.example.com", "https://api.example.com"),
+        ("https://api.example.com/", "https://api.example.com"),
+        ("https://api.example.com:8443/api/", "https://api.example.com:8443/api"),
+        ("http://[2001:db8::1]:8080", "http://[2001:db8::1]:8080"),
+        ("ftp://api.example.com", None),
+        ("api.example.com", None),
+        ("https://", None),
+        ("https://user@api.example.com", None),
+        ("https://api.example.com/?x=1", None),
+        ("https://api.example.com/?", None),
+        ("https://api.example.com/#top", None),
+        ("https://api.example.com:port", None),
+        ("https://api.example.com:99999", None),
+    ],
+)
+def test_public_origins(public_origin: str, accepted: str | None) -> None:
+    if accepted is None:
+        with pytest.raises(ValueError, match="public_origin must look like"):
+            check_public_origin(public_origin)
+    else:
+        assert check_public_origin(public_origin) == accepted
 
 
 def asgi_scope(headers: list[tuple[bytes, bytes]], **extra: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from dpop_verifier_client._generated.dpop.verifier.v1.verifier_pb2 import VerifyRequest
 
@@ -65,15 +65,23 @@ def check_public_origin(public_origin: str) -> str:
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
+        or not _port_is_valid(parts)
         or "@" in parts.netloc
-        or parts.query
-        or parts.fragment
-        or public_origin.endswith(("?", "#"))
+        or "?" in public_origin
+        or "#" in public_origin
     ):
         raise ValueError(
             f"public_origin must look like https://api.example.com[/prefix]: {public_origin!r}"
         )
     return public_origin.rstrip("/")
+
+
+def _port_is_valid(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - raises ValueError unless the port is a number in range
+    except ValueError:
+        return False
+    return True
 
 
 def request_from_wsgi(
