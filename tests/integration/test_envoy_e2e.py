@@ -8,23 +8,19 @@ JSON body) and on the reason code in the service's decision log.
 
 from __future__ import annotations
 
-import http.client
-import json
-import secrets
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.envoy import EchoUpstream, EnvoyProcess, render_envoy_config
+from tests.support.http_requests import HOST, Reply, assert_denied, dpop_headers, logged_decision
+from tests.support.http_requests import send as send_to
 from tests.support.redis_server import RedisServer
 from tests.support.service import ServiceProcess, TestIssuer, running_service
-from verifier.mint import KeyPair, generate_key, make_proof
+from verifier.mint import KeyPair, generate_key
 
-HOST = "api.test"
 NONCE_SECRET = "n" * 48
 IDENTITY = ("x-dpop-jkt", "x-auth-subject", "x-auth-client-id", "x-auth-scope", "x-auth-issuer")
 ROUTES = [
@@ -35,27 +31,6 @@ ROUTES = [
 ]
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    trace_id: str
-    """Sent in ``traceparent``; the service logs it with the decision."""
-
-    def header(self, name: str) -> str:
-        values = [v for k, v in self.headers if k.lower() == name]
-        assert len(values) <= 1, f"{name} sent {len(values)} times"
-        return values[0] if values else ""
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def upstream_headers(self) -> list[tuple[str, str]]:
-        """The headers the upstream received (it echoes them)."""
-        return [(k, v) for k, v in self.json()["headers"]]
-
-
 def send(
     envoy: EnvoyProcess,
     path: str,
@@ -63,62 +38,13 @@ def send(
     *,
     method: str = "GET",
 ) -> Reply:
-    """One HTTP/1.1 request through Envoy; repeated header names are sent as separate lines.
-
-    A fresh W3C ``traceparent`` marks the request, so that its decision line can be found.
-    """
-    trace_id = secrets.token_hex(16)
-    connection = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=10)
-    try:
-        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        connection.putheader("host", HOST)
-        connection.putheader("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01")
-        for name, value in headers:
-            connection.putheader(name, value)
-        connection.endheaders()
-        response = connection.getresponse()
-        return Reply(response.status, response.getheaders(), response.read(), trace_id)
-    finally:
-        connection.close()
-
-
-def dpop_headers(
-    client: KeyPair, token: str, method: str, path: str, *, nonce: str | None = None
-) -> list[tuple[str, str]]:
-    proof = make_proof(client, method, f"http://{HOST}{path}", access_token=token, nonce=nonce)
-    return [("authorization", f"DPoP {token}"), ("dpop", proof)]
-
-
-def decisions(service: ServiceProcess) -> list[dict[str, Any]]:
-    found = []
-    for line in list(service.stderr_lines):
-        if line.startswith("{") and '"event":"decision"' in line:
-            entry = json.loads(line)
-            if entry.get("rpc") == "Check":
-                found.append(entry)
-    return found
+    """One HTTP/1.1 request through Envoy (see :func:`tests.support.http_requests.send`)."""
+    return send_to(("127.0.0.1", envoy.port), path, headers, method=method)
 
 
 def decision_of(reply: Reply, *services: ServiceProcess) -> dict[str, Any]:
-    """The decision the service(s) logged for ``reply``'s request (stderr is read by a thread)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for service in services:
-            for entry in decisions(service):
-                if entry.get("trace_id") == reply.trace_id:
-                    return entry
-        time.sleep(0.02)
-    raise AssertionError("no decision was logged for the request")
-
-
-def assert_denied(reply: Reply, status: int, error: str) -> None:
-    assert reply.status == status, reply
-    challenge = reply.header("www-authenticate")
-    assert challenge.startswith(f'DPoP error="{error}"'), challenge
-    assert reply.header("cache-control") == "no-store"
-    assert reply.header("content-type") == "application/json"
-    body = reply.json()
-    assert body["error"] == error and set(body) == {"error", "error_description"}
+    """The decision one of the services logged for ``reply``'s request."""
+    return logged_decision(reply.trace_id, "Check", *services)
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +258,12 @@ def test_report_only_lets_a_bad_request_through_and_records_it(
 def _answered_by(reply: Reply, replicas: list[ServiceProcess]) -> tuple[int, str]:
     """Which replica decided ``reply``'s request, and its reason code."""
     decision = decision_of(reply, *replicas)
-    index = next(i for i, s in enumerate(replicas) if decision in decisions(s))
+    marker = f'"trace_id":"{reply.trace_id}"'
+    index = next(
+        i
+        for i, s in enumerate(replicas)
+        if any('"event":"decision"' in line and marker in line for line in list(s.stderr_lines))
+    )
     return index, decision["reason"]
 
 
