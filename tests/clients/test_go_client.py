@@ -22,6 +22,7 @@ import pytest
 
 from tests.clients import readme
 from tests.clients.installs import run
+from tests.clients.outcomes import TRANSPORT_FAILURES, allowed, verifiers
 from tests.clients.programs import wait_for_port
 from tests.support.net import free_port
 from tests.support.pki import TestPki
@@ -110,13 +111,7 @@ def go_results(
             issuer.key, issuer=ISSUER, audience=AUDIENCE, jkt=key["jkt"], subject="go-user"
         )
         given = {
-            "plain": service.address,
-            "tls": tls_service.address,
-            "mtls": mtls_service.address,
-            "dead": dead_address,
-            "ca": str(pki.ca_file),
-            "clientCert": str(pki.client_cert_file),
-            "clientKey": str(pki.client_key_file),
+            **verifiers(service, tls_service, mtls_service, dead_address, pki),
             "token": token,
         }
         stdout, stderr = process.communicate(json.dumps(given) + "\n", timeout=120)
@@ -128,10 +123,6 @@ def go_results(
     results: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     results["key"] = key
     return results
-
-
-def allowed(outcome: dict[str, Any]) -> bool:
-    return outcome.get("allowed") is True and outcome["reason"] == "ok" and outcome["status"] == 200
 
 
 def test_valid_requests_are_allowed_and_replays_denied(go_results: dict[str, Any]) -> None:
@@ -149,16 +140,7 @@ def test_tls_with_the_server_name_override_and_mtls(go_results: dict[str, Any]) 
     assert go_results["noTransportChosen"] is True
 
 
-@pytest.mark.parametrize(
-    "scenario",
-    [
-        "tlsWrongServerName",
-        "tlsUntrusted",
-        "plaintextToTls",
-        "mtlsWithoutCertificate",
-        "unreachable",
-    ],
-)
+@pytest.mark.parametrize("scenario", TRANSPORT_FAILURES)
 def test_a_transport_failure_is_an_error_never_an_answer(
     go_results: dict[str, Any], scenario: str
 ) -> None:

@@ -15,6 +15,7 @@ from xml.etree import ElementTree
 import pytest
 
 from tests.clients import readme
+from tests.clients.outcomes import TRANSPORT_FAILURES, allowed, verifiers
 from tests.support.pki import TestPki
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
 from verifier.dpop.jwk import thumbprint
@@ -103,13 +104,7 @@ def java_results(
             issuer.key, issuer=ISSUER, audience=AUDIENCE, jkt=key["jkt"], subject="java-user"
         )
         given = {
-            "plain": service.address,
-            "tls": tls_service.address,
-            "mtls": mtls_service.address,
-            "dead": dead_address,
-            "ca": str(pki.ca_file),
-            "clientCert": str(pki.client_cert_file),
-            "clientKey": str(pki.client_key_file),
+            **verifiers(service, tls_service, mtls_service, dead_address, pki),
             "token": token,
         }
         properties = "".join(f"{name}={value}\n" for name, value in given.items())
@@ -125,10 +120,6 @@ def java_results(
         pytest.fail(f"not JSON:\n{stdout}\n{stderr}", pytrace=False)
     results["key"] = key
     return results
-
-
-def allowed(outcome: dict[str, Any]) -> bool:
-    return outcome.get("allowed") is True and outcome["reason"] == "ok" and outcome["status"] == 200
 
 
 def test_valid_requests_are_allowed_and_replays_denied(java_results: dict[str, Any]) -> None:
@@ -147,16 +138,7 @@ def test_tls_with_the_server_name_override_and_mtls(java_results: dict[str, Any]
     assert java_results["noTransportChosen"] is True
 
 
-@pytest.mark.parametrize(
-    "scenario",
-    [
-        "tlsWrongServerName",
-        "tlsUntrusted",
-        "plaintextToTls",
-        "mtlsWithoutCertificate",
-        "unreachable",
-    ],
-)
+@pytest.mark.parametrize("scenario", TRANSPORT_FAILURES)
 def test_a_transport_failure_is_an_error_never_an_answer(
     java_results: dict[str, Any], scenario: str
 ) -> None:

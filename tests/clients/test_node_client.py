@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.clients import readme
+from tests.clients.outcomes import TRANSPORT_FAILURES, allowed, verifiers
 from tests.clients.programs import wait_for_port
 from tests.support.net import free_port
 from tests.support.pki import TestPki
@@ -75,13 +76,7 @@ def node_results(
                 issuer.key, issuer=ISSUER, audience=AUDIENCE, jkt=key["jkt"], subject="node-user"
             )
         given = {
-            "plain": service.address,
-            "tls": tls_service.address,
-            "mtls": mtls_service.address,
-            "dead": dead_address,
-            "ca": str(pki.ca_file),
-            "clientCert": str(pki.client_cert_file),
-            "clientKey": str(pki.client_key_file),
+            **verifiers(service, tls_service, mtls_service, dead_address, pki),
             "tokens": tokens,
         }
         stdout, stderr = process.communicate(json.dumps(given) + "\n", timeout=120)
@@ -93,10 +88,6 @@ def node_results(
     results: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     results["keys"] = keys
     return results
-
-
-def allowed(outcome: dict[str, Any]) -> bool:
-    return outcome.get("allowed") is True and outcome["reason"] == "ok" and outcome["status"] == 200
 
 
 def test_valid_proofs_from_our_signer_and_panvas_are_allowed(node_results: dict[str, Any]) -> None:
@@ -119,16 +110,7 @@ def test_tls_and_mtls(node_results: dict[str, Any]) -> None:
     assert allowed(node_results["mtls"])
 
 
-@pytest.mark.parametrize(
-    "scenario",
-    [
-        "tlsWrongServerName",
-        "tlsUntrusted",
-        "plaintextToTls",
-        "mtlsWithoutCertificate",
-        "unreachable",
-    ],
-)
+@pytest.mark.parametrize("scenario", TRANSPORT_FAILURES)
 def test_a_transport_failure_is_an_error_never_an_answer(
     node_results: dict[str, Any], scenario: str
 ) -> None:
