@@ -84,6 +84,14 @@ class ForwardAuthOptions:
     identity_headers: IdentityHeaders = field(default_factory=IdentityHeaders)
     max_header_fields: int = 100
 
+    def __post_init__(self) -> None:
+        # The gateway's own headers say where the request went; the configured public base
+        # URLs still apply, but no further forwarding header (Envoy's
+        # DPOP_TRUSTED_FORWARDED_HEADERS): a gateway passes a client's Forwarded through.
+        if self.public_url.trusted_headers:
+            bases = self.public_url.public_base_urls
+            object.__setattr__(self, "public_url", PublicUrlOptions(public_base_urls=bases))
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
@@ -140,11 +148,7 @@ def forward_auth_facts(
     uri = _one_of(headers, "x-forwarded-uri", "x-original-uri")
     host = _last_element(headers, "x-forwarded-host") or _first(headers, "host")
     scheme = _last_element(headers, "x-forwarded-proto").lower() or "http"
-    # The gateway's own headers above say where the request went; the configured public base
-    # URLs still apply, but no further forwarding header (Envoy's DPOP_TRUSTED_FORWARDED_HEADERS):
-    # a gateway passes a client's Forwarded header through untouched.
-    public_url = PublicUrlOptions(public_base_urls=options.public_url.public_base_urls)
-    target = public_target_uri(scheme, host, uri, headers, public_url) if method else ""
+    target = public_target_uri(scheme, host, uri, headers, options.public_url) if method else ""
     route = options.routes.resolve(target)
     return RequestFacts(
         method=method,
