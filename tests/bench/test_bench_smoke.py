@@ -130,3 +130,22 @@ def test_a_denial_aborts_the_run_and_names_its_reason() -> None:
     )
     assert '"reason":"replay_store_unavailable"' in completed.stderr  # the service's own lines
     assert "targets (issues" not in completed.stdout
+
+
+@pytest.mark.timeout(HANG_GUARD_SECONDS + 60)
+def test_http_stacks_comparison_runs_and_reports_each_candidate() -> None:
+    # docs/performance.md tells how the forward-auth listener's server was chosen with this
+    # script; candidates that are not dependencies are reported, not silently dropped.
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_http_stacks.py"), "--n", "300",
+         "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    lines = completed.stdout.splitlines()
+    for name in ("waitress", "uvicorn-httptools", "uvicorn-h11", "hypercorn"):
+        assert any(line.startswith(name) for line in lines), completed.stdout
+    assert any(line.startswith("waitress") and "1.00x waitress" in line for line in lines)
