@@ -54,9 +54,9 @@ from bench.bench_core import drive_grpc, grpc_requests
 from tests.support.net import free_port
 from tests.support.otlp_receiver import otlp_grpc_receiver
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
-from verifier.api.verify_service import VERIFY_METHOD, request_facts
 from verifier.app import build_app
 from verifier.config import IssuerSettings, Settings
+from verifier.doors.verify import VERIFY_METHOD, request_facts
 from verifier.telemetry import DecisionLog, Telemetry
 from verifier.telemetry.otlp import SpanEncoder
 

@@ -12,10 +12,10 @@ import yaml
 
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attrs
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
-from verifier.api.extauthz_facts import request_facts, request_headers
-from verifier.api.options import extauthz_options
+from verifier.app.doors import extauthz_options
 from verifier.config import Settings, load_settings
-from verifier.engine.model import Mode
+from verifier.domain.model import Mode
+from verifier.doors.extauthz_facts import request_facts, request_headers
 
 ISTIO = Path(__file__).resolve().parents[2] / "examples" / "istio"
 

@@ -9,10 +9,10 @@ import pytest
 from verifier._generated.envoy.config.core.v3 import address_pb2, base_pb2
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attrs
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
-from verifier.api.extauthz_facts import request_facts, request_headers
-from verifier.api.target_uri import PublicUrlOptions
-from verifier.engine.model import Mode, Policy
-from verifier.engine.routes import parse_routes
+from verifier.domain.model import Mode, Policy
+from verifier.domain.routes import parse_routes
+from verifier.doors.extauthz_facts import request_facts, request_headers
+from verifier.doors.target_uri import PublicUrlOptions
 
 ROUTES = parse_routes(
     [{"host": "api.test", "path_prefix": "/legacy", "mode": "allow-bearer"}],

@@ -20,11 +20,11 @@ from tests.unit.helpers import (
     proof_key,
     resource_facts,
 )
+from verifier.domain.model import Policy, TokenClaims
+from verifier.domain.reasons import CATALOGUE, Denial, Reason, RfcError, info
 from verifier.dpop.challenge import dpop_challenge, quote
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS
 from verifier.dpop.nonce import NonceKeys, issue_nonce
-from verifier.dpop.reasons import CATALOGUE, Denial, Reason, RfcError, info
-from verifier.engine.model import Policy, TokenClaims
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS
 
 ALGS = 'algs="ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA Ed25519"'
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping
 
 from verifier.app import App, build_app
+from verifier.app.telemetry import build_telemetry, start_metrics_endpoint
 from verifier.config import ConfigError, Settings
 from verifier.server.runtime import ListeningAddresses, exit_process, serve
 from verifier.server.workers import (
@@ -21,7 +22,6 @@ from verifier.server.workers import (
 )
 from verifier.telemetry import Telemetry, telemetry_settings
 from verifier.telemetry.logs import configure_logging
-from verifier.telemetry.setup import build_telemetry, start_metrics_endpoint
 from verifier.tokens.jwks import InvalidJwks
 
 log = logging.getLogger("verifier")

@@ -1,7 +1,7 @@
 """What a gateway sends on, built from a :class:`Decision` (pure; shared by every front door).
 
-Envoy's ``Check`` (:mod:`verifier.api.extauthz_service`) and the forward-auth HTTP listener
-(:mod:`verifier.api.forward_auth`) answer the same decision the same way:
+Envoy's ``Check`` (:mod:`verifier.doors.extauthz`) and the forward-auth HTTP listener
+(:mod:`verifier.doors.forward_auth`) answer the same decision the same way:
 
 * **allow**: the identity headers for the upstream (key thumbprint, subject, client id, scope,
   issuer; names configurable), or on a report-only route only the report-only header naming the
@@ -19,8 +19,8 @@ import logging
 import re
 from dataclasses import dataclass
 
-from verifier.dpop.reasons import Reason, RfcError, info
-from verifier.engine.model import Decision, TokenClaims
+from verifier.domain.model import Decision, TokenClaims
+from verifier.domain.reasons import Reason, RfcError, info
 
 _log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import traceback
 from typing import Any, Protocol
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
-from verifier.dpop.reasons import Reason, info
-from verifier.engine.model import Decision, RequestFacts
-from verifier.engine.routes import RouteTable
+from verifier.domain.model import Decision, RequestFacts
+from verifier.domain.reasons import Reason, info
+from verifier.domain.routes import RouteTable
 from verifier.telemetry import Telemetry
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["VerifierService"].full_name
@@ -31,7 +31,7 @@ _WIRE_REASON: dict[Reason, str] = {
 
 class DecisionEngine(Protocol):
     """What the front doors need: a decision made on the calling (worker) thread
-    (``verifier.engine.verifier.Verifier``)."""
+    (``verifier.engine.pipeline.Verifier``)."""
 
     def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision: ...
 

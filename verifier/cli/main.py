@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from verifier.dev import (
+from verifier.cli.dev import (
     DEV_DIR,
     cmd_dev_init,
     cmd_dev_request,
@@ -32,8 +32,8 @@ from verifier.dev import (
     read_key,
     write_private,
 )
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS
-from verifier.mint import generate_key, jwks_for, make_access_token, make_proof
+from verifier.cli.mint import generate_key, jwks_for, make_access_token, make_proof
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS
 
 if TYPE_CHECKING:
     from verifier.config import Settings
@@ -168,7 +168,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from verifier.cli_call import call_verify, print_response
+    from verifier.cli.call import call_verify, print_response
 
     response = call_verify(
         args.target,
@@ -210,8 +210,8 @@ def _credential(value: str | None, what: str) -> str | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from verifier.cli.explain import explain, print_explanation, request_facts
     from verifier.config import ConfigError, load_settings
-    from verifier.explain import explain, print_explanation, request_facts
 
     try:
         settings = load_settings({"config_file": args.config})
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     request.set_defaults(func=cmd_dev_request)
 
-    from verifier.issuer_check import add_issuer_commands  # imports the config module
+    from verifier.cli.issuer_check import add_issuer_commands  # imports the config module
 
     add_issuer_commands(sub)
     rollout = sub.add_parser(
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from verifier.rollout import format_text, summarize
+    from verifier.cli.rollout import format_text, summarize
 
     if args.top < 0:
         raise SystemExit("error: --top must be 0 or more")

@@ -2,10 +2,10 @@
 
 Routes come from the config file (``routes = [{host, path_prefix, mode, nonce_required}]``) and
 are resolved the same way for every front door, from the request's target URI, normalized as
-for ``htu`` (:func:`verifier.dpop.htu.split_target_uri`):
+for ``htu`` (:func:`verifier.domain.uri.split_target_uri`):
 
 * ``host`` is ``*`` (any host) or one host name, compared in the form of
-  :func:`~verifier.dpop.htu.canonical_host` for the request exactly as for the route (lower
+  :func:`~verifier.domain.uri.canonical_host` for the request exactly as for the route (lower
   case, one trailing dot removed). A route host with a port matches that port only, spelled or
   implied by the scheme (``api.example.com:443`` matches ``https://api.example.com/``).
 * ``path_prefix`` matches whole path segments: ``/api`` matches ``/api`` and ``/api/orders``,
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from verifier.dpop.htu import (
+from verifier.domain.model import Mode, Policy
+from verifier.domain.uri import (
     InvalidUri,
     canonical_host,
     normalize_target_uri,
@@ -39,7 +40,6 @@ from verifier.dpop.htu import (
     split_canonical_authority,
     split_target_uri,
 )
-from verifier.engine.model import Mode, Policy
 
 ROUTE_KEYS = ("host", "path_prefix", "mode", "nonce_required", "name")
 DEFAULT_ROUTE_NAME = "default"
@@ -82,7 +82,7 @@ READINGS = tuple(Reading(*steps) for steps in itertools.product((False, True), r
 
 
 def read_path(path: str, reading: Reading) -> str | None:
-    """``path`` (as :func:`~verifier.dpop.htu.normalize_target_uri` leaves it) the way
+    """``path`` (as :func:`~verifier.domain.uri.normalize_target_uri` leaves it) the way
     ``reading`` reads it, dot segments removed last (RFC 3986 §5.2.4); None when its decoding
     has no reliable reading (a control character, not UTF-8, or still encoded)."""
     if reading.params and ";" in path:
@@ -140,7 +140,7 @@ class Route:
     """One configured route."""
 
     host: str
-    """``*`` or a :func:`~verifier.dpop.htu.canonical_host`, optionally with ``:port``."""
+    """``*`` or a :func:`~verifier.domain.uri.canonical_host`, optionally with ``:port``."""
     path_prefix: str
     """A normalized absolute path without a trailing ``/`` (except ``/`` itself); it matches
     whole segments."""
@@ -162,7 +162,7 @@ class _Entry:
 
     prefix: str
     host: str
-    """``*`` or a :func:`~verifier.dpop.htu.canonical_host`."""
+    """``*`` or a :func:`~verifier.domain.uri.canonical_host`."""
     port: int | None
     route: Route
 

@@ -19,7 +19,7 @@ the same engine as ``Verify`` and ``Check``, and answered as the gateway expects
   ========== ========================================== =========================================
 
   plus the client's ``Authorization`` and ``DPoP`` headers as received. The configured public
-  base URLs apply as for ``Check`` (:mod:`verifier.api.target_uri`); the trusted forwarding
+  base URLs apply as for ``Check`` (:mod:`verifier.doors.target_uri`); the trusted forwarding
   headers of ``Check`` (``DPOP_TRUSTED_FORWARDED_HEADERS``) do not: here the gateway's own
   headers are the description. A request without a method or a target, or with two different
   ones, is ``request_invalid`` (400), never a guess.
@@ -30,7 +30,7 @@ the same engine as ``Verify`` and ``Check``, and answered as the gateway expects
   ``DPoP-Nonce`` when the engine offers one (for the client);
 * **deny**: the reason's status (401, 400, 503) with ``WWW-Authenticate``, ``DPoP-Nonce`` when
   challenging, ``Cache-Control: no-store`` and the JSON error body, for the gateway to return
-  to the client (:mod:`verifier.api.answers`).
+  to the client (:mod:`verifier.doors.answers`).
 
 The WSGI application (:class:`ForwardAuthApp`) runs on the HTTP listener's worker threads
 (:mod:`verifier.server.http_listener`) and always answers (fail closed).
@@ -47,13 +47,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from verifier.api.answers import IdentityHeaders, denial, upstream_headers
-from verifier.api.extauthz_facts import Headers
-from verifier.api.target_uri import PublicUrlOptions, public_target_uri
-from verifier.api.verify_service import DecisionEngine, internal_error_decision
+from verifier.domain.model import Decision, RequestFacts
+from verifier.domain.routes import RouteTable
+from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
+from verifier.doors.extauthz_facts import Headers
+from verifier.doors.target_uri import PublicUrlOptions, public_target_uri
+from verifier.doors.verify import DecisionEngine, internal_error_decision
 from verifier.dpop.request import strip_ows
-from verifier.engine.model import Decision, RequestFacts
-from verifier.engine.routes import RouteTable
 from verifier.telemetry import Telemetry, trace_headers
 
 FORWARD_AUTH_METHOD = "forward_auth"
@@ -123,7 +123,7 @@ def trusted(address: str, networks: Iterable[Network]) -> bool:
 
 def environ_headers(environ: Mapping[str, Any]) -> Headers:
     """The request's headers from a WSGI environ: lower-case name -> its value (the server
-    joins repeated fields with ``", "``, as Envoy does; see :mod:`verifier.api.extauthz_facts`
+    joins repeated fields with ``", "``, as Envoy does; see :mod:`verifier.doors.extauthz_facts`
     for how a joined ``DPoP`` or ``Authorization`` value is judged)."""
     headers: dict[str, tuple[str, ...]] = {}
     for key, value in environ.items():

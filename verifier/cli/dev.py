@@ -15,8 +15,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from verifier.dpop.jose import ALGORITHMS
-from verifier.mint import KeyPair, generate_key, jwks_for, load_key, make_access_token, make_proof
+from verifier.cli.mint import (
+    KeyPair,
+    generate_key,
+    jwks_for,
+    load_key,
+    make_access_token,
+    make_proof,
+)
+from verifier.jose.rfc7515 import ALGORITHMS
 
 DEV_DIR = ".dpop-dev"
 DEV_ISSUER = "https://issuer.dev.local"
@@ -142,7 +149,7 @@ def _program() -> str:
 def cmd_dev_serve(args: argparse.Namespace) -> int:
     """``dev init`` when needed, then ``serve --config <dir>/config.json`` in this process; once
     the service answers its health check, print what to try next."""
-    from verifier.cli import cmd_serve
+    from verifier.cli.main import cmd_serve
     from verifier.config import ConfigError, load_settings
 
     directory = Path(args.dir)
@@ -217,7 +224,7 @@ def _print_next_steps(address: str, directory: Path) -> None:
 
 
 def cmd_dev_request(args: argparse.Namespace) -> int:
-    from verifier.cli_call import call_verify, print_response
+    from verifier.cli.call import call_verify, print_response
 
     directory = Path(args.dir)
     if not _is_set_up(directory):

@@ -1,4 +1,4 @@
-"""Build :class:`~verifier.telemetry.core.Telemetry` from the settings and ``OTEL_*`` variables,
+"""Build :class:`~verifier.telemetry.sink.Telemetry` from the settings and ``OTEL_*`` variables,
 serve the Prometheus endpoint, and wrap the engine's ports.
 """
 
@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from verifier.config import ConfigError, Settings
-from verifier.telemetry.core import DecisionLog, Telemetry, service_version
-from verifier.telemetry.settings import TelemetrySettings
+from verifier.config.telemetry import TelemetrySettings
+from verifier.telemetry.sink import DecisionLog, Telemetry, service_version
 
 _log = logging.getLogger(__name__)
 

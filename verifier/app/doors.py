@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 
-from verifier.api.answers import IdentityHeaders
-from verifier.api.extauthz_service import ExtAuthzOptions
-from verifier.api.forward_auth import ForwardAuthOptions
-from verifier.api.target_uri import PublicUrlOptions
 from verifier.config import Settings
-from verifier.engine.model import Policy
-from verifier.engine.routes import RouteTable, parse_routes
+from verifier.domain.model import Policy
+from verifier.domain.routes import RouteTable, parse_routes
+from verifier.doors.answers import IdentityHeaders
+from verifier.doors.extauthz import ExtAuthzOptions
+from verifier.doors.forward_auth import ForwardAuthOptions
+from verifier.doors.target_uri import PublicUrlOptions
 
 
 def route_table(settings: Settings) -> RouteTable:

@@ -1,6 +1,6 @@
 """The Envoy / Istio external authorizer: ``envoy.service.auth.v3.Authorization/Check``.
 
-CheckRequest -> :class:`RequestFacts` (:mod:`verifier.api.extauthz_facts`) -> engine ->
+CheckRequest -> :class:`RequestFacts` (:mod:`verifier.doors.extauthz_facts`) -> engine ->
 CheckResponse. It holds no verification logic of its own.
 
 * **Allow**: ``status`` OK and an ``OkHttpResponse`` that sets the identity headers for the
@@ -29,12 +29,12 @@ from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
 from verifier._generated.envoy.config.core.v3 import base_pb2
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier._generated.envoy.type.v3 import http_status_pb2
-from verifier.api.answers import IdentityHeaders, denial, upstream_headers
-from verifier.api.extauthz_facts import Headers, request_facts, request_headers
-from verifier.api.target_uri import PublicUrlOptions
-from verifier.api.verify_service import DecisionEngine, internal_error_decision
-from verifier.dpop.reasons import Reason
-from verifier.engine.model import Decision, RequestFacts, TokenClaims
+from verifier.domain.model import Decision, RequestFacts, TokenClaims
+from verifier.domain.reasons import Reason
+from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
+from verifier.doors.extauthz_facts import Headers, request_facts, request_headers
+from verifier.doors.target_uri import PublicUrlOptions
+from verifier.doors.verify import DecisionEngine, internal_error_decision
 
 __all__ = [
     "CHECK_METHOD",
@@ -44,7 +44,7 @@ __all__ = [
     "IdentityHeaders",
     "check_response",
 ]
-from verifier.engine.routes import RouteTable
+from verifier.domain.routes import RouteTable
 from verifier.telemetry import Telemetry, trace_headers
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["Authorization"].full_name

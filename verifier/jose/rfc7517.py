@@ -1,24 +1,16 @@
-"""Public JWKs: strict import for a given ``alg`` and RFC 7638 thumbprints."""
+"""RFC 7517 JSON Web Keys: strict import of a public JWK for a given ``alg`` (RFC 7518 §6 key
+parameters), and the test for private members."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from verifier.dpop.jose import ALGORITHMS, MalformedJws, PublicKey, b64url_decode, b64url_encode
+from verifier.jose.rfc7515 import ALGORITHMS, MalformedJws, PublicKey, b64url_decode
 
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 """Members that only a private (or symmetric) JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4)."""
-
-# RFC 7638 §3.2: the required members of each key type, which alone make up the thumbprint.
-_THUMBPRINT_MEMBERS = {
-    "EC": ("crv", "kty", "x", "y"),
-    "RSA": ("e", "kty", "n"),
-    "OKP": ("crv", "kty", "x"),
-}
 
 _EC_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
     "P-256": (ec.SECP256R1(), 32),
@@ -38,27 +30,6 @@ class InvalidJwk(ValueError):
 def has_private_members(jwk: dict[str, Any]) -> bool:
     """True when ``jwk`` carries private or symmetric key material."""
     return not PRIVATE_MEMBERS.isdisjoint(jwk)
-
-
-def canonical_json(jwk: dict[str, Any]) -> str:
-    """The RFC 7638 §3 input: required members only, sorted, no white space."""
-    kty = jwk.get("kty")
-    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
-    if members is None:
-        raise InvalidJwk("unsupported kty")
-    subset = {}
-    for name in members:
-        value = jwk.get(name)
-        if not isinstance(value, str) or not value:
-            raise InvalidJwk(f"member {name} missing or not a string")
-        subset[name] = value
-    return json.dumps(subset, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-
-
-def thumbprint(jwk: dict[str, Any]) -> str:
-    """The RFC 7638 SHA-256 thumbprint of ``jwk``, base64url-encoded (the ``jkt``)."""
-    digest = hashlib.sha256(canonical_json(jwk).encode("utf-8")).digest()
-    return b64url_encode(digest)
 
 
 def _decode_member(jwk: dict[str, Any], name: str) -> bytes:

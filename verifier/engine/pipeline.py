@@ -17,19 +17,24 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
+from verifier.domain.model import Check, Decision, Mode, RequestFacts, TokenClaims
+from verifier.domain.ports import (
+    AccessTokenValidator,
+    Instrumentation,
+    ReplayStore,
+    ReplayStoreUnavailable,
+)
+from verifier.domain.reasons import CATALOGUE, Denial, Reason, RfcError
 from verifier.dpop import proof as proofs
 from verifier.dpop.authorization import Scheme, parse_authorization
 from verifier.dpop.challenge import dpop_challenge
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS, PublicKey, verify_signature
-from verifier.dpop.jwk import InvalidJwk, public_key_for_alg, thumbprint
 from verifier.dpop.nonce import NonceKeys, check_nonce, issue_nonce, should_refresh
-from verifier.dpop.reasons import CATALOGUE, Denial, Reason, RfcError
 from verifier.dpop.request import check_request
 from verifier.engine.alarms import FAIL_OPEN_ALARM, ThrottledAlarm
-from verifier.engine.model import Check, Decision, Mode, RequestFacts, TokenClaims
-from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS, PublicKey, verify_signature
+from verifier.jose.rfc7517 import InvalidJwk, public_key_for_alg
+from verifier.jose.rfc7638 import thumbprint
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +49,6 @@ _NO_CHALLENGE = frozenset(
     }
 )
 _NONCE_REASONS = frozenset({Reason.NONCE_REQUIRED, Reason.NONCE_INVALID, Reason.NONCE_EXPIRED})
-
-
-class AccessTokenValidator(Protocol):
-    """The token port (``verifier.tokens.validator.TokenValidator``, or a decorator of it)."""
-
-    def validate(self, token: str, now: float) -> TokenClaims:
-        """The token's verified claims, or raise a :class:`Denial`. Thread-safe; may block
-        on bounded I/O (introspection, a key refetch)."""
-        ...
-
-
-class Instrumentation(Protocol):
-    """Optional observer of the engine's stages (``verifier.telemetry`` provides one).
-
-    The engine stays free of any telemetry library: it only marks where a stage begins and
-    ends and reports the proof key it found. Implementations must never raise.
-    """
-
-    def stage(self, name: str) -> AbstractContextManager[object]:
-        """Entered around a stage (``"proof"``); sees a :class:`Denial` that ends it."""
-        ...
-
-    def proof_key(self, alg: str, jkt: str) -> None:
-        """The proof's algorithm and key thumbprint, once the key is imported."""
-        ...
 
 
 class _NoInstrumentation:

@@ -15,11 +15,11 @@ import time
 from typing import Any, TextIO
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
-from verifier.api import verify_service
-from verifier.api.options import route_table
 from verifier.app import build_app
+from verifier.app.doors import route_table
 from verifier.config import Settings
-from verifier.engine.model import Decision, RequestFacts
+from verifier.domain.model import Decision, RequestFacts
+from verifier.doors import verify as verify_service
 
 REPLAY_NOTE = "replay checked against a fresh in-memory store; the configured store is untouched"
 

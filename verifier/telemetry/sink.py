@@ -4,10 +4,10 @@ Front doors (the ``Verify`` and ``Check`` servicers) open one :meth:`Telemetry.d
 per call; it continues the caller's trace, counts the call in flight, and when the call ends
 records the decision on the server span, in the metrics and in the decision log. The ports
 (replay store, token validator, key sources) and the engine's stages get child spans from
-:mod:`verifier.telemetry.ports`.
+:mod:`verifier.telemetry.decorators`.
 
 Nothing here ever sees a raw token, proof or secret: attributes come from the
-:class:`~verifier.engine.model.Decision`, the verified token claims and the key thumbprint,
+:class:`~verifier.domain.model.Decision`, the verified token claims and the key thumbprint,
 which is hashed (:func:`hash_jkt`) before it is recorded.
 """
 
@@ -32,8 +32,8 @@ from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
-from verifier.dpop.reasons import Reason, info
-from verifier.engine.model import Decision, RequestFacts, TokenClaims
+from verifier.domain.model import Decision, RequestFacts, TokenClaims
+from verifier.domain.reasons import Reason, info
 from verifier.telemetry.logs import DECISION_LOGGER, DecisionLineHandler, json_string, timestamps
 from verifier.telemetry.spans import (
     LeanSpan,
@@ -475,7 +475,7 @@ TRACE_HEADERS = ("traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "
 
 def trace_headers(headers: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """The trace-context headers of an HTTP request (lower-case name -> every value received,
-    as :func:`verifier.api.extauthz_facts.request_headers` gives them), the first value of
+    as :func:`verifier.doors.extauthz_facts.request_headers` gives them), the first value of
     each, for :meth:`Telemetry.decision_scope`."""
     return {name: values[0] for name in TRACE_HEADERS if (values := headers.get(name))}
 
@@ -483,7 +483,7 @@ def trace_headers(headers: Mapping[str, Sequence[str]]) -> dict[str, str]:
 class Telemetry:
     """Tracer, meter, instruments and decision log of one service instance.
 
-    Build it with :func:`verifier.telemetry.setup.build_telemetry` (from the settings and the
+    Build it with :func:`verifier.app.telemetry.build_telemetry` (from the settings and the
     ``OTEL_*`` variables) or, in tests, directly with SDK providers. ``Telemetry()`` alone
     records nothing but still writes the decision log.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from verifier.dpop.reasons import Reason, RfcError
+from verifier.domain.reasons import Reason, RfcError
 
 
 class Mode(enum.StrEnum):

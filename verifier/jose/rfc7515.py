@@ -182,7 +182,7 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
     """Return True when ``signature`` is a valid ``alg`` signature of ``signing_input``.
 
     The caller has already checked that ``key`` is of the type ``alg`` requires
-    (see :func:`verifier.dpop.jwk.public_key_for_alg`).
+    (see :func:`verifier.jose.rfc7517.public_key_for_alg`).
     """
     spec = ALGORITHMS[alg]
     try:

@@ -15,7 +15,7 @@ public URL, in this order:
    ignored.
 
 The path is the request target as received (undecoded); query and fragment are dropped later by
-:func:`verifier.dpop.htu.normalize_target_uri`.
+:func:`verifier.domain.uri.normalize_target_uri`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from verifier.dpop.htu import InvalidUri, default_port, split_canonical_authority
+from verifier.domain.uri import InvalidUri, default_port, split_canonical_authority
 from verifier.dpop.request import strip_ows
 
 X_FORWARDED_PROTO = "x-forwarded-proto"
@@ -87,7 +87,7 @@ def public_target_uri(
 
 def canonical_authority_key(authority: str) -> str:
     """``authority`` (``host[:port]`` or ``*``) in the form the public base URLs are keyed by:
-    :func:`~verifier.dpop.htu.canonical_host`, and the port as a number when there is one."""
+    :func:`~verifier.domain.uri.canonical_host`, and the port as a number when there is one."""
     if authority == "*":
         return authority
     try:

@@ -20,9 +20,9 @@ from types import MappingProxyType
 
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attributes_pb
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
-from verifier.api.target_uri import PublicUrlOptions, public_target_uri
-from verifier.engine.model import RequestFacts
-from verifier.engine.routes import RouteTable
+from verifier.domain.model import RequestFacts
+from verifier.domain.routes import RouteTable
+from verifier.doors.target_uri import PublicUrlOptions, public_target_uri
 
 Headers = Mapping[str, tuple[str, ...]]
 """Lower-case header name -> every value received, in order."""

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from verifier.dpop.jose import ALGORITHMS, b64url_decode, b64url_encode
-from verifier.dpop.jwk import thumbprint
+from verifier.jose.rfc7515 import ALGORITHMS, b64url_decode, b64url_encode
+from verifier.jose.rfc7638 import thumbprint
 
 PrivateKey = (
     ec.EllipticCurvePrivateKey

@@ -33,8 +33,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from verifier.engine.model import Policy
-from verifier.engine.routes import RouteError, parse_routes
+from verifier.domain.model import Policy
+from verifier.domain.routes import RouteError, parse_routes
 from verifier.replay.redis_url import REDIS_SCHEMES, parse_redis_url
 from verifier.tokens.presets import PRESETS
 

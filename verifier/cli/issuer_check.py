@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from verifier.config import ConfigError, IssuerSettings, parse_issuer_entry
-from verifier.dpop.jose import MalformedJws, parse_compact
-from verifier.dpop.reasons import Denial
+from verifier.domain.reasons import Denial
+from verifier.jose.rfc7515 import MalformedJws, parse_compact
 from verifier.tokens.claims import normalize_typ
 from verifier.tokens.discovery import Fetcher, IssuerMetadataSource, MetadataUnavailable
 from verifier.tokens.http import Fetched, IssuerHttp

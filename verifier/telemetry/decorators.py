@@ -5,7 +5,7 @@ telemetry:
 
 * :class:`TracedReplayStore`: span ``dpop.replay.first_use``, latency by outcome, errors;
 * :class:`TracedTokenValidator`: span ``dpop.token.validate``; notes the verified claims on the
-  call's :class:`~verifier.telemetry.core.DecisionScope` (so denials after token validation
+  call's :class:`~verifier.telemetry.sink.DecisionScope` (so denials after token validation
   still log issuer and client id);
 * :class:`TracedKeySource`: span ``dpop.key_source.keys``; requests that find no keys;
 * :func:`traced_fetcher`: span ``dpop.key_source.fetch`` around a key-document fetch, counted as
@@ -26,11 +26,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from verifier.config import redact_url
-from verifier.dpop.reasons import Denial, info
-from verifier.engine.model import TokenClaims
-from verifier.engine.verifier import AccessTokenValidator
-from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
-from verifier.telemetry.core import (
+from verifier.domain.model import TokenClaims
+from verifier.domain.ports import AccessTokenValidator, ReplayStore, ReplayStoreUnavailable
+from verifier.domain.reasons import Denial, info
+from verifier.telemetry.sink import (
     ATTR_ALG,
     ATTR_CLIENT_ID,
     ATTR_ISSUER,
@@ -73,7 +72,7 @@ def _store_kind(store: object) -> str:
 
 
 class TracedReplayStore:
-    """A :class:`~verifier.replay.base.ReplayStore` whose ``first_use`` is traced and timed."""
+    """A :class:`~verifier.domain.ports.ReplayStore` whose ``first_use`` is traced and timed."""
 
     def __init__(self, store: ReplayStore, telemetry: Telemetry) -> None:
         self._store = store
@@ -220,7 +219,7 @@ def traced_fetcher(fetch: Fetch, issuer: str, telemetry: Telemetry) -> Fetch:
 
 
 class EngineHooks:
-    """The engine's :class:`~verifier.engine.verifier.Instrumentation`: a span per stage."""
+    """The engine's :class:`~verifier.engine.pipeline.Instrumentation`: a span per stage."""
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
