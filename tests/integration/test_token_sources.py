@@ -3,8 +3,8 @@
 Every test builds the service from settings (``build_app``, the real wiring) and decides real
 requests through ``Verifier.verify`` with proofs and tokens from :mod:`verifier.cli.mint`:
 discovery, key rotation, unknown ``kid`` refetches, the issuer going down, opaque tokens by
-introspection, client authentication and multi-issuer routing. Concurrent requests are threads, as the gRPC
-worker threads are.
+introspection, client authentication and multi-issuer routing. Concurrent requests are
+threads, as the gRPC worker threads are.
 """
 
 from __future__ import annotations

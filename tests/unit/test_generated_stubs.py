@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from verifier.domain.reasons import Reason
-
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
+from verifier.domain.reasons import Reason
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "verifier" / "_generated"
