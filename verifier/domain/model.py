@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from verifier.domain.reasons import Reason, RfcError
+from verifier.domain.reasons import CATALOGUE, Reason, RfcError
 
 
 class Mode(enum.StrEnum):
@@ -99,3 +99,61 @@ class Decision:
     claims: TokenClaims | None = None
     enforced: bool = True
     checks: tuple[Check, ...] = ()
+
+
+# --- The one builder of each kind of decision --------------------------------------------------
+
+
+def allowed(
+    *,
+    dpop_nonce: str = "",
+    jkt: str = "",
+    jti: str = "",
+    alg: str = "",
+    claims: TokenClaims | None = None,
+    checks: tuple[Check, ...] = (),
+) -> Decision:
+    """An allow: every check passed (``jkt``, ``jti``, ``alg`` empty when no proof was needed)."""
+    return Decision(
+        allow=True,
+        reason=Reason.OK,
+        message=CATALOGUE[Reason.OK].message,
+        rfc_error=RfcError.NONE,
+        http_status=200,
+        dpop_nonce=dpop_nonce,
+        jkt=jkt,
+        jti=jti,
+        alg=alg,
+        claims=claims,
+        checks=checks,
+    )
+
+
+def denied(
+    reason: Reason,
+    detail: str = "",
+    *,
+    http_status: int | None = None,
+    www_authenticate: str = "",
+    dpop_nonce: str = "",
+    checks: tuple[Check, ...] = (),
+) -> Decision:
+    """A denial for ``reason``: the catalogue's RFC error, status and message, the message
+    followed by ``detail`` when there is one. ``http_status`` overrides the catalogue's (a token
+    endpoint answers 400, RFC 9449 §5)."""
+    info = CATALOGUE[reason]
+    return Decision(
+        allow=False,
+        reason=reason,
+        message=f"{info.message} ({detail})" if detail else info.message,
+        rfc_error=info.rfc_error,
+        http_status=info.http_status if http_status is None else http_status,
+        www_authenticate=www_authenticate,
+        dpop_nonce=dpop_nonce,
+        checks=checks,
+    )
+
+
+def internal_error() -> Decision:
+    """The denial every front door answers when the engine itself failed."""
+    return denied(Reason.INTERNAL_ERROR)

@@ -144,12 +144,28 @@ class Reason(enum.StrEnum):
     """The issuer's introspection endpoint gave no usable answer: the token cannot be checked."""
 
 
+class GrpcCode(enum.IntEnum):
+    """The ``google.rpc.Code`` values a denial maps to (Envoy's ``CheckResponse.status``); the
+    numbers are the wire values (checked against ``google.rpc.code_pb2`` by the tests)."""
+
+    OK = 0
+    INVALID_ARGUMENT = 3
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    UNAUTHENTICATED = 16
+
+
 @dataclass(frozen=True, slots=True)
 class ReasonInfo:
-    """How one reason is reported on the wire."""
+    """How one reason is reported on every wire: the RFC error code (``WWW-Authenticate`` and
+    the JSON body), the HTTP status, the gRPC status of an ext_authz denial, whether the client
+    gets a challenge (``WWW-Authenticate``: the reasons that are not about the client's
+    credentials get none), and the human message."""
 
     rfc_error: RfcError
     http_status: int
+    grpc_code: GrpcCode
+    challenge: bool
     message: str
 
 
@@ -157,66 +173,167 @@ _PROOF = RfcError.INVALID_DPOP_PROOF
 _TOKEN = RfcError.INVALID_TOKEN
 _REQUEST = RfcError.INVALID_REQUEST
 _NONCE = RfcError.USE_DPOP_NONCE
+_NONE = RfcError.NONE
+_OK = GrpcCode.OK
+_INVALID = GrpcCode.INVALID_ARGUMENT
+_UNAUTHENTICATED = GrpcCode.UNAUTHENTICATED
+_INTERNAL = GrpcCode.INTERNAL
+_UNAVAILABLE = GrpcCode.UNAVAILABLE
+_CHALLENGE = True
+_NO_CHALLENGE = False
 
+# One row a reason: every wire's answer for it, read by every front door.
+# fmt: off
 CATALOGUE: dict[Reason, ReasonInfo] = {
-    Reason.OK: ReasonInfo(RfcError.NONE, 200, "DPoP proof and access token are valid"),
-    Reason.AUTHORIZATION_MISSING: ReasonInfo(RfcError.NONE, 401, "Authorization required"),
-    Reason.AUTHORIZATION_MULTIPLE: ReasonInfo(_REQUEST, 400, "More than one Authorization header"),
-    Reason.AUTHORIZATION_MALFORMED: ReasonInfo(_REQUEST, 400, "Malformed Authorization header"),
+    Reason.OK: ReasonInfo(
+        _NONE, 200, _OK, _NO_CHALLENGE, "DPoP proof and access token are valid"
+    ),
+    Reason.AUTHORIZATION_MISSING: ReasonInfo(
+        _NONE, 401, _UNAUTHENTICATED, _CHALLENGE, "Authorization required"
+    ),
+    Reason.AUTHORIZATION_MULTIPLE: ReasonInfo(
+        _REQUEST, 400, _INVALID, _CHALLENGE, "More than one Authorization header"
+    ),
+    Reason.AUTHORIZATION_MALFORMED: ReasonInfo(
+        _REQUEST, 400, _INVALID, _CHALLENGE, "Malformed Authorization header"
+    ),
     Reason.AUTHORIZATION_SCHEME_UNSUPPORTED: ReasonInfo(
-        RfcError.NONE, 401, "Unsupported authorization scheme"
+        _NONE, 401, _UNAUTHENTICATED, _CHALLENGE, "Unsupported authorization scheme"
     ),
-    Reason.BEARER_NOT_ALLOWED: ReasonInfo(_TOKEN, 401, "DPoP-bound access token required"),
+    Reason.BEARER_NOT_ALLOWED: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP-bound access token required"
+    ),
     Reason.TOKEN_BOUND_SENT_AS_BEARER: ReasonInfo(
-        _TOKEN, 401, "DPoP-bound access token presented as Bearer"
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP-bound access token presented as Bearer"
     ),
-    Reason.PROOF_MISSING: ReasonInfo(_PROOF, 401, "DPoP proof missing"),
-    Reason.PROOF_MULTIPLE: ReasonInfo(_PROOF, 401, "More than one DPoP proof"),
-    Reason.PROOF_TOO_LARGE: ReasonInfo(_PROOF, 401, "DPoP proof too large"),
-    Reason.PROOF_MALFORMED: ReasonInfo(_PROOF, 401, "DPoP proof is not a well-formed JWS"),
-    Reason.PROOF_TYP_INVALID: ReasonInfo(_PROOF, 401, "DPoP proof typ must be dpop+jwt"),
-    Reason.PROOF_ALG_NOT_ALLOWED: ReasonInfo(_PROOF, 401, "DPoP proof alg not allowed"),
-    Reason.PROOF_CRIT_UNSUPPORTED: ReasonInfo(_PROOF, 401, "DPoP proof crit not supported"),
-    Reason.PROOF_JWK_MISSING: ReasonInfo(_PROOF, 401, "DPoP proof jwk missing"),
-    Reason.PROOF_JWK_PRIVATE: ReasonInfo(_PROOF, 401, "DPoP proof jwk contains a private key"),
-    Reason.PROOF_JWK_INVALID: ReasonInfo(_PROOF, 401, "DPoP proof jwk invalid for alg"),
-    Reason.PROOF_SIGNATURE_INVALID: ReasonInfo(_PROOF, 401, "DPoP proof signature invalid"),
-    Reason.PROOF_CLAIMS_INVALID: ReasonInfo(_PROOF, 401, "DPoP proof claims invalid"),
-    Reason.PROOF_JTI_INVALID: ReasonInfo(_PROOF, 401, "DPoP proof jti missing or invalid"),
-    Reason.PROOF_HTM_MISMATCH: ReasonInfo(_PROOF, 401, "DPoP proof htm does not match"),
-    Reason.PROOF_HTU_MISMATCH: ReasonInfo(_PROOF, 401, "DPoP proof htu does not match"),
-    Reason.PROOF_IAT_INVALID: ReasonInfo(_PROOF, 401, "DPoP proof iat missing or invalid"),
-    Reason.PROOF_IAT_TOO_OLD: ReasonInfo(_PROOF, 401, "DPoP proof iat too old"),
-    Reason.PROOF_IAT_IN_FUTURE: ReasonInfo(_PROOF, 401, "DPoP proof iat in the future"),
-    Reason.PROOF_ATH_MISSING: ReasonInfo(_PROOF, 401, "DPoP proof ath missing"),
-    Reason.PROOF_ATH_MISMATCH: ReasonInfo(_PROOF, 401, "DPoP proof ath does not match"),
-    Reason.NONCE_REQUIRED: ReasonInfo(_NONCE, 401, "DPoP nonce required"),
-    Reason.NONCE_INVALID: ReasonInfo(_NONCE, 401, "DPoP nonce invalid"),
-    Reason.NONCE_EXPIRED: ReasonInfo(_NONCE, 401, "DPoP nonce expired"),
-    Reason.REPLAYED: ReasonInfo(_PROOF, 401, "DPoP proof replayed"),
-    Reason.TOKEN_TOO_LARGE: ReasonInfo(_TOKEN, 401, "Access token too large"),
-    Reason.TOKEN_MALFORMED: ReasonInfo(_TOKEN, 401, "Access token malformed"),
-    Reason.TOKEN_ALG_NOT_ALLOWED: ReasonInfo(_TOKEN, 401, "Access token alg not allowed"),
-    Reason.TOKEN_ISSUER_UNKNOWN: ReasonInfo(_TOKEN, 401, "Access token issuer not trusted"),
-    Reason.TOKEN_KEY_UNKNOWN: ReasonInfo(_TOKEN, 401, "Access token signing key unknown"),
-    Reason.TOKEN_SIGNATURE_INVALID: ReasonInfo(_TOKEN, 401, "Access token signature invalid"),
-    Reason.TOKEN_EXPIRED: ReasonInfo(_TOKEN, 401, "Access token expired"),
-    Reason.TOKEN_NOT_YET_VALID: ReasonInfo(_TOKEN, 401, "Access token not yet valid"),
-    Reason.TOKEN_AUDIENCE_INVALID: ReasonInfo(_TOKEN, 401, "Access token audience invalid"),
-    Reason.TOKEN_CLAIMS_INVALID: ReasonInfo(_TOKEN, 401, "Access token claims invalid"),
-    Reason.TOKEN_NOT_BOUND: ReasonInfo(_TOKEN, 401, "Access token is not DPoP-bound"),
-    Reason.JKT_MISMATCH: ReasonInfo(_TOKEN, 401, "Invalid DPoP key binding"),
-    Reason.KEY_SOURCE_UNAVAILABLE: ReasonInfo(RfcError.NONE, 503, "Issuer keys unavailable"),
-    Reason.REPLAY_STORE_UNAVAILABLE: ReasonInfo(RfcError.NONE, 503, "Replay store unavailable"),
-    Reason.INTERNAL_ERROR: ReasonInfo(RfcError.NONE, 500, "Internal error"),
+    Reason.PROOF_MISSING: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof missing"
+    ),
+    Reason.PROOF_MULTIPLE: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "More than one DPoP proof"
+    ),
+    Reason.PROOF_TOO_LARGE: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof too large"
+    ),
+    Reason.PROOF_MALFORMED: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof is not a well-formed JWS"
+    ),
+    Reason.PROOF_TYP_INVALID: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof typ must be dpop+jwt"
+    ),
+    Reason.PROOF_ALG_NOT_ALLOWED: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof alg not allowed"
+    ),
+    Reason.PROOF_CRIT_UNSUPPORTED: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof crit not supported"
+    ),
+    Reason.PROOF_JWK_MISSING: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof jwk missing"
+    ),
+    Reason.PROOF_JWK_PRIVATE: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof jwk contains a private key"
+    ),
+    Reason.PROOF_JWK_INVALID: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof jwk invalid for alg"
+    ),
+    Reason.PROOF_SIGNATURE_INVALID: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof signature invalid"
+    ),
+    Reason.PROOF_CLAIMS_INVALID: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof claims invalid"
+    ),
+    Reason.PROOF_JTI_INVALID: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof jti missing or invalid"
+    ),
+    Reason.PROOF_HTM_MISMATCH: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof htm does not match"
+    ),
+    Reason.PROOF_HTU_MISMATCH: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof htu does not match"
+    ),
+    Reason.PROOF_IAT_INVALID: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof iat missing or invalid"
+    ),
+    Reason.PROOF_IAT_TOO_OLD: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof iat too old"
+    ),
+    Reason.PROOF_IAT_IN_FUTURE: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof iat in the future"
+    ),
+    Reason.PROOF_ATH_MISSING: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof ath missing"
+    ),
+    Reason.PROOF_ATH_MISMATCH: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof ath does not match"
+    ),
+    Reason.NONCE_REQUIRED: ReasonInfo(
+        _NONCE, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP nonce required"
+    ),
+    Reason.NONCE_INVALID: ReasonInfo(
+        _NONCE, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP nonce invalid"
+    ),
+    Reason.NONCE_EXPIRED: ReasonInfo(
+        _NONCE, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP nonce expired"
+    ),
+    Reason.REPLAYED: ReasonInfo(
+        _PROOF, 401, _UNAUTHENTICATED, _CHALLENGE, "DPoP proof replayed"
+    ),
+    Reason.TOKEN_TOO_LARGE: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token too large"
+    ),
+    Reason.TOKEN_MALFORMED: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token malformed"
+    ),
+    Reason.TOKEN_ALG_NOT_ALLOWED: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token alg not allowed"
+    ),
+    Reason.TOKEN_ISSUER_UNKNOWN: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token issuer not trusted"
+    ),
+    Reason.TOKEN_KEY_UNKNOWN: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token signing key unknown"
+    ),
+    Reason.TOKEN_SIGNATURE_INVALID: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token signature invalid"
+    ),
+    Reason.TOKEN_EXPIRED: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token expired"
+    ),
+    Reason.TOKEN_NOT_YET_VALID: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token not yet valid"
+    ),
+    Reason.TOKEN_AUDIENCE_INVALID: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token audience invalid"
+    ),
+    Reason.TOKEN_CLAIMS_INVALID: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token claims invalid"
+    ),
+    Reason.TOKEN_NOT_BOUND: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token is not DPoP-bound"
+    ),
+    Reason.JKT_MISMATCH: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Invalid DPoP key binding"
+    ),
+    Reason.KEY_SOURCE_UNAVAILABLE: ReasonInfo(
+        _NONE, 503, _UNAVAILABLE, _NO_CHALLENGE, "Issuer keys unavailable"
+    ),
+    Reason.REPLAY_STORE_UNAVAILABLE: ReasonInfo(
+        _NONE, 503, _UNAVAILABLE, _NO_CHALLENGE, "Replay store unavailable"
+    ),
+    Reason.INTERNAL_ERROR: ReasonInfo(
+        _NONE, 500, _INTERNAL, _NO_CHALLENGE, "Internal error"
+    ),
     Reason.REQUEST_INVALID: ReasonInfo(
-        RfcError.INVALID_REQUEST, 400, "Invalid request method or target URI"
+        _REQUEST, 400, _INVALID, _NO_CHALLENGE, "Invalid request method or target URI"
     ),
-    Reason.TOKEN_INACTIVE: ReasonInfo(_TOKEN, 401, "Access token is not active"),
+    Reason.TOKEN_INACTIVE: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token is not active"
+    ),
     Reason.INTROSPECTION_UNAVAILABLE: ReasonInfo(
-        RfcError.NONE, 503, "Token introspection unavailable"
+        _NONE, 503, _UNAVAILABLE, _NO_CHALLENGE, "Token introspection unavailable"
     ),
 }
+# fmt: on
 
 
 class Denial(Exception):

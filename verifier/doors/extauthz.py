@@ -29,12 +29,12 @@ from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
 from verifier._generated.envoy.config.core.v3 import base_pb2
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier._generated.envoy.type.v3 import http_status_pb2
-from verifier.domain.model import Decision, RequestFacts, TokenClaims
-from verifier.domain.reasons import Reason
+from verifier.domain.model import Decision, RequestFacts, TokenClaims, internal_error
+from verifier.domain.reasons import Reason, info
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
 from verifier.doors.extauthz_facts import Headers, request_facts, request_headers
 from verifier.doors.target_uri import PublicUrlOptions
-from verifier.doors.verify import DecisionEngine, internal_error_decision
+from verifier.doors.verify import DecisionEngine
 
 __all__ = [
     "CHECK_METHOD",
@@ -54,13 +54,6 @@ CHECK_METHOD = f"{SERVICE_NAME}/Check"
 _log = logging.getLogger(__name__)
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-_GRPC_CODE = {
-    400: code_pb2.INVALID_ARGUMENT,
-    401: code_pb2.UNAUTHENTICATED,
-    403: code_pb2.PERMISSION_DENIED,
-    500: code_pb2.INTERNAL,
-    503: code_pb2.UNAVAILABLE,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +111,7 @@ class ExtAuthzService:
                     type(exc).__name__,
                     "".join(traceback.format_tb(exc.__traceback__)),
                 )
-                decision = internal_error_decision()
+                decision = internal_error()
             scope.decision = decision
         if not decision.enforced and facts is not None:
             _log.warning(
@@ -175,7 +168,7 @@ def _denied(decision: Decision) -> pb.CheckResponse:
     answer = denial(decision)
     return pb.CheckResponse(
         status=status_pb2.Status(
-            code=_GRPC_CODE.get(answer.status, code_pb2.PERMISSION_DENIED),
+            code=int(info(decision.reason).grpc_code),
             message=decision.reason.value,
         ),
         denied_response=pb.DeniedHttpResponse(

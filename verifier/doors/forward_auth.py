@@ -47,12 +47,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from verifier.domain.model import Decision, RequestFacts
+from verifier.domain.model import Decision, RequestFacts, internal_error
 from verifier.domain.routes import RouteTable
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
 from verifier.doors.extauthz_facts import Headers
 from verifier.doors.target_uri import PublicUrlOptions, public_target_uri
-from verifier.doors.verify import DecisionEngine, internal_error_decision
+from verifier.doors.verify import DecisionEngine
 from verifier.dpop.request import strip_ows
 from verifier.telemetry import Telemetry, trace_headers
 
@@ -210,7 +210,7 @@ class ForwardAuthApp:
                     type(exc).__name__,
                     "".join(traceback.format_tb(exc.__traceback__)),
                 )
-                decision = internal_error_decision()
+                decision = internal_error()
             scope.decision = decision
         if not decision.enforced:
             _log.warning(

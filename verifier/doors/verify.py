@@ -12,8 +12,8 @@ import traceback
 from typing import Any, Protocol
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
-from verifier.domain.model import Decision, RequestFacts
-from verifier.domain.reasons import Reason, info
+from verifier.domain.model import Decision, RequestFacts, internal_error
+from verifier.domain.reasons import Reason
 from verifier.domain.routes import RouteTable
 from verifier.telemetry import Telemetry
 
@@ -68,7 +68,7 @@ class VerifyService:
                     type(exc).__name__,
                     "".join(traceback.format_tb(exc.__traceback__)),
                 )
-                decision = internal_error_decision()
+                decision = internal_error()
             scope.decision = decision
         return verify_response(decision, explain=request.explain and self._allow_explain)
 
@@ -98,18 +98,6 @@ def target_uri(request: pb.VerifyRequest) -> str:
     if request.scheme and request.authority:
         return f"{request.scheme}://{request.authority}{request.path}"
     return ""
-
-
-def internal_error_decision() -> Decision:
-    """The denial returned when the engine itself fails."""
-    reason_info = info(Reason.INTERNAL_ERROR)
-    return Decision(
-        allow=False,
-        reason=Reason.INTERNAL_ERROR,
-        message=reason_info.message,
-        rfc_error=reason_info.rfc_error,
-        http_status=reason_info.http_status,
-    )
 
 
 def verify_response(decision: Decision, *, explain: bool = False) -> pb.VerifyResponse:

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
-from verifier.domain.model import Check, Decision, Mode, RequestFacts, TokenClaims
+from verifier.domain.model import (
+    Check,
+    Decision,
+    Mode,
+    RequestFacts,
+    TokenClaims,
+    allowed,
+    denied,
+)
 from verifier.domain.ports import (
     AccessTokenValidator,
     Instrumentation,
@@ -37,18 +45,6 @@ from verifier.jose.rfc7517 import InvalidJwk, public_key_for_alg
 from verifier.jose.rfc7638 import thumbprint
 
 log = logging.getLogger(__name__)
-
-# Reasons that do not concern the client's credentials: no challenge is sent.
-_NO_CHALLENGE = frozenset(
-    {
-        Reason.KEY_SOURCE_UNAVAILABLE,
-        Reason.INTROSPECTION_UNAVAILABLE,
-        Reason.REPLAY_STORE_UNAVAILABLE,
-        Reason.INTERNAL_ERROR,
-        Reason.REQUEST_INVALID,
-    }
-)
-_NONCE_REASONS = frozenset({Reason.NONCE_REQUIRED, Reason.NONCE_INVALID, Reason.NONCE_EXPIRED})
 
 
 class _NoInstrumentation:
@@ -302,14 +298,8 @@ class Verifier:
         trail.passed()
 
     def _allow(self, outcome: _Outcome, trail: _Trail) -> Decision:
-        info = CATALOGUE[Reason.OK]
         proof, claims = outcome.proof, outcome.claims
-        return Decision(
-            allow=True,
-            reason=Reason.OK,
-            message=info.message,
-            rfc_error=RfcError.NONE,
-            http_status=200,
+        return allowed(
             dpop_nonce=proof.nonce_to_offer if proof else "",
             jkt=proof.jkt if proof else "",
             jti=proof.claims.jti if proof else "",
@@ -323,7 +313,7 @@ class Verifier:
         info = CATALOGUE[reason]
         status = info.http_status
         challenge = ""
-        if reason not in _NO_CHALLENGE:
+        if info.challenge:
             if facts.proof_only:
                 # RFC 9449 §5, §8: a token endpoint answers 400 with the error in its JSON body.
                 status = 400
@@ -331,14 +321,11 @@ class Verifier:
                 challenge = dpop_challenge(info.rfc_error, info.message, self.settings.proof_algs)
         nonce = ""
         keys = self.settings.nonce_keys
-        if reason in _NONCE_REASONS and keys is not None:
+        if info.rfc_error is RfcError.USE_DPOP_NONCE and keys is not None:
             nonce = issue_nonce(keys, now)
-        message = f"{info.message} ({denial.detail})" if denial.detail else info.message
-        return Decision(
-            allow=False,
-            reason=reason,
-            message=message,
-            rfc_error=info.rfc_error,
+        return denied(
+            reason,
+            denial.detail,
             http_status=status,
             www_authenticate=challenge,
             dpop_nonce=nonce,

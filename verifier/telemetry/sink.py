@@ -32,8 +32,8 @@ from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
-from verifier.domain.model import Decision, RequestFacts, TokenClaims
-from verifier.domain.reasons import Reason, info
+from verifier.domain.model import Decision, RequestFacts, TokenClaims, internal_error
+from verifier.domain.reasons import Reason
 from verifier.telemetry.logs import DECISION_LOGGER, DecisionLineHandler, json_string, timestamps
 from verifier.telemetry.spans import (
     LeanSpan,
@@ -352,17 +352,6 @@ class DecisionLog:
         logger.handle(record)
 
 
-def _internal_error() -> Decision:
-    reason = info(Reason.INTERNAL_ERROR)
-    return Decision(
-        allow=False,
-        reason=Reason.INTERNAL_ERROR,
-        message=reason.message,
-        rfc_error=reason.rfc_error,
-        http_status=reason.http_status,
-    )
-
-
 def _carrier(metadata: Iterable[Any], fields: frozenset[str]) -> dict[str, str]:
     """The ``fields`` of gRPC invocation metadata (key/value pairs) as a text-map carrier;
     binary values skipped, the first of repeated keys kept."""
@@ -452,7 +441,7 @@ class _Call:
         if self._span_token is not None:
             leave_call(self._span_token)
         scope = self._scope
-        decision = scope.decision if scope.decision is not None else _internal_error()
+        decision = scope.decision if scope.decision is not None else internal_error()
         try:
             self._telemetry.instruments.call_ended(
                 scope.rpc_method,
