@@ -22,7 +22,7 @@ from verifier.config import load_settings
 from verifier.domain.model import Mode, Policy
 from verifier.domain.reasons import Reason
 from verifier.domain.routes import READINGS, Reading, parse_routes, read_path, strictness
-from verifier.doors.extauthz_facts import request_facts, request_headers
+from verifier.doors.extauthz_facts import check_request_facts, request_headers
 
 REPORTED_CONFIG = """
 [[routes]]
@@ -121,7 +121,9 @@ def test_the_reported_requests_without_credentials_are_denied(
     options = extauthz_options(load_settings(environ={"DPOP_CONFIG_FILE": str(config)}))
     check = _check_request(host, path)
     headers = request_headers(check.attributes.request.http)
-    facts = request_facts(check, headers, routes=options.routes, public_url=options.public_url)
+    facts = check_request_facts(
+        check, headers, routes=options.routes, public_url=options.public_url
+    )
     assert facts.policy.mode is Mode.REQUIRE
     assert_denied(make_verifier().verify(facts), Reason.AUTHORIZATION_MISSING)
 

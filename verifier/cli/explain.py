@@ -42,7 +42,7 @@ async def _explain(settings: Settings, facts: RequestFacts, clock: Any) -> Decis
         await app.close()
 
 
-def request_facts(
+def explain_request_facts(
     settings: Settings,
     *,
     method: str,
@@ -61,7 +61,7 @@ def request_facts(
         dpop=proofs,
         proof_only=proof_only,
     )
-    return verify_service.request_facts(request, route_table(settings))
+    return verify_service.verify_request_facts(request, route_table(settings))
 
 
 def as_dict(decision: Decision) -> dict[str, Any]:

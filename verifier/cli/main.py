@@ -210,7 +210,7 @@ def _credential(value: str | None, what: str) -> str | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from verifier.cli.explain import explain, print_explanation, request_facts
+    from verifier.cli.explain import explain, explain_request_facts, print_explanation
     from verifier.config import ConfigError, load_settings
 
     try:
@@ -220,7 +220,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 2
     token = _credential(args.token, "the token")
     proofs = [p for p in (_credential(v, "the proof") for v in args.proof or []) if p]
-    facts = request_facts(
+    facts = explain_request_facts(
         settings,
         method=args.method,
         url=args.url,

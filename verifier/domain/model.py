@@ -69,7 +69,7 @@ class TokenClaims:
 
 
 @dataclass(frozen=True, slots=True)
-class Check:
+class CheckOutcome:
     """One line of the explain table: a check's name, whether it passed, and a note."""
 
     name: str
@@ -98,7 +98,7 @@ class Decision:
     alg: str = ""
     claims: TokenClaims | None = None
     enforced: bool = True
-    checks: tuple[Check, ...] = ()
+    checks: tuple[CheckOutcome, ...] = ()
 
 
 # --- The one builder of each kind of decision --------------------------------------------------
@@ -111,7 +111,7 @@ def allowed(
     jti: str = "",
     alg: str = "",
     claims: TokenClaims | None = None,
-    checks: tuple[Check, ...] = (),
+    checks: tuple[CheckOutcome, ...] = (),
 ) -> Decision:
     """An allow: every check passed (``jkt``, ``jti``, ``alg`` empty when no proof was needed)."""
     return Decision(
@@ -136,7 +136,7 @@ def denied(
     http_status: int | None = None,
     www_authenticate: str = "",
     dpop_nonce: str = "",
-    checks: tuple[Check, ...] = (),
+    checks: tuple[CheckOutcome, ...] = (),
 ) -> Decision:
     """A denial for ``reason``: the catalogue's RFC error, status and message, the message
     followed by ``detail`` when there is one. ``http_status`` overrides the catalogue's (a token

@@ -32,7 +32,7 @@ from verifier._generated.envoy.type.v3 import http_status_pb2
 from verifier.domain.model import Decision, RequestFacts, TokenClaims, internal_error
 from verifier.domain.reasons import Reason, info
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
-from verifier.doors.extauthz_facts import Headers, request_facts, request_headers
+from verifier.doors.extauthz_facts import Headers, check_request_facts, request_headers
 from verifier.doors.target_uri import PublicUrlOptions
 from verifier.doors.verify import DecisionEngine
 
@@ -99,7 +99,7 @@ class ExtAuthzService:
                 if headers is None:
                     raise ValueError("the request's headers could not be read")
                 sent = headers.keys()
-                facts = request_facts(
+                facts = check_request_facts(
                     request, headers, routes=options.routes, public_url=options.public_url
                 )
                 scope.facts = facts

@@ -46,7 +46,7 @@ def request_headers(http: attributes_pb.AttributeContext.HttpRequest) -> Headers
     return MappingProxyType(headers)
 
 
-def request_facts(
+def check_request_facts(
     request: pb.CheckRequest,
     headers: Headers,
     *,

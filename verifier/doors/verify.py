@@ -59,7 +59,7 @@ class VerifyService:
         with self._telemetry.decision_scope(VERIFY_METHOD, metadata=metadata or ()) as scope:
             try:
                 explain = request.explain and self._allow_explain
-                scope.facts = request_facts(request, self._routes)
+                scope.facts = verify_request_facts(request, self._routes)
                 decision = self._engine.verify(scope.facts, explain=explain)
             except Exception as exc:
                 # Frames only: an exception's message could quote a token or proof.
@@ -73,7 +73,9 @@ class VerifyService:
         return verify_response(decision, explain=request.explain and self._allow_explain)
 
 
-def request_facts(request: pb.VerifyRequest, routes: RouteTable | None = None) -> RequestFacts:
+def verify_request_facts(
+    request: pb.VerifyRequest, routes: RouteTable | None = None
+) -> RequestFacts:
     """The engine's view of a VerifyRequest, with the policy of the route its target URI
     selects in ``routes`` (the same routes as ``Authorization/Check``; default: ``require``).
     Field validation is the engine's job."""

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
 from verifier.domain.model import (
-    Check,
+    CheckOutcome,
     Decision,
     Mode,
     RequestFacts,
@@ -104,18 +104,18 @@ class _Trail:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.step = ""
-        self.checks: list[Check] = []
+        self.checks: list[CheckOutcome] = []
 
     def begin(self, step: str) -> None:
         self.step = step
 
     def passed(self, note: str = "") -> None:
         if self.enabled:
-            self.checks.append(Check(self.step, True, note))
+            self.checks.append(CheckOutcome(self.step, True, note))
 
     def failed(self, note: str) -> None:
         if self.enabled:
-            self.checks.append(Check(self.step, False, note))
+            self.checks.append(CheckOutcome(self.step, False, note))
 
 
 class Verifier:

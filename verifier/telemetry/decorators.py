@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -187,9 +186,6 @@ class TracedKeySource:
 
     async def close(self) -> None:
         await self._source.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._source, name)
 
 
 Fetch = Callable[[str], Fetched]
