@@ -5,7 +5,9 @@
 - :class:`AccessTokenValidator`: an access token's verified claims (adapter:
   :class:`verifier.tokens.validator.TokenValidator`);
 - :class:`Instrumentation`: the engine's stages, observed (adapter:
-  :class:`verifier.telemetry.decorators.EngineHooks`).
+  :class:`verifier.telemetry.decorators.EngineHooks`);
+- :class:`TelemetrySink`: each front-door call, traced, counted and logged (adapter:
+  :class:`verifier.telemetry.sink.Telemetry`).
 
 The decorators of :mod:`verifier.telemetry.decorators` implement the same protocols around an
 adapter, so that the engine never knows whether it is observed.
@@ -13,10 +15,11 @@ adapter, so that the engine never knows whether it is observed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
-from verifier.domain.model import TokenClaims
+from verifier.domain.model import Decision, RequestFacts, TokenClaims
 
 
 class ReplayStoreUnavailable(Exception):
@@ -72,4 +75,28 @@ class Instrumentation(Protocol):
 
     def proof_key(self, alg: str, jkt: str) -> None:
         """The proof's algorithm and key thumbprint, once the key is imported."""
+        ...
+
+
+class DecisionRecord(Protocol):
+    """What a front door fills in while its call runs: the request's facts once known, and the
+    decision before the call ends (a record left without one is an ``internal_error``)."""
+
+    facts: RequestFacts | None
+    decision: Decision | None
+
+
+class TelemetrySink(Protocol):
+    """Where every front-door call is observed: one span, metrics and a decision-log line."""
+
+    def decision_scope(
+        self,
+        rpc: str,
+        *,
+        metadata: Iterable[Any] = (),
+        headers: Mapping[str, str] | None = None,
+        facts: RequestFacts | None = None,
+    ) -> AbstractContextManager[DecisionRecord]:
+        """Observe one call of ``rpc``, continuing the caller's trace from the call's
+        ``metadata`` or the HTTP ``headers``; never raises."""
         ...

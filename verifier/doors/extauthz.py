@@ -30,6 +30,7 @@ from verifier._generated.envoy.config.core.v3 import base_pb2
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier._generated.envoy.type.v3 import http_status_pb2
 from verifier.domain.model import Decision, RequestFacts, TokenClaims, internal_error
+from verifier.domain.ports import TelemetrySink
 from verifier.domain.reasons import Reason, info
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
 from verifier.doors.extauthz_facts import Headers, check_request_facts, request_headers
@@ -73,7 +74,7 @@ class ExtAuthzService:
         engine: DecisionEngine,
         options: ExtAuthzOptions | None = None,
         *,
-        telemetry: Telemetry | None = None,
+        telemetry: TelemetrySink | None = None,
     ) -> None:
         self._engine = engine
         self._options = options if options is not None else ExtAuthzOptions()

@@ -48,6 +48,7 @@ from types import MappingProxyType
 from typing import Any
 
 from verifier.domain.model import Decision, RequestFacts, internal_error
+from verifier.domain.ports import TelemetrySink
 from verifier.domain.routes import RouteTable
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
 from verifier.doors.extauthz_facts import Headers
@@ -181,7 +182,7 @@ class ForwardAuthApp:
         engine: DecisionEngine,
         options: ForwardAuthOptions | None = None,
         *,
-        telemetry: Telemetry | None = None,
+        telemetry: TelemetrySink | None = None,
     ) -> None:
         self._engine = engine
         self._options = options if options is not None else ForwardAuthOptions()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier.domain.model import Decision, RequestFacts, internal_error
+from verifier.domain.ports import TelemetrySink
 from verifier.domain.reasons import Reason
 from verifier.domain.routes import RouteTable
 from verifier.telemetry import Telemetry
@@ -46,7 +47,7 @@ class VerifyService:
         *,
         allow_explain: bool = False,
         routes: RouteTable | None = None,
-        telemetry: Telemetry | None = None,
+        telemetry: TelemetrySink | None = None,
     ) -> None:
         self._engine = engine
         self._allow_explain = allow_explain
