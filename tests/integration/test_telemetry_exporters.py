@@ -21,9 +21,9 @@ from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier.app.telemetry import build_telemetry
 from verifier.cli.mint import generate_key, jwks_for, make_access_token, make_proof
 from verifier.config import IssuerSettings, Settings
+from verifier.config.telemetry import telemetry_settings
 from verifier.domain.model import Decision
 from verifier.domain.reasons import Reason, info
-from verifier.telemetry import telemetry_settings
 
 GOOD, BROKEN = "https://good.test", "https://broken.test"
 URL = "https://api.test/orders"

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from verifier.config import ConfigError, load_settings
+from verifier.config.telemetry import telemetry_settings
 from verifier.domain.model import Decision, RequestFacts, TokenClaims
 from verifier.domain.reasons import Reason, RfcError, info
-from verifier.telemetry import DecisionLog, DecisionScope, hash_jkt, telemetry_settings
+from verifier.telemetry import DecisionLog, DecisionScope, hash_jkt
 from verifier.telemetry.logs import DecisionLineHandler, JsonFormatter
 
 

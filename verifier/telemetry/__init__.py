@@ -4,7 +4,6 @@ the ports (:mod:`verifier.telemetry.decorators`) and the front doors open one
 :meth:`Telemetry.decision_scope` per call.
 """
 
-from verifier.config.telemetry import TelemetrySettings, telemetry_settings
 from verifier.telemetry.decorators import (
     EngineHooks,
     TracedKeySource,
@@ -26,13 +25,11 @@ __all__ = [
     "DecisionScope",
     "EngineHooks",
     "Telemetry",
-    "TelemetrySettings",
     "TracedKeySource",
     "TracedReplayStore",
     "TracedTokenValidator",
     "current_scope",
     "hash_jkt",
-    "telemetry_settings",
     "trace_headers",
     "traced_fetcher",
 ]
