@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.app.issuers import IssuerParts, build_issuer
+from verifier.app.replay_policy import log_replay_policy
 from verifier.config import IssuerSettings, Settings
 from verifier.domain.ports import AccessTokenValidator
 from verifier.dpop.nonce import NonceKeys
 from verifier.dpop.proof import ProofLimits
 from verifier.engine.pipeline import EngineSettings, Verifier
 from verifier.replay import ReplayStore, open_replay_store
-from verifier.replay.policy_log import log_replay_policy
 from verifier.telemetry import (
     EngineHooks,
     Telemetry,

@@ -35,6 +35,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from verifier.domain.model import Policy
 from verifier.domain.routes import RouteError, parse_routes
+from verifier.domain.uri import redact_url
 from verifier.replay.redis_url import REDIS_SCHEMES, parse_redis_url
 from verifier.tokens.presets import PRESETS
 
@@ -609,19 +610,6 @@ def _variables_named_in(file_values: Mapping[str, Any]) -> frozenset[str]:
         for entry in issuers
         if isinstance(entry, dict) and isinstance(entry.get("introspection_secret_env"), str)
     )
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password in its user-info replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 # --- reading -------------------------------------------------------------------------------

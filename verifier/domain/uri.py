@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 _URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^?#]*)(?:\?[^#]*)?(?:#.*)?", re.DOTALL)
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -190,3 +191,16 @@ def _normalize(uri: str) -> str:
         raise InvalidUri("invalid characters in path")
     path = remove_dot_segments(_normalize_percent(path)) or "/"
     return f"{scheme}://{_normalize_authority(scheme, authority)}{path}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password in its user-info replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()

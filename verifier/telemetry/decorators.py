@@ -24,10 +24,10 @@ from types import TracebackType
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from verifier.config import redact_url
 from verifier.domain.model import TokenClaims
 from verifier.domain.ports import AccessTokenValidator, ReplayStore, ReplayStoreUnavailable
 from verifier.domain.reasons import Denial, info
+from verifier.domain.uri import redact_url
 from verifier.telemetry.sink import (
     ATTR_ALG,
     ATTR_CLIENT_ID,
