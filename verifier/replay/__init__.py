@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from verifier.domain.ports import ReplayStore, ReplayStoreUnavailable
 from verifier.replay.memory import MemoryReplayStore
-from verifier.replay.redis_store import (
-    DEFAULT_KEY_PREFIX,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT_S,
-    RedisReplayStore,
-)
+from verifier.replay.redis_store import RedisReplayStore
 from verifier.replay.redis_url import REDIS_SCHEMES, RedisTarget, parse_redis_url
+
+if TYPE_CHECKING:
+    from verifier.config.replay import ReplaySettings
 
 __all__ = [
     "REDIS_SCHEMES",
@@ -27,55 +26,37 @@ __all__ = [
 ]
 
 
-def open_replay_store(
-    url: str,
-    *,
-    username: str | None = None,
-    password: str | None = None,
-    sentinel_username: str | None = None,
-    sentinel_password: str | None = None,
-    ca_file: str = "",
-    cert_file: str = "",
-    key_file: str = "",
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    wait_replicas: int = 0,
-    wait_timeout_s: float = DEFAULT_TIMEOUT_S,
-    retries: int = DEFAULT_RETRIES,
-    key_prefix: bytes = DEFAULT_KEY_PREFIX,
-    memory_max_entries: int = 1_000_000,
-) -> ReplayStore:
-    """The replay store named by ``url`` (the ``DPOP_REPLAY_URL`` setting).
+def open_replay_store(settings: ReplaySettings) -> ReplayStore:
+    """The replay store ``settings`` name (``DPOP_REPLAY_URL`` and the Redis options).
 
-    * empty or ``memory://``: a :class:`MemoryReplayStore` of ``memory_max_entries`` keys,
-      which only protects a single process;
+    * ``memory://``: a :class:`MemoryReplayStore` of ``memory_replay_max_entries`` keys, which
+      only protects a single process;
     * ``redis://``, ``redis+sentinel://``, ``redis+cluster://`` and their ``rediss`` (TLS)
-      forms: a :class:`RedisReplayStore` (see :meth:`RedisReplayStore.from_url` for the
-      other arguments); no connection is opened yet.
+      forms: a :class:`RedisReplayStore` (:meth:`RedisReplayStore.from_url`); no connection
+      is opened yet.
 
-    Raises ValueError naming ``DPOP_REPLAY_URL`` for any other scheme or a malformed URL.
+    The section has checked its URL; a scheme it let through that no store serves raises
+    ValueError naming ``DPOP_REPLAY_URL`` (never echoing the URL, which may carry a password).
     """
-    if not url.strip():
-        return MemoryReplayStore(max_entries=memory_max_entries)
-    scheme = _scheme(url)
+    scheme = _scheme(settings.replay_url)
     if scheme == "memory":
-        return MemoryReplayStore(max_entries=memory_max_entries)
+        return MemoryReplayStore(max_entries=settings.memory_replay_max_entries)
     if scheme in REDIS_SCHEMES:
         return RedisReplayStore.from_url(
-            url.strip(),
-            username=username,
-            password=password,
-            sentinel_username=sentinel_username,
-            sentinel_password=sentinel_password,
-            ca_file=ca_file,
-            cert_file=cert_file,
-            key_file=key_file,
-            timeout_s=timeout_s,
-            wait_replicas=wait_replicas,
-            wait_timeout_s=wait_timeout_s,
-            retries=retries,
-            key_prefix=key_prefix,
+            settings.replay_url.strip(),
+            username=settings.redis_username or None,
+            password=settings.redis_password or None,
+            sentinel_username=settings.redis_sentinel_username or None,
+            sentinel_password=settings.redis_sentinel_password or None,
+            ca_file=settings.redis_ca_file,
+            cert_file=settings.redis_cert_file,
+            key_file=settings.redis_key_file,
+            timeout_s=settings.replay_timeout_ms / 1000,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_s=settings.redis_wait_timeout_ms / 1000,
+            retries=settings.redis_retries,
+            key_prefix=settings.redis_key_prefix.encode(),
         )
-    # Never echo the URL itself: it may carry a password.
     raise ValueError(
         f"DPOP_REPLAY_URL: unsupported scheme {scheme!r}; expected memory:// or one of "
         f"{', '.join(s + '://' for s in REDIS_SCHEMES)}"
