@@ -15,10 +15,10 @@ denial) proves the floor verified every request. No verifier on this stack can b
 event loop (``aio``) or on uvloop (``uvloop``), so ``bench/run.py`` can compare the stacks the
 service could have been built on, with no work (null) and with a signature to verify (floor).
 
-The server comes from ``verifier.server.runtime.create_grpc_server(settings)`` (thread pool and
-options exactly as the service's); requests are deserialized by the generated handlers as in
-the service, and the prebuilt answer is returned. Prints ``null server listening on HOST:PORT``
-and the stack it runs on, then serves until SIGTERM.
+The server comes from ``verifier.server.runtime.create_grpc_server(settings.server)``
+(thread pool and options exactly as the service's); requests are deserialized by the generated
+handlers as in the service, and the prebuilt answer is returned. Prints
+``null server listening on HOST:PORT`` and the stack it runs on, then serves until SIGTERM.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class NullVerifier(verifier_pb2_grpc.VerifierServiceServicer):
 
 def build_server(settings: Settings) -> tuple[grpc.Server, str]:
     """The service's own server (``create_grpc_server``) and its description."""
-    return create_grpc_server(settings), "verifier.server.runtime.create_grpc_server"
+    return create_grpc_server(settings.server), "verifier.server.runtime.create_grpc_server"
 
 
 STACKS = ("threads", "aio", "uvloop")

@@ -1,16 +1,54 @@
-"""The front doors' view of the settings: the route table, the ext_authz and forward-auth
-options."""
+"""The front doors, built from the settings (part of the composition root): the route table,
+the ext_authz and forward-auth options, and the servicers themselves (:func:`front_doors`). No
+door reads :class:`~verifier.config.Settings`: each is handed what it needs here."""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 from verifier.config import Settings
 from verifier.domain.routes import RouteTable
 from verifier.doors.answers import IdentityHeaders
-from verifier.doors.extauthz import ExtAuthzOptions
-from verifier.doors.forward_auth import ForwardAuthOptions
+from verifier.doors.extauthz import ExtAuthzOptions, ExtAuthzService
+from verifier.doors.forward_auth import ForwardAuthApp, ForwardAuthOptions
 from verifier.doors.target_uri import PublicUrlOptions
+from verifier.doors.verify import DecisionEngine, VerifyService
+from verifier.telemetry import Telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class FrontDoors:
+    """The front doors, each around the same decision engine: the gRPC ``Verify`` and
+    ext_authz ``Check`` servicers, and the forward-auth WSGI app (None when
+    ``DPOP_HTTP_LISTEN`` is off)."""
+
+    verify: VerifyService
+    extauthz: ExtAuthzService
+    forward_auth: ForwardAuthApp | None
+
+
+def front_doors(
+    settings: Settings, decisions: DecisionEngine, telemetry: Telemetry | None = None
+) -> FrontDoors:
+    """The front doors the settings ask for, answering with ``decisions``."""
+    routes = route_table(settings)
+    forward_auth = None
+    if settings.server.http_listen:
+        options = forward_auth_options(settings, routes)
+        forward_auth = ForwardAuthApp(decisions, options, telemetry=telemetry)
+    return FrontDoors(
+        verify=VerifyService(
+            decisions,
+            allow_explain=settings.doors.allow_explain,
+            routes=routes,
+            telemetry=telemetry,
+        ),
+        extauthz=ExtAuthzService(
+            decisions, extauthz_options(settings, routes), telemetry=telemetry
+        ),
+        forward_auth=forward_auth,
+    )
 
 
 def route_table(settings: Settings) -> RouteTable:

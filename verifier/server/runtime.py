@@ -29,13 +29,11 @@ from grpc_reflection.v1alpha import reflection
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc
-from verifier.app.doors import extauthz_options, forward_auth_options, route_table
+from verifier.app.doors import front_doors
 from verifier.config import ServerSettings, Settings
 from verifier.domain.model import Decision, RequestFacts
 from verifier.doors.extauthz import SERVICE_NAME as EXTAUTHZ_SERVICE_NAME
-from verifier.doors.extauthz import ExtAuthzService
-from verifier.doors.forward_auth import ForwardAuthApp
-from verifier.doors.verify import SERVICE_NAME, DecisionEngine, VerifyService
+from verifier.doors.verify import SERVICE_NAME, DecisionEngine
 from verifier.server.admission import AdmissionExecutor
 from verifier.server.health import (
     PROBE_INTERVAL_SECONDS,
@@ -185,20 +183,9 @@ async def serve(
     evidence = None if settings.replay.replay_fail_open else StoreEvidence()
     decisions = engine if evidence is None else _Observed(engine, evidence)
     server, admission = grpc_server_with_admission(settings.server, reuse_port=reuse_port)
-    routes = route_table(settings)
-    verifier_pb2_grpc.add_VerifierServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        VerifyService(
-            decisions,
-            allow_explain=settings.doors.allow_explain,
-            routes=routes,
-            telemetry=telemetry,
-        ),
-        server,
-    )
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(  # type: ignore[no-untyped-call]
-        ExtAuthzService(decisions, extauthz_options(settings, routes), telemetry=telemetry),
-        server,
-    )
+    doors = front_doors(settings, decisions, telemetry)
+    verifier_pb2_grpc.add_VerifierServiceServicer_to_server(doors.verify, server)  # type: ignore[no-untyped-call]
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(doors.extauthz, server)  # type: ignore[no-untyped-call]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, EXTAUTHZ_SERVICE_NAME, _HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -213,11 +200,8 @@ async def serve(
         health_address = _bind(health_server, settings.server.health_listen, None)
 
     http_listener = None
-    if settings.server.http_listen:
-        http_listener = ForwardAuthListener(
-            ForwardAuthApp(decisions, forward_auth_options(settings, routes), telemetry=telemetry),
-            settings.server,
-        )
+    if doors.forward_auth is not None:
+        http_listener = ForwardAuthListener(doors.forward_auth, settings.server)
 
     def publish_liveness(alive: bool) -> None:
         health_servicer.set(LIVENESS_HEALTH_SERVICE, _SERVING if alive else _NOT_SERVING)
