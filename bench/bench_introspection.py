@@ -108,7 +108,7 @@ def main(n: int, concurrency: int) -> None:
     process.start()
     issuer, signing_jwk = ready.get(timeout=30)
     signing = mint.load_key(signing_jwk)
-    settings = Settings(
+    settings = Settings.from_options(
         issuers=(
             IssuerSettings(
                 issuer=issuer,

@@ -121,7 +121,7 @@ encoder (to measure a version of the service that used them)."""
 
 
 def bench_in_process(issuer: TestIssuer, n: int, config: dict[str, Any]) -> dict[str, float]:
-    settings = Settings(
+    settings = Settings.from_options(
         issuers=(
             IssuerSettings(issuer=ISSUER, audience=AUDIENCE, jwks_file=str(issuer.jwks_file)),
         ),

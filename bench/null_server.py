@@ -15,10 +15,10 @@ denial) proves the floor verified every request. No verifier on this stack can b
 event loop (``aio``) or on uvloop (``uvloop``), so ``bench/run.py`` can compare the stacks the
 service could have been built on, with no work (null) and with a signature to verify (floor).
 
-The server comes from ``verifier.server.runtime.create_grpc_server(settings)`` (thread pool and
-options exactly as the service's); requests are deserialized by the generated handlers as in
-the service, and the prebuilt answer is returned. Prints ``null server listening on HOST:PORT``
-and the stack it runs on, then serves until SIGTERM.
+The server comes from ``verifier.server.runtime.create_grpc_server(settings.server)``
+(thread pool and options exactly as the service's); requests are deserialized by the generated
+handlers as in the service, and the prebuilt answer is returned. Prints
+``null server listening on HOST:PORT`` and the stack it runs on, then serves until SIGTERM.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class NullVerifier(verifier_pb2_grpc.VerifierServiceServicer):
 
 def build_server(settings: Settings) -> tuple[grpc.Server, str]:
     """The service's own server (``create_grpc_server``) and its description."""
-    return create_grpc_server(settings), "verifier.server.runtime.create_grpc_server"
+    return create_grpc_server(settings.server), "verifier.server.runtime.create_grpc_server"
 
 
 STACKS = ("threads", "aio", "uvloop")
@@ -139,14 +139,14 @@ def main(argv: list[str] | None = None) -> None:
     server, stack = build_server(settings)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(check, server)  # type: ignore[no-untyped-call]
     verifier_pb2_grpc.add_VerifierServiceServicer_to_server(NullVerifier(), server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port(settings.listen)
+    port = server.add_insecure_port(settings.server.listen)
     if not port:
-        raise SystemExit(f"cannot listen on {settings.listen}")
+        raise SystemExit(f"cannot listen on {settings.server.listen}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server.start()
-    _announce(f"{stack}{suffix}", settings.listen, port)
+    _announce(f"{stack}{suffix}", settings.server.listen, port)
     stop.wait()
     server.stop(1).wait()
 
@@ -154,20 +154,20 @@ def main(argv: list[str] | None = None) -> None:
 async def serve_aio(settings: Settings, check: Any, stack: str) -> None:
     """The same handlers on ``grpc.aio.server`` (options and call limit as the service's)."""
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
-        maximum_concurrent_rpcs=settings.max_concurrent_calls,
+        options=[("grpc.max_receive_message_length", settings.server.max_message_bytes)],
+        maximum_concurrent_rpcs=settings.server.max_concurrent_calls,
     )
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AioAuthorization(check), server)  # type: ignore[no-untyped-call]
     verifier_pb2_grpc.add_VerifierServiceServicer_to_server(AioVerifier(), server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port(settings.listen)
+    port = server.add_insecure_port(settings.server.listen)
     if not port:
-        raise SystemExit(f"cannot listen on {settings.listen}")
+        raise SystemExit(f"cannot listen on {settings.server.listen}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    _announce(stack, settings.listen, port)
+    _announce(stack, settings.server.listen, port)
     await stop.wait()
     await server.stop(1)
 

@@ -328,7 +328,7 @@ def raw_verify_rate(client: KeyPair, n: int) -> float:
 
 async def engine_rate(issuer: TestIssuer, client: KeyPair, token: str, n: int) -> tuple[float, str]:
     """Checks per second of the engine built as the service builds it (memory store)."""
-    settings = Settings(
+    settings = Settings.from_options(
         issuers=(
             IssuerSettings(issuer=ISSUER, audience=AUDIENCE, jwks_file=str(issuer.jwks_file)),
         ),

@@ -968,25 +968,33 @@ def test_service_config_loader_accepts_the_rendered_pod(name: str, tmp_path: Pat
     rendered = chart.render(VARIANTS[name])
     env = _materialize_pod_files(rendered, tmp_path)
     settings = load_settings(environ=env)
-    assert settings.listen == env["DPOP_LISTEN"]
-    assert settings.replay_url == env["DPOP_REPLAY_URL"]
-    assert settings.nonce_required == (env["DPOP_NONCE_REQUIRED"] == "true")
+    assert settings.server.listen == env["DPOP_LISTEN"]
+    assert settings.replay.replay_url == env["DPOP_REPLAY_URL"]
+    assert settings.proof.nonce_required == (env["DPOP_NONCE_REQUIRED"] == "true")
     if name == "kitchen-sink":
         assert [i.issuer for i in settings.issuers] == [i["issuer"] for i in ISSUERS]
-        assert len(settings.routes) == 2 and settings.public_base_urls
-        assert settings.upstream_header_subject == "x-user"
-        assert settings.replay_timeout_ms == 75
-        assert settings.shutdown_grace_seconds == 20
+        assert len(settings.doors.routes) == 2 and settings.doors.public_base_urls
+        assert settings.doors.upstream_header_subject == "x-user"
+        assert settings.replay.replay_timeout_ms == 75
+        assert settings.server.shutdown_grace_seconds == 20
     if name in ("existing-secrets", "inline-secrets"):
-        assert settings.nonce_secret and settings.nonce_previous_secret
+        assert settings.proof.nonce_secret and settings.proof.nonce_previous_secret
     if name == "tls":
-        assert settings.tls_enabled and settings.tls_client_ca_file and settings.health_listen
-        assert settings.redis_ca_file and not settings.redis_cert_file
+        assert (
+            settings.server.tls_enabled
+            and settings.server.tls_client_ca_file
+            and settings.server.health_listen
+        )
+        assert settings.replay.redis_ca_file and not settings.replay.redis_cert_file
     if name == "sentinel":
-        assert settings.redis_sentinel_username == "watcher"
-        assert settings.redis_sentinel_password == "sentinel-pw"
-        assert settings.redis_cert_file and settings.redis_key_file and not settings.redis_ca_file
-        assert settings.redis_wait_replicas == 1 and settings.log_format == "text"
+        assert settings.replay.redis_sentinel_username == "watcher"
+        assert settings.replay.redis_sentinel_password == "sentinel-pw"
+        assert (
+            settings.replay.redis_cert_file
+            and settings.replay.redis_key_file
+            and not settings.replay.redis_ca_file
+        )
+        assert settings.replay.redis_wait_replicas == 1 and settings.log.log_format == "text"
 
 
 def test_every_service_option_has_a_home_in_the_chart() -> None:

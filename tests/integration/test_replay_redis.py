@@ -17,7 +17,8 @@ import pytest
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.threads import race_in_threads as race
-from verifier.replay import RedisReplayStore, ReplayStoreUnavailable, open_replay_store
+from verifier.config import ReplaySettings
+from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import BreakerState, CircuitBreaker
 
 TTL_S = 60.0
@@ -127,9 +128,9 @@ def test_200_threads_two_stores_sharing_redis_one_true(redis_server: RedisServer
 
 
 def test_factory_opens_a_working_redis_store(redis_server: RedisServer) -> None:
-    store = open_replay_store(
-        redis_server.url, username=None, password=None, timeout_s=0.5, memory_max_entries=1
-    )
+    store = ReplaySettings(
+        replay_url=redis_server.url, replay_timeout_ms=500, memory_replay_max_entries=1
+    ).open_store()
     try:
         assert isinstance(store, RedisReplayStore)
         assert store.ping()
@@ -149,7 +150,7 @@ def test_every_redis_scheme_opens_a_store_that_fails_closed_when_unreachable() -
         f"redis+cluster://127.0.0.1:{free_port()}",
         f"rediss+cluster://127.0.0.1:{free_port()}",
     ):
-        store = open_replay_store(url, timeout_s=0.5)
+        store = ReplaySettings(replay_url=url, replay_timeout_ms=500).open_store()
         assert isinstance(store, RedisReplayStore)
         try:
             with pytest.raises(ReplayStoreUnavailable):

@@ -135,7 +135,7 @@ def verifier_stub(channel: grpc.aio.Channel) -> Any:
 
 
 def plain_settings(**overrides: Any) -> Settings:
-    return Settings(listen="127.0.0.1:0", shutdown_grace_seconds=1.0, **overrides)
+    return Settings.from_options(listen="127.0.0.1:0", shutdown_grace_seconds=1.0, **overrides)
 
 
 @contextlib.asynccontextmanager
@@ -521,7 +521,7 @@ async def test_an_address_in_use_fails_start_up() -> None:
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         with pytest.raises(RuntimeError, match=f"cannot listen on {address}"):
-            async with running(Settings(listen=address)):
+            async with running(Settings.from_options(listen=address)):
                 pass
 
 

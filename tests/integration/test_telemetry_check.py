@@ -39,7 +39,7 @@ async def test_check_continues_envoys_trace_from_the_request_headers(tmp_path: P
         "dpop": make_proof(client, "GET", "https://api.test/orders", access_token=token),
         "traceparent": f"00-{trace_id:032x}-{parent_id:016x}-01",
     }
-    settings = Settings(
+    settings = Settings.from_options(
         listen="127.0.0.1:0",
         shutdown_grace_seconds=0,
         issuers=(

@@ -65,7 +65,7 @@ async def test_key_fetches_are_traced_and_refreshes_and_failures_counted() -> No
     issuer_key, client = generate_key("ES256"), generate_key("ES256")
     observed = observed_telemetry()
     with jwks_server({"/jwks": jwks_for(issuer_key)}) as base:
-        settings = Settings(
+        settings = Settings.from_options(
             listen="127.0.0.1:0",
             shutdown_grace_seconds=0,
             issuers=(

@@ -30,7 +30,7 @@ VERIFY_SPAN = "dpop.verifier.v1.VerifierService/Verify"
 
 
 def _settings(issuer: TestIssuer, **overrides: Any) -> Settings:
-    return Settings(
+    return Settings.from_options(
         listen="127.0.0.1:0",
         shutdown_grace_seconds=0,
         issuers=(

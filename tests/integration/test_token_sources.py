@@ -51,7 +51,7 @@ def server() -> Iterator[AuthServer]:
 @contextmanager
 def running_app(*issuers: IssuerSettings) -> Iterator[App]:
     """The service built and started (keys and metadata loaded), closed at the end."""
-    app = build_app(Settings(issuers=issuers))
+    app = build_app(Settings.from_options(issuers=issuers))
     asyncio.run(app.start())
     try:
         yield app
@@ -483,7 +483,9 @@ async def test_issuer_health_is_published_per_issuer(server: AuthServer) -> None
     """grpc.health.v1 service ``dpop.verifier.v1.Issuer/<issuer>`` follows the issuer's keys."""
     issuer = discovered(server, jwks_min_refresh_seconds=1, jwks_max_stale_seconds=0)
     server.cache_control = "max-age=1"
-    settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=0, issuers=(issuer,))
+    settings = Settings.from_options(
+        listen="127.0.0.1:0", shutdown_grace_seconds=0, issuers=(issuer,)
+    )
     app = build_app(settings)
     await app.start()
     addresses: list[ListeningAddresses] = []
@@ -552,7 +554,7 @@ def test_a_cached_refusal_on_a_worker_thread_is_traced_like_the_first_one(
 
     inactive = server.opaque("traced-gone", active=False)
     observed = observed_telemetry()
-    app = build_app(Settings(issuers=(introspecting(server),)), observed.telemetry)
+    app = build_app(Settings.from_options(issuers=(introspecting(server),)), observed.telemetry)
     asyncio.run(app.start())
 
     def on_a_worker_thread() -> Decision:

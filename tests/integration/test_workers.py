@@ -259,7 +259,7 @@ def test_more_than_one_worker_needs_a_tcp_listener() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(environ={"DPOP_WORKERS": "2", "DPOP_LISTEN": "unix:/tmp/dpop.sock"})
     assert raised.value.setting == "DPOP_WORKERS"
-    assert load_settings(environ={"DPOP_LISTEN": "unix:/tmp/dpop.sock"}).workers == 1
+    assert load_settings(environ={"DPOP_LISTEN": "unix:/tmp/dpop.sock"}).server.workers == 1
 
 
 def _free(port: int) -> bool:

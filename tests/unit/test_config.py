@@ -28,17 +28,19 @@ def write(path: Path, text: str) -> Path:
 def test_defaults() -> None:
     s = load_settings(environ={})
     assert s == Settings()
-    assert s.listen == "127.0.0.1:50051"
-    assert s.replay_url == "memory://"
-    assert s.replay_timeout_ms == 50
-    assert s.proof_algs == DEFAULT_ALGS
-    assert "none" not in s.proof_algs
-    assert s.shutdown_grace_seconds == 10.0
+    assert s.server.listen == "127.0.0.1:50051"
+    assert s.replay.replay_url == "memory://"
+    assert s.replay.replay_timeout_ms == 50
+    assert s.proof.proof_algs == DEFAULT_ALGS
+    assert "none" not in s.proof.proof_algs
+    assert s.server.shutdown_grace_seconds == 10.0
     assert s.issuers == ()
 
 
 def test_every_option_has_an_env_name_and_help() -> None:
-    settings_fields = set(Settings.__dataclass_fields__)
+    settings_fields = {"config_file"} | {
+        name for section in Settings.SECTIONS.values() for name in section.__dataclass_fields__
+    }
     for option in OPTIONS:
         assert option.env == "DPOP_" + option.name.upper()
         assert option.help
@@ -60,14 +62,14 @@ def test_environment_values_are_parsed() -> None:
             "DPOP_HEALTH_LISTEN": "",  # empty counts as unset
         }
     )
-    assert s.listen == "0.0.0.0:6000"
-    assert s.replay_timeout_ms == 75
-    assert s.nonce_required is True
-    assert s.nonce_secret == SECRET.encode()
-    assert s.proof_algs == ("ES256", "EdDSA")
-    assert s.shutdown_grace_seconds == 2.5
-    assert s.log_level == "DEBUG"
-    assert s.health_listen == ""
+    assert s.server.listen == "0.0.0.0:6000"
+    assert s.replay.replay_timeout_ms == 75
+    assert s.proof.nonce_required is True
+    assert s.proof.nonce_secret == SECRET.encode()
+    assert s.proof.proof_algs == ("ES256", "EdDSA")
+    assert s.server.shutdown_grace_seconds == 2.5
+    assert s.log.log_level == "DEBUG"
+    assert s.server.health_listen == ""
 
 
 def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path) -> None:
@@ -81,10 +83,10 @@ def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path) -> None:
         "DPOP_REPLAY_TIMEOUT_MS": "22",
     }
     s = load_settings({"listen": "127.0.0.1:3333"}, environ=env)
-    assert s.listen == "127.0.0.1:3333"  # CLI
-    assert s.replay_timeout_ms == 22  # environment
-    assert s.max_jti_chars == 100  # file
-    assert s.max_proof_bytes == 8192  # default
+    assert s.server.listen == "127.0.0.1:3333"  # CLI
+    assert s.replay.replay_timeout_ms == 22  # environment
+    assert s.proof.max_jti_chars == 100  # file
+    assert s.proof.max_proof_bytes == 8192  # default
     assert s.config_file == str(config)
 
 
@@ -92,7 +94,7 @@ def test_cli_config_file_wins_over_env(tmp_path: Path) -> None:
     env_file = write(tmp_path / "env.toml", "max_jti_chars = 1\n")
     cli_file = write(tmp_path / "cli.json", json.dumps({"max_jti_chars": 2}))
     s = load_settings({"config_file": str(cli_file)}, environ={"DPOP_CONFIG_FILE": str(env_file)})
-    assert s.max_jti_chars == 2
+    assert s.proof.max_jti_chars == 2
 
 
 def test_json_file_with_issuers_and_routes(tmp_path: Path) -> None:
@@ -122,7 +124,7 @@ def test_json_file_with_issuers_and_routes(tmp_path: Path) -> None:
     )
     assert s.issuers[1].audience is None
     assert s.issuers[0].algs == DEFAULT_ALGS
-    assert s.routes[0]["mode"] == "require"
+    assert s.doors.routes[0]["mode"] == "require"
 
 
 def test_toml_file_with_issuers(tmp_path: Path) -> None:
@@ -133,8 +135,8 @@ def test_toml_file_with_issuers(tmp_path: Path) -> None:
         '[[issuers]]\nissuer = "https://as.example"\njwks_file = "jwks.json"\n',
     )
     s = load_settings(environ={"DPOP_CONFIG_FILE": str(config)})
-    assert s.proof_algs == ("ES256",)
-    assert s.allow_explain is True
+    assert s.proof.proof_algs == ("ES256",)
+    assert s.doors.allow_explain is True
     assert s.issuers[0].jwks_file == str(tmp_path / "jwks.json")
 
 
@@ -271,7 +273,7 @@ def test_password_file_is_read_and_trailing_newline_dropped(tmp_path: Path) -> N
             "DPOP_REDIS_PASSWORD_FILE": str(password),
         }
     )
-    assert s.redis_password == "hunter2 "
+    assert s.replay.redis_password == "hunter2 "
 
 
 def test_secret_files_are_read(tmp_path: Path) -> None:
@@ -283,15 +285,15 @@ def test_secret_files_are_read(tmp_path: Path) -> None:
             "DPOP_NONCE_PREVIOUS_SECRET_FILE": str(previous),
         }
     )
-    assert s.nonce_secret == SECRET.encode()
-    assert s.nonce_previous_secret == b"p" * 32
+    assert s.proof.nonce_secret == SECRET.encode()
+    assert s.proof.nonce_previous_secret == b"p" * 32
 
 
 def test_secret_file_paths_in_config_file_are_relative_to_it(tmp_path: Path) -> None:
     write(tmp_path / "nonce.key", SECRET)
     config = write(tmp_path / "dpop.toml", 'nonce_secret_file = "nonce.key"\n')
     s = load_settings(environ={"DPOP_CONFIG_FILE": str(config)})
-    assert s.nonce_secret == SECRET.encode()
+    assert s.proof.nonce_secret == SECRET.encode()
 
 
 def test_empty_secret_file_is_an_error(tmp_path: Path) -> None:
@@ -349,12 +351,12 @@ def test_errors_never_echo_a_secret() -> None:
 def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
-        s.listen = "0.0.0.0:1"  # type: ignore[misc]
+        s.server.listen = "0.0.0.0:1"  # type: ignore[misc]
 
 
 def test_direct_construction_is_validated_too() -> None:
     with pytest.raises(ConfigError, match=r"^DPOP_PROOF_ALGS"):
-        Settings(proof_algs=("none",))
+        Settings.from_options(proof_algs=("none",))
 
 
 def test_tls_files_must_exist_and_pair(tmp_path: Path) -> None:
@@ -368,7 +370,7 @@ def test_tls_files_must_exist_and_pair(tmp_path: Path) -> None:
             "DPOP_TLS_CLIENT_CA_FILE": str(ca),
         }
     )
-    assert s.tls_enabled
+    assert s.server.tls_enabled
     with pytest.raises(ConfigError, match=r"^DPOP_TLS_CERT_FILE"):
         load_settings(environ={"DPOP_TLS_KEY_FILE": str(key)})
 
@@ -381,7 +383,7 @@ def test_addresses_accept_ipv6_unix_and_port_zero() -> None:
             "DPOP_METRICS_LISTEN": "localhost:9090",
         }
     )
-    assert s.listen == "[::]:0"
+    assert s.server.listen == "[::]:0"
 
 
 def test_every_option_is_in_the_readme_settings_table() -> None:
@@ -400,7 +402,7 @@ def test_forward_auth_settings() -> None:
             "DPOP_HTTP_TRUSTED_PROXIES": " 10.0.0.0/8 , fd00::/8,10.0.0.0/8, 192.0.2.7",
         }
     )
-    assert settings.http_listen == "0.0.0.0:8081"
-    assert settings.http_trusted_proxies == ("10.0.0.0/8", "fd00::/8", "192.0.2.7/32")
-    assert load_settings(environ={}).http_trusted_proxies == ("127.0.0.0/8", "::1/128")
-    assert load_settings(environ={}).http_listen == ""  # off by default
+    assert settings.server.http_listen == "0.0.0.0:8081"
+    assert settings.doors.http_trusted_proxies == ("10.0.0.0/8", "fd00::/8", "192.0.2.7/32")
+    assert load_settings(environ={}).doors.http_trusted_proxies == ("127.0.0.0/8", "::1/128")
+    assert load_settings(environ={}).server.http_listen == ""  # off by default

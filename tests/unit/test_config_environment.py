@@ -60,7 +60,7 @@ def test_service_links_of_a_dpop_service_do_not_stop_start_up(
     links = kubelet_service_links(service, ip, ports)
     assert all(is_kubernetes_service_link(k, v) for k, v in links.items()), links
     settings = load_settings(environ={**links, "DPOP_LISTEN": "127.0.0.1:6001"})
-    assert settings.listen == "127.0.0.1:6001"
+    assert settings.server.listen == "127.0.0.1:6001"
 
 
 def test_a_misspelt_variable_stops_start_up_with_did_you_mean() -> None:
@@ -109,7 +109,7 @@ def test_no_setting_has_a_name_kubernetes_could_inject() -> None:
 
 def test_empty_unknown_variables_and_the_repositorys_own_are_ignored() -> None:
     environ = {"DPOP_UNUSED": "", **dict.fromkeys(OTHER_VARIABLES, "0:1")}
-    assert load_settings(environ=environ).listen == "127.0.0.1:50051"
+    assert load_settings(environ=environ).server.listen == "127.0.0.1:50051"
 
 
 def test_a_variable_the_config_file_names_is_known(tmp_path: Path) -> None:

@@ -65,9 +65,9 @@ def test_environment_sets_the_simple_ones() -> None:
             "DPOP_TRUSTED_FORWARDED_HEADERS": "x-forwarded-host, x-forwarded-proto",
         }
     )
-    assert settings.upstream_header_jkt == "x-client-key"
-    assert settings.upstream_header_scope == "x-auth-scope"
-    assert settings.trusted_forwarded_headers == ("x-forwarded-host", "x-forwarded-proto")
+    assert settings.doors.upstream_header_jkt == "x-client-key"
+    assert settings.doors.upstream_header_scope == "x-auth-scope"
+    assert settings.doors.trusted_forwarded_headers == ("x-forwarded-host", "x-forwarded-proto")
 
 
 @pytest.mark.parametrize(
@@ -97,5 +97,5 @@ def test_bad_settings_name_the_setting(
 
 def test_disabling_an_identity_header() -> None:
     settings = load_settings(environ={}, overrides={"upstream_header_client_id": ""})
-    assert settings.upstream_header_client_id == ""
+    assert settings.doors.upstream_header_client_id == ""
     assert "x-auth-client-id" not in extauthz_options(settings).identity_headers.names()

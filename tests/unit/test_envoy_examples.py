@@ -33,7 +33,7 @@ def test_mesh_config_registers_a_fail_closed_grpc_provider() -> None:
     assert set(grpc) <= {"service", "port", "timeout", "failOpen", "statusOnError",
                          "clearRouteCache", "includeRequestBodyInCheck"}  # fmt: skip
     assert re.fullmatch(r"[a-z0-9.-]+", grpc["service"]) and 0 < grpc["port"] < 65536
-    assert grpc["port"] == int(Settings().listen.rsplit(":", 1)[1])
+    assert grpc["port"] == int(Settings().server.listen.rsplit(":", 1)[1])
     assert grpc["failOpen"] is False and 100 <= int(grpc["statusOnError"]) <= 599
 
 

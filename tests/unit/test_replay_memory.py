@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.threads import race_in_threads
-from verifier.replay import MemoryReplayStore, ReplayStoreUnavailable, open_replay_store
+from verifier.config import ConfigError, ReplaySettings
+from verifier.replay import MemoryReplayStore, ReplayStoreUnavailable
 
 
 class FakeClock:
@@ -100,9 +101,9 @@ def test_ping_and_close(clock: FakeClock) -> None:
     assert len(store) == 0
 
 
-@pytest.mark.parametrize("url", ["", "  ", "memory://", "MEMORY://"])
+@pytest.mark.parametrize("url", ["memory://", "MEMORY://", "memory:///"])
 def test_factory_opens_a_memory_store(url: str) -> None:
-    store = open_replay_store(url, memory_max_entries=7)
+    store = ReplaySettings(replay_url=url, memory_replay_max_entries=7).open_store()
     assert isinstance(store, MemoryReplayStore)
     store.close()
 
@@ -111,13 +112,14 @@ def test_factory_opens_a_memory_store(url: str) -> None:
     "url", ["http://cache:6379", "localhost:6379", "unix:///run/redis.sock", "memcached://x"]
 )
 def test_factory_rejects_other_schemes_naming_the_setting(url: str) -> None:
-    with pytest.raises(ValueError, match="DPOP_REPLAY_URL"):
-        open_replay_store(url)
+    # The replay section refuses them before any store is opened.
+    with pytest.raises(ConfigError, match="DPOP_REPLAY_URL"):
+        ReplaySettings(replay_url=url).open_store()
 
 
 def test_factory_error_does_not_echo_a_password() -> None:
-    with pytest.raises(ValueError) as excinfo:
-        open_replay_store("http://user:s3cret@cache:6379")
+    with pytest.raises(ConfigError) as excinfo:
+        ReplaySettings(replay_url="http://user:s3cret@cache:6379").open_store()
     assert "s3cret" not in str(excinfo.value)
 
 

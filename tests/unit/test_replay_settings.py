@@ -12,10 +12,10 @@ from verifier.replay import describe_replay_url
 
 def test_defaults_fail_closed_without_wait() -> None:
     s = load_settings(environ={})
-    assert s.replay_fail_open is False
-    assert s.redis_wait_replicas == 0
-    assert s.redis_retries == 1
-    assert s.redis_key_prefix == "dpop:jti:"
+    assert s.replay.replay_fail_open is False
+    assert s.replay.redis_wait_replicas == 0
+    assert s.replay.redis_retries == 1
+    assert s.replay.redis_key_prefix == "dpop:jti:"
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ def test_defaults_fail_closed_without_wait() -> None:
     ],
 )
 def test_every_redis_form_is_accepted(url: str) -> None:
-    assert load_settings(environ={"DPOP_REPLAY_URL": url}).replay_url == url
+    assert load_settings(environ={"DPOP_REPLAY_URL": url}).replay.replay_url == url
 
 
 @pytest.mark.parametrize(
@@ -61,8 +61,12 @@ def test_fail_open_wait_retries_and_prefix_are_parsed() -> None:
             "DPOP_REDIS_KEY_PREFIX": "tenant-a:",
         }
     )
-    assert s.replay_fail_open and s.redis_wait_replicas == 2
-    assert (s.redis_wait_timeout_ms, s.redis_retries, s.redis_key_prefix) == (20, 0, "tenant-a:")
+    assert s.replay.replay_fail_open and s.replay.redis_wait_replicas == 2
+    assert (s.replay.redis_wait_timeout_ms, s.replay.redis_retries, s.replay.redis_key_prefix) == (
+        20,
+        0,
+        "tenant-a:",
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,7 +98,7 @@ def test_tls_files_need_a_tls_url_exist_and_pair(tmp_path: Path) -> None:
         load_settings(environ={"DPOP_REPLAY_URL": "redis://c", "DPOP_REDIS_CA_FILE": str(ca)})
     assert raised.value.setting == "DPOP_REDIS_CA_FILE"
     tls = {"DPOP_REPLAY_URL": "rediss+sentinel://s1/m", "DPOP_REDIS_CA_FILE": str(ca)}
-    assert load_settings(environ=tls).redis_ca_file == str(ca)
+    assert load_settings(environ=tls).replay.redis_ca_file == str(ca)
     with pytest.raises(ConfigError) as raised:
         load_settings(environ={**tls, "DPOP_REDIS_CERT_FILE": str(ca)})
     assert raised.value.setting == "DPOP_REDIS_KEY_FILE"
@@ -112,7 +116,7 @@ def test_sentinel_password_from_a_mounted_file(tmp_path: Path) -> None:
             "DPOP_REDIS_SENTINEL_PASSWORD_FILE": str(secret),
         }
     )
-    assert s.redis_sentinel_password == "s3ntinel"
+    assert s.replay.redis_sentinel_password == "s3ntinel"
     assert "s3ntinel" not in repr(s)
 
 
@@ -121,4 +125,4 @@ def test_tls_paths_in_a_config_file_are_relative_to_it(tmp_path: Path) -> None:
     config = tmp_path / "dpop.toml"
     config.write_text('replay_url = "rediss://cache"\nredis_ca_file = "ca.pem"\n')
     s = load_settings(environ={"DPOP_CONFIG_FILE": str(config)})
-    assert s.redis_ca_file == str(tmp_path / "ca.pem")
+    assert s.replay.redis_ca_file == str(tmp_path / "ca.pem")

@@ -228,7 +228,9 @@ def test_metrics_endpoint_on_a_taken_port_names_the_setting() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        telemetry = build_telemetry(Settings(metrics_listen=address), telemetry_settings({}))
+        telemetry = build_telemetry(
+            Settings.from_options(metrics_listen=address), telemetry_settings({})
+        )
         with pytest.raises(RuntimeError, match="DPOP_METRICS_LISTEN"):
             start_metrics_endpoint(telemetry, address)
     telemetry.shutdown()

@@ -12,11 +12,10 @@ from typing import Any
 from verifier.app.issuers import IssuerParts, build_issuer
 from verifier.app.replay_policy import log_replay_policy
 from verifier.config import IssuerSettings, Settings
-from verifier.domain.ports import AccessTokenValidator
+from verifier.domain.ports import AccessTokenValidator, ReplayStore
 from verifier.dpop.nonce import NonceKeys
 from verifier.dpop.proof import ProofLimits
 from verifier.engine.pipeline import EngineSettings, Verifier
-from verifier.replay import ReplayStore, open_replay_store
 from verifier.telemetry import (
     EngineHooks,
     Telemetry,
@@ -35,25 +34,25 @@ log = logging.getLogger(__name__)
 def engine_settings(settings: Settings) -> EngineSettings:
     """The engine's view of the settings."""
     nonce_keys = None
-    if settings.nonce_secret:
+    if settings.proof.nonce_secret:
         nonce_keys = NonceKeys(
-            current=settings.nonce_secret,
-            previous=settings.nonce_previous_secret or None,
-            lifetime=float(settings.nonce_lifetime_seconds),
-            step=max(1.0, settings.nonce_lifetime_seconds / 30),
-            future_skew=float(settings.iat_max_skew_seconds),
+            current=settings.proof.nonce_secret,
+            previous=settings.proof.nonce_previous_secret or None,
+            lifetime=float(settings.proof.nonce_lifetime_seconds),
+            step=max(1.0, settings.proof.nonce_lifetime_seconds / 30),
+            future_skew=float(settings.proof.iat_max_skew_seconds),
         )
     return EngineSettings(
-        proof_algs=settings.proof_algs,
+        proof_algs=settings.proof.proof_algs,
         limits=ProofLimits(
-            max_proof_bytes=settings.max_proof_bytes,
-            max_jti_chars=settings.max_jti_chars,
-            iat_max_age=float(settings.iat_max_age_seconds),
-            iat_max_skew=float(settings.iat_max_skew_seconds),
+            max_proof_bytes=settings.proof.max_proof_bytes,
+            max_jti_chars=settings.proof.max_jti_chars,
+            iat_max_age=float(settings.proof.iat_max_age_seconds),
+            iat_max_skew=float(settings.proof.iat_max_skew_seconds),
         ),
-        max_token_bytes=settings.max_token_bytes,
+        max_token_bytes=settings.proof.max_token_bytes,
         nonce_keys=nonce_keys,
-        replay_fail_open=settings.replay_fail_open,
+        replay_fail_open=settings.replay.replay_fail_open,
     )
 
 
@@ -113,31 +112,16 @@ def build_app(
     """Wire the engine, the token validator and the replay store from ``settings``; with
     ``telemetry``, the ports are wrapped in its traced and metered decorators. ``clock`` is
     the engine's (``dpop-verifier explain --at`` replays a past moment)."""
-    leeway = float(settings.token_leeway_seconds)
+    leeway = float(settings.proof.token_leeway_seconds)
     parts = tuple(issuer_parts(i, telemetry, leeway=leeway) for i in settings.issuers)
     issuers = [part.trusted for part in parts]
     sources = tuple(part.source for part in parts if part.source is not None)
     if not issuers:
         log.warning("no trusted issuers configured: only proof-only requests can be allowed")
-    replay = open_replay_store(
-        settings.replay_url,
-        username=settings.redis_username or None,
-        password=settings.redis_password or None,
-        sentinel_username=settings.redis_sentinel_username or None,
-        sentinel_password=settings.redis_sentinel_password or None,
-        ca_file=settings.redis_ca_file,
-        cert_file=settings.redis_cert_file,
-        key_file=settings.redis_key_file,
-        timeout_s=settings.replay_timeout_ms / 1000,
-        wait_replicas=settings.redis_wait_replicas,
-        wait_timeout_s=settings.redis_wait_timeout_ms / 1000,
-        retries=settings.redis_retries,
-        key_prefix=settings.redis_key_prefix.encode(),
-        memory_max_entries=settings.memory_replay_max_entries,
-    )
-    log_replay_policy(settings)
+    replay = settings.replay.open_store()
+    log_replay_policy(settings.replay)
     tokens: AccessTokenValidator = TokenValidator(
-        issuers, leeway=float(settings.token_leeway_seconds)
+        issuers, leeway=float(settings.proof.token_leeway_seconds)
     )
     engine_replay: ReplayStore = replay
     hooks = None

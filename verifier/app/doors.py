@@ -1,22 +1,59 @@
-"""The front doors' view of the settings: the route table, the ext_authz and forward-auth
-options."""
+"""The front doors, built from the settings (part of the composition root): the route table,
+the ext_authz and forward-auth options, and the servicers themselves (:func:`front_doors`). No
+door reads :class:`~verifier.config.Settings`: each is handed what it needs here."""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 from verifier.config import Settings
-from verifier.domain.model import Policy
-from verifier.domain.routes import RouteTable, parse_routes
+from verifier.domain.routes import RouteTable
 from verifier.doors.answers import IdentityHeaders
-from verifier.doors.extauthz import ExtAuthzOptions
-from verifier.doors.forward_auth import ForwardAuthOptions
+from verifier.doors.extauthz import ExtAuthzOptions, ExtAuthzService
+from verifier.doors.forward_auth import ForwardAuthApp, ForwardAuthOptions
 from verifier.doors.target_uri import PublicUrlOptions
+from verifier.doors.verify import DecisionEngine, VerifyService
+from verifier.telemetry import Telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class FrontDoors:
+    """The front doors, each around the same decision engine: the gRPC ``Verify`` and
+    ext_authz ``Check`` servicers, and the forward-auth WSGI app (None when
+    ``DPOP_HTTP_LISTEN`` is off)."""
+
+    verify: VerifyService
+    extauthz: ExtAuthzService
+    forward_auth: ForwardAuthApp | None
+
+
+def front_doors(
+    settings: Settings, decisions: DecisionEngine, telemetry: Telemetry | None = None
+) -> FrontDoors:
+    """The front doors the settings ask for, answering with ``decisions``."""
+    routes = route_table(settings)
+    forward_auth = None
+    if settings.server.http_listen:
+        options = forward_auth_options(settings, routes)
+        forward_auth = ForwardAuthApp(decisions, options, telemetry=telemetry)
+    return FrontDoors(
+        verify=VerifyService(
+            decisions,
+            allow_explain=settings.doors.allow_explain,
+            routes=routes,
+            telemetry=telemetry,
+        ),
+        extauthz=ExtAuthzService(
+            decisions, extauthz_options(settings, routes), telemetry=telemetry
+        ),
+        forward_auth=forward_auth,
+    )
 
 
 def route_table(settings: Settings) -> RouteTable:
     """The configured routes; the default is ``require`` with the global nonce setting."""
-    return parse_routes(settings.routes, default=Policy(nonce_required=settings.nonce_required))
+    return settings.route_table()
 
 
 def extauthz_options(settings: Settings, routes: RouteTable | None = None) -> ExtAuthzOptions:
@@ -24,8 +61,8 @@ def extauthz_options(settings: Settings, routes: RouteTable | None = None) -> Ex
     return ExtAuthzOptions(
         routes=routes if routes is not None else route_table(settings),
         public_url=PublicUrlOptions(
-            trusted_headers=frozenset(settings.trusted_forwarded_headers),
-            public_base_urls=dict(settings.public_base_urls),
+            trusted_headers=frozenset(settings.doors.trusted_forwarded_headers),
+            public_base_urls=dict(settings.doors.public_base_urls),
         ),
         identity_headers=identity_headers(settings),
     )
@@ -37,21 +74,21 @@ def forward_auth_options(
     """Everything the forward-auth listener needs besides the engine."""
     base = extauthz_options(settings, routes)
     return ForwardAuthOptions(
-        trusted_proxies=tuple(ipaddress.ip_network(n) for n in settings.http_trusted_proxies),
+        trusted_proxies=tuple(ipaddress.ip_network(n) for n in settings.doors.http_trusted_proxies),
         routes=base.routes,
         public_url=base.public_url,
         identity_headers=base.identity_headers,
-        max_header_fields=settings.http_max_header_fields,
+        max_header_fields=settings.doors.http_max_header_fields,
     )
 
 
 def identity_headers(settings: Settings) -> IdentityHeaders:
     """The configured names of the identity headers."""
     return IdentityHeaders(
-        jkt=settings.upstream_header_jkt,
-        subject=settings.upstream_header_subject,
-        client_id=settings.upstream_header_client_id,
-        scope=settings.upstream_header_scope,
-        issuer=settings.upstream_header_issuer,
-        report_only=settings.upstream_header_report_only,
+        jkt=settings.doors.upstream_header_jkt,
+        subject=settings.doors.upstream_header_subject,
+        client_id=settings.doors.upstream_header_client_id,
+        scope=settings.doors.upstream_header_scope,
+        issuer=settings.doors.upstream_header_issuer,
+        report_only=settings.doors.upstream_header_report_only,
     )

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from verifier.replay import describe_replay_url
 
 if TYPE_CHECKING:
-    from verifier.config import Settings
+    from verifier.config.replay import ReplaySettings
 
 log = logging.getLogger("verifier.replay")
 
 
-def log_replay_policy(settings: Settings) -> None:
+def log_replay_policy(settings: ReplaySettings) -> None:
     """Log the store (never its password), its guarantees, and fail-open loudly."""
     log.info("replay store: %s", describe_replay_url(settings.replay_url))
     if settings.redis_wait_replicas:

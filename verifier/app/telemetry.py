@@ -29,7 +29,7 @@ def build_telemetry(settings: Settings, otel: TelemetrySettings) -> Telemetry:
 
     Raises :class:`ConfigError` when a configured exporter cannot be loaded.
     """
-    decision_log = DecisionLog(settings.decision_log, settings.decision_log_sample)
+    decision_log = DecisionLog(settings.log.decision_log, settings.log.decision_log_sample)
     tracer_provider = _tracer_provider(otel) if otel.tracing else None
     readers = _metric_readers(settings, otel)
     meter_provider = None
@@ -103,7 +103,7 @@ def _metric_readers(settings: Settings, otel: TelemetrySettings) -> list[Any]:
     )
 
     readers: list[Any] = []
-    if settings.metrics_listen:
+    if settings.server.metrics_listen:
         readers.append(prometheus_reader())
     for name in otel.metric_exporters:
         if name == "console":

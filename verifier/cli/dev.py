@@ -184,13 +184,13 @@ def cmd_dev_serve(args: argparse.Namespace) -> int:
 
 
 def _announce_when_ready(settings: Any, directory: Path, stop: threading.Event) -> None:
-    """Print the next steps once the service at ``settings.listen`` answers SERVING (plaintext
-    TCP only; otherwise at once, without waiting)."""
+    """Print the next steps once the service at ``settings.server.listen`` answers
+    SERVING (plaintext TCP only; otherwise at once, without waiting)."""
     if settings is None:
         return  # the configuration is refused: nothing will listen
-    address = settings.listen
+    address = settings.server.listen
     port = address.rpartition(":")[2]
-    if not port.isdigit() or int(port) == 0 or settings.tls_enabled:
+    if not port.isdigit() or int(port) == 0 or settings.server.tls_enabled:
         _print_next_steps("", directory)
         return
     import grpc

@@ -27,7 +27,9 @@ REPLAY_NOTE = "replay checked against a fresh in-memory store; the configured st
 def explain(settings: Settings, facts: RequestFacts, *, at: float | None = None) -> Decision:
     """The engine's decision for ``facts`` with the explain table, as the service would decide
     it now (or at ``at``, seconds since the epoch)."""
-    local = dataclasses.replace(settings, replay_url="memory://")
+    local = dataclasses.replace(
+        settings, replay=dataclasses.replace(settings.replay, replay_url="memory://")
+    )
     clock = (lambda: at) if at is not None else time.time
     return asyncio.run(_explain(local, facts, clock))
 

@@ -82,12 +82,12 @@ def _taken_address(settings: Settings, overrides: Mapping[str, object]) -> str:
     from verifier.config import OPTIONS, source_of
     from verifier.server.workers import WORKER_ENV
 
-    if settings.workers > 1 or os.environ.get(WORKER_ENV):
+    if settings.server.workers > 1 or os.environ.get(WORKER_ENV):
         return ""
     listeners = [o.name for o in OPTIONS if o.name == "listen" or o.name.endswith("_listen")]
     for name in listeners:
         flag = "--listen" if name == "listen" else ""
-        address = getattr(settings, name)
+        address = settings.value(name)
         if not _in_use(address):
             continue
         source = source_of(name, overrides, config_file=settings.config_file)

@@ -37,7 +37,7 @@ import waitress.server  # type: ignore[import-untyped]
 from waitress import wasyncore
 from waitress.adjustments import Adjustments  # type: ignore[import-untyped]
 
-from verifier.config import Settings
+from verifier.config import ServerSettings
 
 MAX_BODY_BYTES = 65536
 """Largest request body read (and ignored): gateways send none unless told to forward it."""
@@ -100,7 +100,7 @@ def check_waitress_internals() -> None:
 class ForwardAuthListener:
     """The forward-auth HTTP server on its own threads: :meth:`start`, then :meth:`stop`."""
 
-    def __init__(self, app: Callable[..., Any], settings: Settings) -> None:
+    def __init__(self, app: Callable[..., Any], settings: ServerSettings) -> None:
         check_waitress_internals()
         for name in ("waitress", "waitress.queue"):
             # "Task queue depth is N" on every queued request, and socket-level chatter.

@@ -61,12 +61,14 @@ async def _serve(app: App, telemetry: Telemetry, *, reuse_port: bool = False) ->
 def run(settings: Settings, overrides: Mapping[str, object] | None = None) -> int:
     """Build the service from ``settings`` and serve until SIGTERM/SIGINT. Returns an exit code.
 
-    With ``settings.workers`` > 1 this process supervises that many server processes instead
+    With ``settings.server.workers`` > 1 this process supervises that many server processes instead
     (``verifier.server.workers``); ``overrides`` are the command-line settings they inherit.
     """
-    configure_logging(settings.log_level, settings.log_format, decision_log=settings.decision_log)
+    configure_logging(
+        settings.log.log_level, settings.log.log_format, decision_log=settings.log.decision_log
+    )
     worker = current_worker()
-    if worker is None and settings.workers > 1:
+    if worker is None and settings.server.workers > 1:
         return supervise(settings, overrides)
     if worker is not None:
         become_worker(worker)
@@ -83,14 +85,14 @@ def run(settings: Settings, overrides: Mapping[str, object] | None = None) -> in
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
         try:
-            if settings.metrics_listen and worker is not None:
+            if settings.server.metrics_listen and worker is not None:
                 start_worker_metrics(
                     functools.partial(start_metrics_endpoint, telemetry),
-                    settings.metrics_listen,
-                    wait_seconds=settings.shutdown_grace_seconds + METRICS_TAKEOVER_SECONDS,
+                    settings.server.metrics_listen,
+                    wait_seconds=settings.server.shutdown_grace_seconds + METRICS_TAKEOVER_SECONDS,
                 )
-            elif settings.metrics_listen:
-                start_metrics_endpoint(telemetry, settings.metrics_listen)
+            elif settings.server.metrics_listen:
+                start_metrics_endpoint(telemetry, settings.server.metrics_listen)
             stuck = asyncio.run(_serve(app, telemetry, reuse_port=worker is not None))
         except RuntimeError as exc:  # e.g. the address is in use
             print(f"error: {exc}", file=sys.stderr)

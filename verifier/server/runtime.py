@@ -29,13 +29,11 @@ from grpc_reflection.v1alpha import reflection
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc
-from verifier.app.doors import extauthz_options, forward_auth_options, route_table
-from verifier.config import Settings
+from verifier.app.doors import front_doors
+from verifier.config import ServerSettings, Settings
 from verifier.domain.model import Decision, RequestFacts
 from verifier.doors.extauthz import SERVICE_NAME as EXTAUTHZ_SERVICE_NAME
-from verifier.doors.extauthz import ExtAuthzService
-from verifier.doors.forward_auth import ForwardAuthApp
-from verifier.doors.verify import SERVICE_NAME, DecisionEngine, VerifyService
+from verifier.doors.verify import SERVICE_NAME, DecisionEngine
 from verifier.server.admission import AdmissionExecutor
 from verifier.server.health import (
     PROBE_INTERVAL_SECONDS,
@@ -95,25 +93,25 @@ HANDSHAKE_TIMEOUT_SECONDS = 10
 """A connection must finish its TLS handshake and HTTP/2 preface within this."""
 
 
-def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+def server_options(server: ServerSettings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
     """grpc core's per-listener bounds: message size, streams per connection, connections,
     handshake time, idle connections, and HTTP/2 keepalive that reaps peers gone silent (a
     half-open connection is closed within keepalive + keepalive timeout)."""
     return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", server.max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        ("grpc.max_concurrent_streams", server.max_streams_per_connection),
         # Calls grpc core holds until the serving thread takes them (microseconds each, unless
         # the process is starved): bounded like the calls that wait for their message.
-        ("grpc.server.max_pending_requests", settings.max_pending_calls),
-        ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_calls),
-        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.server.max_pending_requests", server.max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * server.max_pending_calls),
+        ("grpc.max_allowed_incoming_connections", server.max_connections),
         ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_SECONDS * 1000),
         ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_SECONDS * 1000),
-        ("grpc.keepalive_time_ms", settings.keepalive_seconds * 1000),
-        ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_seconds * 1000),
+        ("grpc.keepalive_time_ms", server.keepalive_seconds * 1000),
+        ("grpc.keepalive_timeout_ms", server.keepalive_timeout_seconds * 1000),
         # grpc core times a keepalive ping out after the smaller of the two (default 60 s).
-        ("grpc.http2.ping_timeout_ms", settings.keepalive_timeout_seconds * 1000),
+        ("grpc.http2.ping_timeout_ms", server.keepalive_timeout_seconds * 1000),
         # Keepalive pings keep going out on a connection whose calls are silent (a peer that
         # vanished mid-request sends no data frames, and must still be found out).
         ("grpc.keepalive_permit_without_calls", 1),
@@ -122,30 +120,30 @@ def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tupl
 
 
 def create_grpc_server(
-    settings: Settings, *, reuse_port: bool = False, threads: int | None = None
+    server: ServerSettings, *, reuse_port: bool = False, threads: int | None = None
 ) -> grpc.Server:
     """The gRPC server every listener of the service runs on (the benchmark's null server uses
     it too). Its thread pool is an :class:`~verifier.server.admission.AdmissionExecutor`: a
-    call takes one of ``settings.server_threads`` only once its request message is in, at most
-    ``settings.max_concurrent_calls`` complete calls at once and ``settings.max_pending_calls``
+    call takes one of ``server.server_threads`` only once its request message is in, at most
+    ``server.max_concurrent_calls`` complete calls at once and ``server.max_pending_calls``
     waiting ones (beyond either: RESOURCE_EXHAUSTED at once, never an unbounded queue), each
-    waiting at most ``settings.receive_timeout_ms``. :func:`server_options` sets the rest.
+    waiting at most ``server.receive_timeout_ms``. :func:`server_options` sets the rest.
     ``reuse_port`` lets several processes share the port (``--workers``); otherwise a port in
     use is an error."""
-    return grpc_server_with_admission(settings, reuse_port=reuse_port, threads=threads)[0]
+    return grpc_server_with_admission(server, reuse_port=reuse_port, threads=threads)[0]
 
 
 def grpc_server_with_admission(
-    settings: Settings, *, reuse_port: bool = False, threads: int | None = None
+    server: ServerSettings, *, reuse_port: bool = False, threads: int | None = None
 ) -> tuple[grpc.Server, AdmissionExecutor]:
     """:func:`create_grpc_server` and its thread pool (whose progress liveness watches)."""
     pool = AdmissionExecutor(
-        workers=threads or settings.server_threads,
-        max_calls=settings.max_concurrent_calls,
-        max_pending=settings.max_pending_calls,
-        receive_timeout=settings.receive_timeout_ms / 1000,
+        workers=threads or server.server_threads,
+        max_calls=server.max_concurrent_calls,
+        max_pending=server.max_pending_calls,
+        receive_timeout=server.receive_timeout_ms / 1000,
     )
-    return grpc.server(pool, options=server_options(settings, reuse_port=reuse_port)), pool
+    return grpc.server(pool, options=server_options(server, reuse_port=reuse_port)), pool
 
 
 async def serve(
@@ -171,10 +169,10 @@ async def serve(
     :data:`LIVENESS_HEALTH_SERVICE` is SERVING from then on while the serving path is not
     wedged (:mod:`verifier.server.health`). The other health services start NOT_SERVING and
     follow the replay store (requests it answered, else its ``ping()``, with hysteresis; with
-    ``settings.replay_fail_open`` only :data:`REPLAY_STORE_HEALTH_SERVICE` does: the server
+    ``settings.replay.replay_fail_open`` only :data:`REPLAY_STORE_HEALTH_SERVICE` does: the server
     stays SERVING), and turn NOT_SERVING for good when shutdown begins; the server then
     refuses new calls and lets in-flight ones finish for up to
-    ``settings.shutdown_grace_seconds``. Raises ``RuntimeError`` if an address cannot be bound.
+    ``shutdown_grace_seconds``. Raises ``RuntimeError`` if an address cannot be bound.
     ``engine`` is called on the server's worker threads. ``reuse_port`` shares the ports with
     other processes (``--workers``).
     """
@@ -182,48 +180,34 @@ async def serve(
     for service in (*_HEALTH_SERVICES, REPLAY_STORE_HEALTH_SERVICE, LIVENESS_HEALTH_SERVICE):
         health_servicer.set(service, _NOT_SERVING)
 
-    evidence = None if settings.replay_fail_open else StoreEvidence()
+    evidence = None if settings.replay.replay_fail_open else StoreEvidence()
     decisions = engine if evidence is None else _Observed(engine, evidence)
-    server, admission = grpc_server_with_admission(settings, reuse_port=reuse_port)
-    routes = route_table(settings)
-    verifier_pb2_grpc.add_VerifierServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        VerifyService(
-            decisions,
-            allow_explain=settings.allow_explain,
-            routes=routes,
-            telemetry=telemetry,
-        ),
-        server,
-    )
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(  # type: ignore[no-untyped-call]
-        ExtAuthzService(decisions, extauthz_options(settings, routes), telemetry=telemetry),
-        server,
-    )
+    server, admission = grpc_server_with_admission(settings.server, reuse_port=reuse_port)
+    doors = front_doors(settings, decisions, telemetry)
+    verifier_pb2_grpc.add_VerifierServiceServicer_to_server(doors.verify, server)  # type: ignore[no-untyped-call]
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(doors.extauthz, server)  # type: ignore[no-untyped-call]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, EXTAUTHZ_SERVICE_NAME, _HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    main_address = _bind(server, settings.listen, _server_credentials(settings))
+    main_address = _bind(server, settings.server.listen, _server_credentials(settings.server))
 
     health_server = None
     health_address = ""
-    if settings.health_listen:
-        health_server = create_grpc_server(settings, reuse_port=reuse_port, threads=2)
+    if settings.server.health_listen:
+        health_server = create_grpc_server(settings.server, reuse_port=reuse_port, threads=2)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
-        health_address = _bind(health_server, settings.health_listen, None)
+        health_address = _bind(health_server, settings.server.health_listen, None)
 
     http_listener = None
-    if settings.http_listen:
-        http_listener = ForwardAuthListener(
-            ForwardAuthApp(decisions, forward_auth_options(settings, routes), telemetry=telemetry),
-            settings,
-        )
+    if doors.forward_auth is not None:
+        http_listener = ForwardAuthListener(doors.forward_auth, settings.server)
 
     def publish_liveness(alive: bool) -> None:
         health_servicer.set(LIVENESS_HEALTH_SERVICE, _SERVING if alive else _NOT_SERVING)
 
     watchdog = Watchdog(
-        stall_seconds=settings.liveness_stall_seconds,
+        stall_seconds=settings.server.liveness_stall_seconds,
         progress_ages=lambda: [admission.progress_age()],
         publish=publish_liveness,
     )
@@ -238,11 +222,11 @@ async def serve(
             _log.info("serving forward-auth HTTP on %s", http_listener.address)
         tasks.append(asyncio.create_task(watchdog.beat_forever()))
         watchdog.start()
-        _log.info("serving %s on %s (%s)", SERVICE_NAME, main_address, _transport(settings))
+        _log.info("serving %s on %s (%s)", SERVICE_NAME, main_address, _transport(settings.server))
         if health_address:
             _log.info("serving grpc.health.v1 on %s (plaintext)", health_address)
 
-        fail_open = settings.replay_fail_open
+        fail_open = settings.replay.replay_fail_open
         readiness = _Readiness(
             health_servicer,
             replay_store,
@@ -276,7 +260,7 @@ async def serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         watchdog.stop()
-        grace = settings.shutdown_grace_seconds
+        grace = settings.server.shutdown_grace_seconds
         _log.info("shutting down: draining in-flight calls for up to %ss", grace)
         health_servicer.enter_graceful_shutdown()
         stopped = server.stop(grace)
@@ -325,24 +309,24 @@ def _bind(server: Any, address: str, credentials: Any) -> str:
     return f"{host}:{port}"
 
 
-def _server_credentials(settings: Settings) -> Any:
+def _server_credentials(server: ServerSettings) -> Any:
     """TLS credentials for the main port, or None for plaintext."""
-    if not settings.tls_enabled:
+    if not server.tls_enabled:
         return None
-    key = Path(settings.tls_key_file).read_bytes()
-    chain = Path(settings.tls_cert_file).read_bytes()
+    key = Path(server.tls_key_file).read_bytes()
+    chain = Path(server.tls_cert_file).read_bytes()
     client_ca = None
-    if settings.tls_client_ca_file:
-        client_ca = Path(settings.tls_client_ca_file).read_bytes()
+    if server.tls_client_ca_file:
+        client_ca = Path(server.tls_client_ca_file).read_bytes()
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
 
 
-def _transport(settings: Settings) -> str:
-    if settings.tls_client_ca_file:
+def _transport(server: ServerSettings) -> str:
+    if server.tls_client_ca_file:
         return "mutual TLS"
-    return "TLS" if settings.tls_enabled else "plaintext"
+    return "TLS" if server.tls_enabled else "plaintext"
 
 
 ISSUER_HEALTH_SERVICE_PREFIX = "dpop.verifier.v1.Issuer/"

@@ -223,7 +223,7 @@ class _Ports:
 
 
 def supervise(settings: Settings, overrides: Mapping[str, object] | None = None) -> int:
-    """Run ``settings.workers`` server processes until SIGTERM / SIGINT; return an exit code.
+    """Run ``settings.server.workers`` server processes until SIGTERM / SIGINT; return an exit code.
 
     ``overrides`` are the command-line settings, passed on to every child (and re-applied when
     SIGHUP re-reads the configuration).
@@ -245,7 +245,7 @@ class Supervisor:
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.command = command or [sys.executable, "-m", "verifier", "serve"]
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._slots = [_Slot() for _ in range(settings.workers)]
+        self._slots = [_Slot() for _ in range(settings.server.workers)]
         self._children: set[_Child] = set()
         self._serving = False
         self._stopping_since: float | None = None
@@ -306,7 +306,7 @@ class Supervisor:
 
     def _tick(self, now: float) -> None:
         if self._stopping_since is not None:
-            deadline = self._stopping_since + self.settings.shutdown_grace_seconds
+            deadline = self._stopping_since + self.settings.server.shutdown_grace_seconds
             if now > deadline + STOP_MARGIN_SECONDS:
                 for child in self._children:
                     if not child.killed_at:
@@ -477,7 +477,7 @@ class Supervisor:
             _log.error("received SIGHUP: configuration error: %s; the workers keep running", exc)
             return
         for name in ("workers", "listen", "health_listen", "metrics_listen"):
-            if getattr(fresh, name) != getattr(self.settings, name):
+            if fresh.value(name) != self.settings.value(name):
                 _log.warning("received SIGHUP: %s changed; it takes a full restart", name)
         _log.info("received SIGHUP: restarting %d workers one at a time", len(self._slots))
         self._rolling = list(range(len(self._slots)))
@@ -505,14 +505,14 @@ def _reserve_ports(settings: Settings) -> _Ports:
     """Resolve port 0 and hold the main and health ports; check the metrics ports are free."""
     ports = _Ports(main="")
     try:
-        ports.main = _reserve(settings.listen, "DPOP_LISTEN", ports.reservations)
-        if settings.health_listen:
+        ports.main = _reserve(settings.server.listen, "DPOP_LISTEN", ports.reservations)
+        if settings.server.health_listen:
             ports.health = _reserve(
-                settings.health_listen, "DPOP_HEALTH_LISTEN", ports.reservations
+                settings.server.health_listen, "DPOP_HEALTH_LISTEN", ports.reservations
             )
-        if settings.metrics_listen:
-            ports.metrics_host, ports.metrics_port = _split(settings.metrics_listen)
-            for slot in range(settings.workers) if ports.metrics_port else ():
+        if settings.server.metrics_listen:
+            ports.metrics_host, ports.metrics_port = _split(settings.server.metrics_listen)
+            for slot in range(settings.server.workers) if ports.metrics_port else ():
                 _probe(ports.metrics(slot), "DPOP_METRICS_LISTEN", f" + {slot} (worker {slot})")
     except BaseException:
         ports.close()
