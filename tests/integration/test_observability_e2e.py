@@ -104,7 +104,7 @@ def test_spans_arrive_at_the_otlp_receiver_in_the_callers_trace(
     line = wait_for(decision_line)
     assert (line["decision"], line["client_id"], line["subject"]) == ("allow", "e2e-app", "alice")
     # DPOP_LOG_FORMAT=json: the service's own log lines are JSON objects too.
-    serving = [x for x in service.stderr_lines if "serving" in x and "verifier.server" in x]
+    serving = [x for x in service.stderr_lines if "serving dpop.verifier" in x]
     assert serving and json.loads(serving[0])["logger"] == "verifier.server.runtime"
     stderr = "".join(service.stderr_lines)
     assert fields["authorization"][0].split()[1] not in stderr

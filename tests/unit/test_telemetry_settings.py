@@ -221,8 +221,9 @@ def test_decision_line_timestamps_match_isoformat() -> None:
 def test_metrics_endpoint_on_a_taken_port_names_the_setting() -> None:
     import socket
 
-    from verifier.app.telemetry import build_telemetry, start_metrics_endpoint
+    from verifier.app.telemetry import build_telemetry
     from verifier.config import Settings
+    from verifier.server.metrics_listener import start_metrics_endpoint
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -232,5 +233,5 @@ def test_metrics_endpoint_on_a_taken_port_names_the_setting() -> None:
             Settings.from_options(metrics_listen=address), telemetry_settings({})
         )
         with pytest.raises(RuntimeError, match="DPOP_METRICS_LISTEN"):
-            start_metrics_endpoint(telemetry, address)
+            start_metrics_endpoint(telemetry, address, Settings().server)
     telemetry.shutdown()

@@ -31,7 +31,8 @@ def build_telemetry(settings: Settings, otel: TelemetrySettings) -> Telemetry:
     """
     decision_log = DecisionLog(settings.log.decision_log, settings.log.decision_log_sample)
     tracer_provider = _tracer_provider(otel) if otel.tracing else None
-    readers = _metric_readers(settings, otel)
+    registry, reader = prometheus_reader() if settings.server.metrics_listen else (None, None)
+    readers = ([reader] if reader is not None else []) + _exporting_readers(otel)
     meter_provider = None
     if readers:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -40,9 +41,7 @@ def build_telemetry(settings: Settings, otel: TelemetrySettings) -> Telemetry:
     telemetry = Telemetry(
         tracer_provider=tracer_provider, meter_provider=meter_provider, decision_log=decision_log
     )
-    telemetry.prometheus_registry = next(
-        (getattr(r, "dpop_registry", None) for r in readers if hasattr(r, "dpop_registry")), None
-    )
+    telemetry.prometheus_registry = registry
     return telemetry
 
 
@@ -96,15 +95,13 @@ def _otlp_metric_exporter(protocol: str) -> Any:
     return metric_exporter.OTLPMetricExporter()
 
 
-def _metric_readers(settings: Settings, otel: TelemetrySettings) -> list[Any]:
+def _exporting_readers(otel: TelemetrySettings) -> list[Any]:
     from opentelemetry.sdk.metrics.export import (
         ConsoleMetricExporter,
         PeriodicExportingMetricReader,
     )
 
     readers: list[Any] = []
-    if settings.server.metrics_listen:
-        readers.append(prometheus_reader())
     for name in otel.metric_exporters:
         if name == "console":
             exporter: Any = ConsoleMetricExporter(out=sys.stderr)
@@ -114,43 +111,14 @@ def _metric_readers(settings: Settings, otel: TelemetrySettings) -> list[Any]:
     return readers
 
 
-def prometheus_reader() -> Any:
-    """A Prometheus metric reader on a registry of its own (plus the process collector), so
-    several instances in one process never share or collide in the global registry."""
+def prometheus_reader() -> tuple[Any, Any]:
+    """A registry of its own (plus the process collector) and a Prometheus metric reader on it,
+    so that several instances in one process never share or collide in the global registry; the
+    registry is what the endpoint serves."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry, ProcessCollector
 
     registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=registry)
     reader = PrometheusMetricReader(registry=registry, scope_info_enabled=False)
-    reader.dpop_registry = registry  # type: ignore[attr-defined]
-    return reader
-
-
-def start_metrics_endpoint(telemetry: Telemetry, address: str) -> str:
-    """Serve ``GET /metrics`` (Prometheus text format) on ``address`` (host:port, port 0
-    picks one) in a background thread; return the bound ``host:port``. Stopped by
-    :meth:`Telemetry.shutdown`. Raises ``RuntimeError`` when the address cannot be bound.
-    """
-    from prometheus_client import start_http_server
-
-    registry = telemetry.prometheus_registry
-    if registry is None:
-        raise RuntimeError("metrics endpoint requested but no Prometheus reader is configured")
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    try:
-        server, thread = start_http_server(int(port), addr=host, registry=registry)
-    except OSError as exc:
-        raise RuntimeError(f"cannot listen on {address} (DPOP_METRICS_LISTEN): {exc}") from exc
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-    telemetry.on_shutdown(stop)
-    bound_host = f"[{host}]" if ":" in host else host
-    bound = f"{bound_host}:{server.server_address[1]}"
-    _log.info("serving Prometheus metrics on http://%s/metrics", bound)
-    return bound
+    return registry, reader

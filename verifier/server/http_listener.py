@@ -1,4 +1,5 @@
-"""The forward-auth HTTP listener (``DPOP_HTTP_LISTEN``), on waitress.
+"""The HTTP listeners, on waitress: forward auth (``DPOP_HTTP_LISTEN``) and the Prometheus
+endpoint (``DPOP_METRICS_LISTEN``, :mod:`verifier.server.metrics_listener`).
 
 Why waitress (docs/performance.md, "Forward-auth listener"): it parses HTTP/1.1 with a
 well-kept library, and it **receives first**: one thread reads every connection, and a request
@@ -97,17 +98,31 @@ def check_waitress_internals() -> None:
         raise RuntimeError(f"unsupported waitress version: missing {', '.join(missing)}")
 
 
-class ForwardAuthListener:
-    """The forward-auth HTTP server on its own threads: :meth:`start`, then :meth:`stop`."""
+class HttpListener:
+    """A bounded HTTP/1.1 server for a WSGI ``app`` on its own threads: :meth:`start`, then
+    :meth:`stop`. The forward-auth listener and the Prometheus endpoint are both one.
 
-    def __init__(self, app: Callable[..., Any], settings: ServerSettings) -> None:
+    ``listen`` and ``threads`` default to the forward-auth listener's settings; every other
+    bound (connections, receive deadline, idle time, head size) is the server section's."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        settings: ServerSettings,
+        *,
+        listen: str = "",
+        threads: int = 0,
+        name: str = "forward-auth",
+        setting: str = "DPOP_HTTP_LISTEN",
+    ) -> None:
         check_waitress_internals()
+        listen = listen or settings.http_listen
         for name in ("waitress", "waitress.queue"):
             # "Task queue depth is N" on every queued request, and socket-level chatter.
             logging.getLogger(name).setLevel(logging.ERROR)
         adjustments = Adjustments(
-            listen=settings.http_listen,
-            threads=settings.http_threads,
+            listen=listen,
+            threads=threads or settings.http_threads,
             connection_limit=settings.max_connections,
             channel_timeout=settings.http_idle_timeout_seconds,
             cleanup_interval=MAINTENANCE_INTERVAL_SECONDS,
@@ -122,9 +137,10 @@ class ForwardAuthListener:
         try:
             self._server = _Server(app, map={}, adj=adjustments)
         except OSError as exc:
-            raise RuntimeError(f"cannot listen on {settings.http_listen}: {exc}") from exc
+            raise RuntimeError(f"cannot listen on {listen} ({setting}): {exc}") from exc
         self._server.receive_timeout = settings.receive_timeout_ms / 1000
-        self._thread = threading.Thread(target=self._run, name="forward-auth", daemon=True)
+        self._name = name
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     @property
     def address(self) -> str:
@@ -139,7 +155,7 @@ class ForwardAuthListener:
         try:
             self._server.run()
         except Exception:  # the loop itself failed: nothing more is served here
-            _log.exception("the forward-auth listener stopped")
+            _log.exception("the %s listener stopped", self._name)
 
     def in_flight(self) -> int:
         """Requests received and not yet answered."""

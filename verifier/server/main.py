@@ -10,9 +10,10 @@ import sys
 from collections.abc import Mapping
 
 from verifier.app import App, build_app
-from verifier.app.telemetry import build_telemetry, start_metrics_endpoint
+from verifier.app.telemetry import build_telemetry
 from verifier.config import ConfigError, Settings
 from verifier.config.telemetry import telemetry_settings
+from verifier.server.metrics_listener import start_metrics_endpoint
 from verifier.server.runtime import ListeningAddresses, exit_process, serve
 from verifier.server.workers import (
     METRICS_TAKEOVER_SECONDS,
@@ -87,12 +88,12 @@ def run(settings: Settings, overrides: Mapping[str, object] | None = None) -> in
         try:
             if settings.server.metrics_listen and worker is not None:
                 start_worker_metrics(
-                    functools.partial(start_metrics_endpoint, telemetry),
+                    functools.partial(start_metrics_endpoint, telemetry, settings=settings.server),
                     settings.server.metrics_listen,
                     wait_seconds=settings.server.shutdown_grace_seconds + METRICS_TAKEOVER_SECONDS,
                 )
             elif settings.server.metrics_listen:
-                start_metrics_endpoint(telemetry, settings.server.metrics_listen)
+                start_metrics_endpoint(telemetry, settings.server.metrics_listen, settings.server)
             stuck = asyncio.run(_serve(app, telemetry, reuse_port=worker is not None))
         except RuntimeError as exc:  # e.g. the address is in use
             print(f"error: {exc}", file=sys.stderr)

@@ -43,7 +43,7 @@ from verifier.server.health import (
     Watchdog,
     store_answers,
 )
-from verifier.server.http_listener import ForwardAuthListener
+from verifier.server.http_listener import HttpListener
 from verifier.telemetry import Telemetry
 
 _log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ async def serve(
 
     http_listener = None
     if doors.forward_auth is not None:
-        http_listener = ForwardAuthListener(doors.forward_auth, settings.server)
+        http_listener = HttpListener(doors.forward_auth, settings.server)
 
     def publish_liveness(alive: bool) -> None:
         health_servicer.set(LIVENESS_HEALTH_SERVICE, _SERVING if alive else _NOT_SERVING)
