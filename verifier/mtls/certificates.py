@@ -148,8 +148,8 @@ def _pem_blocks(text: str) -> list[bytes]:
 
 
 def _strict_b64(value: str, what: str) -> bytes:
-    """Standard padded base64 (RFC 4648 §4), nothing else."""
-    if not _STD_B64.fullmatch(value):
+    """Standard padded base64 (RFC 4648 §4) of at least one byte, nothing else."""
+    if not value or not _STD_B64.fullmatch(value):
         raise _invalid(f"{what} is not padded standard base64")
     try:
         return base64.b64decode(value, validate=True)
@@ -229,7 +229,10 @@ def certificate_from_rfc9440(value: str) -> ClientCertificate:
     _bounded(value, MAX_CERTIFICATE_CHARS * 2, "Client-Cert")
     if len(value) < 2 or value[0] != ":" or value[-1] != ":":
         raise _invalid("Client-Cert is not a byte sequence (:base64:)")
-    return certificate_from_der(_strict_b64(value[1:-1], "Client-Cert"))
+    der = _strict_b64(value[1:-1], "Client-Cert")
+    if not der:
+        raise _invalid("Client-Cert is an empty byte sequence")
+    return certificate_from_der(der)
 
 
 def certificate_from_header(value: str | None, header_format: str) -> ClientCertificate:
