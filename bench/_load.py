@@ -20,7 +20,7 @@ from verifier._generated.dpop.verifier.v1 import verifier_pb2 as verify_pb
 from verifier._generated.envoy.config.core.v3 import address_pb2, base_pb2
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attributes_pb
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as extauthz_pb
-from verifier.mint import KeyPair, make_proof
+from verifier.cli.mint import KeyPair, make_proof
 
 CHECK = "/envoy.service.auth.v3.Authorization/Check"
 VERIFY = "/dpop.verifier.v1.VerifierService/Verify"

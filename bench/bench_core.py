@@ -33,12 +33,13 @@ from tests.support.redis_server import RedisServer
 from tests.support.service import ServiceProcess, TestIssuer
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc as pb_grpc
+from verifier.cli.mint import generate_key, make_proof
+from verifier.domain.model import RequestFacts
 from verifier.dpop import proof as proofs
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS, verify_signature
-from verifier.dpop.jwk import public_key_for_alg, thumbprint
-from verifier.engine.model import RequestFacts
-from verifier.engine.verifier import EngineSettings, Verifier
-from verifier.mint import generate_key, make_proof
+from verifier.engine.pipeline import EngineSettings, Verifier
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS, verify_signature
+from verifier.jose.rfc7517 import public_key_for_alg
+from verifier.jose.rfc7638 import thumbprint
 from verifier.replay.memory import MemoryReplayStore
 from verifier.tokens.sources import StaticKeySource
 from verifier.tokens.validator import TokenValidator, TrustedIssuer

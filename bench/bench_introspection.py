@@ -35,10 +35,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.auth_server import CLIENT_ID, CLIENT_SECRET, AuthServer
-from verifier import mint
 from verifier.app import App, build_app
+from verifier.cli import mint
 from verifier.config import IssuerSettings, Settings
-from verifier.engine.model import RequestFacts
+from verifier.domain.model import RequestFacts
 
 URL = "https://api.test/orders"
 AUDIENCE = "https://api.test"

@@ -42,7 +42,7 @@ from tests.support.redis_topologies import cluster_setup, sentinel_setup, wait_u
 from tests.support.service import ServiceProcess, TestIssuer
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc as pb_grpc
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 from verifier.replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 
 URL = "https://api.test/orders"

@@ -11,7 +11,7 @@ must pay for itself here, measured in the same run as the library it stands in f
 * ``OTLP encoder``: :class:`~verifier.telemetry.otlp.SpanEncoder` against the OTLP exporter's
   ``encode_spans``, a batch of 512 spans, cost per span;
 * ``decision counter``: counting a decision in a locked dict that an observable counter reports
-  at collection (``verifier.telemetry.core.Instruments``) against an SDK counter's ``add``, one
+  at collection (``verifier.telemetry.sink.Instruments``) against an SDK counter's ``add``, one
   reader.
 
 Measured the same way and removed, since they saved (almost) nothing: histogram batching (a
@@ -43,11 +43,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from verifier.dpop.reasons import Reason, RfcError
-from verifier.engine.model import Decision
+from verifier.domain.model import Decision
+from verifier.domain.reasons import Reason, RfcError
 from verifier.telemetry import DecisionLog, Telemetry
-from verifier.telemetry.core import Instruments
 from verifier.telemetry.otlp import SpanEncoder
+from verifier.telemetry.sink import Instruments
 
 ATTRIBUTES = {"dpop.replay.store": "redis", "dpop.replay.outcome": "first_use"}
 ALLOW = Decision(allow=True, reason=Reason.OK, message="", rfc_error=RfcError.NONE, http_status=200)

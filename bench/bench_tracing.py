@@ -54,9 +54,9 @@ from bench.bench_core import drive_grpc, grpc_requests
 from tests.support.net import free_port
 from tests.support.otlp_receiver import otlp_grpc_receiver
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
-from verifier.api.verify_service import VERIFY_METHOD, request_facts
 from verifier.app import build_app
 from verifier.config import IssuerSettings, Settings
+from verifier.doors.verify import VERIFY_METHOD, verify_request_facts
 from verifier.telemetry import DecisionLog, Telemetry
 from verifier.telemetry.otlp import SpanEncoder
 
@@ -140,7 +140,7 @@ def bench_in_process(issuer: TestIssuer, n: int, config: dict[str, Any]) -> dict
     cpu, started = time.process_time(), time.perf_counter()
     for request in requests:
         with telemetry.decision_scope(VERIFY_METHOD) as scope:
-            scope.facts = request_facts(request)
+            scope.facts = verify_request_facts(request)
             scope.decision = engine.verify(scope.facts)
         if not scope.decision.allow:
             raise SystemExit(f"unexpected denial: {scope.decision.reason}")

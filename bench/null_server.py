@@ -39,8 +39,8 @@ from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
 from verifier._generated.dpop.verifier.v1 import verifier_pb2, verifier_pb2_grpc
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from verifier.config import Settings, load_settings
-from verifier.dpop.jose import ALGORITHMS, b64url_decode, parse_json_object, verify_signature
-from verifier.dpop.jwk import public_key_for_alg
+from verifier.jose.rfc7515 import ALGORITHMS, b64url_decode, parse_json_object, verify_signature
+from verifier.jose.rfc7517 import public_key_for_alg
 from verifier.server.runtime import create_grpc_server
 
 CHECK_ALLOW = external_auth_pb2.CheckResponse(

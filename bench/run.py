@@ -90,12 +90,12 @@ from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.service import AUDIENCE, ISSUER, TestIssuer
 from verifier.app import build_app
+from verifier.cli.mint import KeyPair, generate_key, make_proof
 from verifier.config import IssuerSettings, Settings
+from verifier.domain.model import RequestFacts
 from verifier.dpop import proof as proofs
-from verifier.dpop.jose import verify_signature
-from verifier.dpop.jwk import public_key_for_alg
-from verifier.engine.model import RequestFacts
-from verifier.mint import KeyPair, generate_key, make_proof
+from verifier.jose.rfc7515 import verify_signature
+from verifier.jose.rfc7517 import public_key_for_alg
 from verifier.telemetry import DecisionLog, Telemetry
 
 ROOT = Path(__file__).resolve().parent.parent

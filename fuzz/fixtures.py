@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 
-from verifier import mint
-from verifier.dpop.jose import b64url_encode
+from verifier.cli import mint
 from verifier.dpop.nonce import NonceKeys
+from verifier.jose.rfc7515 import b64url_encode
 from verifier.tokens.jwks import parse_jwks
 from verifier.tokens.sources import StaticKeySource
 from verifier.tokens.validator import TrustedIssuer

@@ -1,7 +1,7 @@
 """Crashes the fuzzers found that are recorded but not fixed yet.
 
 Each entry names its input under ``fuzz/crashes/`` and the crash's signature: the exception
-type and the innermost frame in our code (``verifier/config.py:_check_address``). The
+type and the innermost frame in our code (``verifier/config/__init__.py:_check_address``). The
 replay test expects the input to crash (``xfail(strict=True)``), and the fuzzers skip inputs
 that crash with a known signature, so that one recorded bug does not end every run. Once the
 owner fixes the code, the replay passes, the strict xfail fails, and the entry is deleted (the

@@ -1,6 +1,6 @@
 """Write the seed corpus: ``python -m fuzz.seeds`` (then review and commit ``fuzz/corpus/``).
 
-Seeds are real inputs: proofs and tokens made with :mod:`verifier.mint` at
+Seeds are real inputs: proofs and tokens made with :mod:`verifier.cli.mint` at
 :data:`~fuzz.fixtures.NOW`, the RFC 9449 and RFC 7638 examples of
 ``tests/fixtures/rfc9449-vectors.json``, ``CheckRequest`` messages as Envoy sends them (see
 ``bench/_load.py``) and configurations from the README and ``docs/``. Proofs signed with the
@@ -28,10 +28,10 @@ from fuzz.fixtures import (
     TOKEN,
 )
 from fuzz.harnesses.config import ISSUER_ENV_VARIABLE
-from verifier import mint
 from verifier._generated.envoy.config.core.v3 import address_pb2, base_pb2
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attributes_pb
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as extauthz_pb
+from verifier.cli import mint
 from verifier.config import OPTIONS
 from verifier.dpop.nonce import NonceKeys, issue_nonce
 

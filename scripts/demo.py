@@ -316,7 +316,7 @@ class Demo:
 
 def prepare(folder: Path) -> None:
     """Keys, the issuer's JWKS, the nonce secret and the verifier's config in ``folder``."""
-    from verifier.mint import generate_key, jwks_for
+    from verifier.cli.mint import generate_key, jwks_for
 
     issuer, client = generate_key("ES256"), generate_key("ES256")
     for name, key in (("issuer.jwk", issuer), ("client.jwk", client)):

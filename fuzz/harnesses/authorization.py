@@ -2,7 +2,7 @@
 §2.1, RFC 9449 §7.1).
 
 Input: the header values, one per line. Documented outcome:
-:class:`~verifier.dpop.reasons.Denial`.
+:class:`~verifier.domain.reasons.Denial`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import re
 
 from fuzz.fixtures import MAX_TOKEN_BYTES
 from fuzz.harness import Harness, text
+from verifier.domain.reasons import Denial
 from verifier.dpop.authorization import Scheme, parse_authorization
-from verifier.dpop.reasons import Denial
 
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 

@@ -1,4 +1,4 @@
-"""The config loader (verifier/config.py ``load_settings``): from a file and from an environment.
+"""The config loader (``verifier.config.load_settings``): from a file and from an environment.
 
 Input: a first line naming the source, ``toml``, ``json`` or ``env``; then the file's content,
 or for ``env`` one ``NAME=value`` per line, read as ``os.environ`` reads an environment (bytes
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fuzz.fixtures import ISSUER_KEY, ISSUER_KID
 from fuzz.harness import SCRATCH_ENV, Harness
-from verifier import mint
+from verifier.cli import mint
 from verifier.config import ConfigError, load_settings
 
 ISSUER_ENV_VARIABLE = "FUZZ_INTROSPECTION_CLIENT_SECRET"

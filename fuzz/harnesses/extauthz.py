@@ -1,4 +1,4 @@
-"""Envoy's ``CheckRequest`` -> request facts (verifier/api/extauthz_facts.py) -> a decision.
+"""Envoy's ``CheckRequest`` -> request facts (verifier/doors/extauthz_facts.py) -> a decision.
 
 Input: a serialized ``envoy.service.auth.v3.CheckRequest``, as gRPC hands it to the servicer
 (bytes that do not parse never reach it). The facts then go through the whole engine, with
@@ -17,10 +17,10 @@ from fuzz.fixtures import NONCE_KEYS, NOW, TOKEN_LEEWAY, trusted_issuer
 from fuzz.harness import Harness
 from fuzz.harnesses.htu import PUBLIC_BASE_URLS, ROUTES, TRUST_FORWARDED
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
-from verifier.api.extauthz_facts import request_facts, request_headers
-from verifier.api.target_uri import PublicUrlOptions
-from verifier.dpop.reasons import Reason
-from verifier.engine.verifier import EngineSettings, Verifier
+from verifier.domain.reasons import Reason
+from verifier.doors.extauthz_facts import check_request_facts, request_headers
+from verifier.doors.target_uri import PublicUrlOptions
+from verifier.engine.pipeline import EngineSettings, Verifier
 from verifier.replay.memory import MemoryReplayStore
 from verifier.tokens.validator import TokenValidator
 
@@ -40,7 +40,7 @@ def check(data: bytes, public_url: PublicUrlOptions) -> None:
         return
     headers = request_headers(request.attributes.request.http)
     assert all(name == name.lower() for name in headers)
-    facts = request_facts(request, headers, routes=ROUTES, public_url=public_url)
+    facts = check_request_facts(request, headers, routes=ROUTES, public_url=public_url)
     assert facts.authorization == headers.get("authorization", ())
     assert facts.dpop == headers.get("dpop", ())
     decision = ENGINE.verify(facts)

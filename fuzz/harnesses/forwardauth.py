@@ -1,5 +1,5 @@
 """A gateway's forward-auth request, as bytes on the wire -> waitress's parser -> the
-forward-auth application (verifier/api/forward_auth.py) -> a decision -> an HTTP answer.
+forward-auth application (verifier/doors/forward_auth.py) -> a decision -> an HTTP answer.
 
 Input: the raw bytes of one HTTP/1.1 request, as the listener receives them. waitress parses
 them (what it rejects gets its own 4xx and never reaches the application); a complete request
@@ -21,8 +21,8 @@ from waitress.parser import HTTPRequestParser  # type: ignore[import-untyped]
 from fuzz.harness import Harness
 from fuzz.harnesses.extauthz import ENGINE
 from fuzz.harnesses.htu import PUBLIC_BASE_URLS, ROUTES, TRUST_FORWARDED
-from verifier.api.forward_auth import ForwardAuthApp, ForwardAuthOptions
-from verifier.api.target_uri import PublicUrlOptions
+from verifier.doors.forward_auth import ForwardAuthApp, ForwardAuthOptions
+from verifier.doors.target_uri import PublicUrlOptions
 
 ADJUSTMENTS = Adjustments(max_request_header_size=65536, max_request_body_size=65536)
 STATUSES = frozenset({200, 400, 401, 403, 431, 503})

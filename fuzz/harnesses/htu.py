@@ -1,9 +1,9 @@
-"""Target URIs: ``htu`` normalization (verifier/dpop/htu.py) and the public URL a proxy's
-request stands for (verifier/api/target_uri.py), with the route it selects.
+"""Target URIs: ``htu`` normalization (verifier/domain/uri.py) and the public URL a proxy's
+request stands for (verifier/doors/target_uri.py), with the route it selects.
 
 Input of :func:`normalize`: a URI. Input of the ``public_uri`` steps: lines ``scheme``,
 ``authority``, ``path``, then ``name: value`` header lines. Documented outcome:
-:class:`~verifier.dpop.htu.InvalidUri` from :func:`normalize_target_uri`;
+:class:`~verifier.domain.uri.InvalidUri` from :func:`normalize_target_uri`;
 :func:`public_target_uri` and ``RouteTable.resolve`` document none.
 """
 
@@ -13,10 +13,10 @@ import functools
 from collections.abc import Mapping
 
 from fuzz.harness import Harness, text
-from verifier.api.target_uri import FORWARDING_HEADERS, PublicUrlOptions, public_target_uri
-from verifier.dpop.htu import InvalidUri, normalize_target_uri
-from verifier.engine.model import Mode, Policy
-from verifier.engine.routes import parse_routes
+from verifier.domain.model import Mode, Policy
+from verifier.domain.routes import parse_routes
+from verifier.domain.uri import InvalidUri, normalize_target_uri
+from verifier.doors.target_uri import FORWARDING_HEADERS, PublicUrlOptions, public_target_uri
 
 ROUTES = parse_routes(
     [

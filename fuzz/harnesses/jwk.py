@@ -1,9 +1,9 @@
-"""JWK import and RFC 7638 thumbprints (verifier/dpop/jwk.py, verifier/tokens/jwks.py).
+"""JWK import and RFC 7638 thumbprints (verifier/jose/rfc7517.py, verifier/tokens/jwks.py).
 
 Input: a JSON object, read as a proof's ``jwk`` (strict JSON, :func:`parse_json_object`) or,
 when it has a ``keys`` member, as an issuer's JWK Set imported the way the token validator
-imports its keys. Documented outcomes: :class:`~verifier.dpop.jose.MalformedJws` (not a JSON
-object), :class:`~verifier.dpop.jwk.InvalidJwk` and :class:`~verifier.tokens.jwks.InvalidJwks`.
+imports its keys. Documented outcomes: :class:`~verifier.jose.rfc7515.MalformedJws` (not a JSON
+object), :class:`~verifier.jose.rfc7517.InvalidJwk` and :class:`~verifier.tokens.jwks.InvalidJwks`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,9 @@ import contextlib
 import re
 
 from fuzz.harness import Harness
-from verifier.dpop.jose import ALGORITHMS, MalformedJws, parse_json_object
-from verifier.dpop.jwk import (
-    InvalidJwk,
-    canonical_json,
-    has_private_members,
-    public_key_for_alg,
-    thumbprint,
-)
+from verifier.jose.rfc7515 import ALGORITHMS, MalformedJws, parse_json_object
+from verifier.jose.rfc7517 import InvalidJwk, has_private_members, public_key_for_alg
+from verifier.jose.rfc7638 import canonical_json, thumbprint
 from verifier.tokens.jwks import InvalidJwks, parse_jwks
 
 _JKT = re.compile(r"[A-Za-z0-9_-]{43}")

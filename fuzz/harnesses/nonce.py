@@ -1,7 +1,7 @@
 """Server nonces (verifier/dpop/nonce.py; RFC 9449 §8, §9).
 
 Input: a proof's ``nonce`` claim (none when empty). Documented outcome:
-:class:`~verifier.dpop.reasons.Denial` (``nonce_required``, ``nonce_invalid``,
+:class:`~verifier.domain.reasons.Denial` (``nonce_required``, ``nonce_invalid``,
 ``nonce_expired``).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fuzz.fixtures import NONCE_KEYS, NOW
 from fuzz.harness import Harness, text
+from verifier.domain.reasons import Denial
 from verifier.dpop.nonce import NonceKeys, check_nonce, issue_nonce
-from verifier.dpop.reasons import Denial
 
 ROTATED = NonceKeys(
     current=b"dpop-verifier fuzz nonce secret, the next one", previous=NONCE_KEYS.current

@@ -1,8 +1,8 @@
 """DPoP proofs (verifier/dpop/proof.py): the engine's sequence of RFC 9449 §4.3 checks.
 
 Input: ``METHOD SP TARGET-URI LF`` and then the ``DPoP`` header values, one per line.
-Documented outcomes: :class:`~verifier.dpop.reasons.Denial` (every check) and
-:class:`~verifier.dpop.jwk.InvalidJwk` (the ``jwk`` is not a key of the type ``alg`` requires;
+Documented outcomes: :class:`~verifier.domain.reasons.Denial` (every check) and
+:class:`~verifier.jose.rfc7517.InvalidJwk` (the ``jwk`` is not a key of the type ``alg`` requires;
 the engine reports it as ``proof_jwk_invalid``).
 """
 
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from fuzz.fixtures import NOW, TOKEN
 from fuzz.harness import Harness, text
-from verifier.dpop.htu import normalize_target_uri
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS, verify_signature
-from verifier.dpop.jwk import InvalidJwk, public_key_for_alg, thumbprint
+from verifier.domain.reasons import Denial, Reason
+from verifier.domain.uri import normalize_target_uri
 from verifier.dpop.proof import (
     ProofLimits,
     check_ath,
@@ -24,7 +23,9 @@ from verifier.dpop.proof import (
     select_single_proof,
     split_proof,
 )
-from verifier.dpop.reasons import Denial, Reason
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS, verify_signature
+from verifier.jose.rfc7517 import InvalidJwk, public_key_for_alg
+from verifier.jose.rfc7638 import thumbprint
 
 LIMITS = ProofLimits()
 ALLOWED_ALGS = frozenset(DEFAULT_PROOF_ALGS)

@@ -1,9 +1,9 @@
 """Access tokens: the validator's routing (verifier/tokens/validator.py), compact JWS parsing
-(verifier/dpop/jose.py) and the claim checks (verifier/tokens/claims.py, introspection.py).
+(verifier/jose/rfc7515.py) and the claim checks (verifier/tokens/claims.py, introspection.py).
 
 Input: the token, as the text after ``DPoP `` in an ``Authorization`` header: it reaches the
 validator only through :func:`parse_authorization`, as in the engine. Documented outcomes:
-:class:`~verifier.dpop.reasons.Denial` and :class:`~verifier.dpop.jose.MalformedJws` (from
+:class:`~verifier.domain.reasons.Denial` and :class:`~verifier.jose.rfc7515.MalformedJws` (from
 :func:`parse_compact`, which the validator turns into ``token_malformed``).
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from fuzz.fixtures import AUDIENCE, ISSUER, MAX_TOKEN_BYTES, NOW, TOKEN_LEEWAY, trusted_issuer
 from fuzz.harness import Harness, text
+from verifier.domain.model import TokenClaims
+from verifier.domain.reasons import Denial, Reason
 from verifier.dpop.authorization import parse_authorization
-from verifier.dpop.jose import MalformedJws, parse_compact
-from verifier.dpop.reasons import Denial, Reason
-from verifier.engine.model import TokenClaims
+from verifier.jose.rfc7515 import MalformedJws, parse_compact
 from verifier.tokens.claims import check_token_claims
 from verifier.tokens.introspection import check_introspection
 from verifier.tokens.validator import TokenValidator, TrustedIssuer

@@ -17,8 +17,8 @@ import pytest
 
 from bench._load import CHECK, check_request, outcomes
 from bench._procs import PinnedServer, clean_env
-from verifier.dpop.jose import b64url_decode, b64url_encode
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
+from verifier.jose.rfc7515 import b64url_decode, b64url_encode
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "https://api.test/orders"

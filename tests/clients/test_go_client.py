@@ -27,8 +27,8 @@ from tests.clients.programs import wait_for_port
 from tests.support.net import free_port
 from tests.support.pki import TestPki
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
-from verifier.dpop.jwk import thumbprint
-from verifier.mint import generate_key, make_access_token, make_proof
+from verifier.cli.mint import generate_key, make_access_token, make_proof
+from verifier.jose.rfc7638 import thumbprint
 
 # Installs and builds happen in package fixtures, inside the first test that needs them.
 pytestmark = pytest.mark.timeout(600)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.pki import TestPki
 from tests.support.service import ServiceProcess, TestIssuer
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 
 # Installs and builds happen in package fixtures, inside the first test that needs them.
 pytestmark = pytest.mark.timeout(600)

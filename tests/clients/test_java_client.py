@@ -18,8 +18,8 @@ from tests.clients import readme
 from tests.clients.outcomes import TRANSPORT_FAILURES, allowed, verifiers
 from tests.support.pki import TestPki
 from tests.support.service import AUDIENCE, ISSUER, ServiceProcess, TestIssuer
-from verifier.dpop.jwk import thumbprint
-from verifier.mint import make_access_token
+from verifier.cli.mint import make_access_token
+from verifier.jose.rfc7638 import thumbprint
 
 # Installs and builds happen in package fixtures, inside the first test that needs them.
 pytestmark = pytest.mark.timeout(600)

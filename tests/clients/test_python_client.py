@@ -44,7 +44,7 @@ from dpop_verifier_client.proof import ProofSigner
 from tests.support.net import free_port
 from tests.support.pki import TestPki
 from tests.support.service import ServiceProcess, TestIssuer, running_service
-from verifier.dpop.jwk import thumbprint
+from verifier.jose.rfc7638 import thumbprint
 
 URL = "https://api.test/orders"
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)

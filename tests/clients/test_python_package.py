@@ -21,7 +21,7 @@ from tests.clients import readme
 from tests.clients.installs import SIGNER_INSTALL, FreshVenv
 from tests.support.pki import TestPki
 from tests.support.service import ServiceProcess, TestIssuer, dpop_request
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 
 # Installs and builds happen in package fixtures, inside the first test that needs them.
 pytestmark = pytest.mark.timeout(600)

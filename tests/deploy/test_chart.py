@@ -1018,8 +1018,8 @@ def test_config_file_only_keys_and_routes_match_the_service() -> None:
     """The file-only config keys (issuers, routes, ...) are all rendered into config.json, and
     the schema's route entries are exactly the service's."""
     from verifier.config import _FILE_ONLY_KEYS
-    from verifier.engine.model import Mode
-    from verifier.engine.routes import ROUTE_KEYS
+    from verifier.domain.model import Mode
+    from verifier.domain.routes import ROUTE_KEYS
 
     config = json.loads(chart.render().one("ConfigMap")["data"]["config.json"])
     assert set(_FILE_ONLY_KEYS) <= set(config), "a file-only key has no chart value"

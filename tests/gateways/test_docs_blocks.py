@@ -31,7 +31,7 @@ from tests.support.gateways import (
 )
 from tests.support.net import free_port
 from tests.support.service import ServiceProcess, TestIssuer
-from verifier.mint import generate_key
+from verifier.cli.mint import generate_key
 
 DOC = ROOT / "docs" / "gateways.md"
 

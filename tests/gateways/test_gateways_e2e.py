@@ -30,8 +30,8 @@ from tests.support.gateways import (
 )
 from tests.support.net import free_port
 from tests.support.service import AUDIENCE, ServiceProcess, TestIssuer, running_service
+from verifier.cli.mint import KeyPair, generate_key, make_access_token
 from verifier.dpop.nonce import NonceKeys, issue_nonce
-from verifier.mint import KeyPair, generate_key, make_access_token
 
 NONCE_LIFETIME = 300  # the service's default (DPOP_NONCE_LIFETIME_SECONDS)
 IDENTITY = ("x-dpop-jkt", "x-auth-subject", "x-auth-client-id", "x-auth-scope", "x-auth-issuer")

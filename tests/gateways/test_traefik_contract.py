@@ -46,7 +46,7 @@ from tests.support.gateways import (
     render_example,
 )
 from tests.support.service import AUDIENCE, ServiceProcess, TestIssuer
-from verifier.mint import generate_key, make_access_token
+from verifier.cli.mint import generate_key, make_access_token
 
 DYNAMIC = EXAMPLES / "traefik" / "dynamic.yml"
 README = EXAMPLES / "traefik" / "README.md"

@@ -47,7 +47,7 @@ from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc as vpb_grpc
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attributes
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as authz
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
-from verifier.mint import KeyPair, generate_key, jwks_for, make_access_token, make_proof
+from verifier.cli.mint import KeyPair, generate_key, jwks_for, make_access_token, make_proof
 from verifier.server.runtime import LIVENESS_HEALTH_SERVICE
 
 # A hang guard: the first test also waits for the base (once per machine) and the build.

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.support.service import TestIssuer, running_service
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 
 URL = "https://api.test/orders"
 

@@ -21,7 +21,7 @@ import pytest
 from tests.support.net import free_port
 from tests.support.service import ServiceProcess
 from verifier.cli import main
-from verifier.mint import generate_key
+from verifier.cli.mint import generate_key
 
 URL = "https://api.example.com/orders"
 REPR = re.compile(r"Traceback|\w+Error\(|\w+Exception\(|KeyError|^'\w+'$")

@@ -21,7 +21,7 @@ from tests.support.service import TestIssuer, running_service
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attributes
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 
 
 def check_request(host: str, path: str, headers: dict[str, str]) -> pb.CheckRequest:

@@ -35,7 +35,7 @@ from tests.deploy import chart
 from tests.support.auth_server import AuthServer
 from tests.support.net import free_port
 from tests.support.service import ServiceProcess
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docs" / "grafana" / "dpop-verifier.json"

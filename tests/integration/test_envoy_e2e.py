@@ -19,7 +19,7 @@ from tests.support.http_requests import HOST, Reply, assert_denied, dpop_headers
 from tests.support.http_requests import send as send_to
 from tests.support.redis_server import RedisServer
 from tests.support.service import ServiceProcess, TestIssuer, running_service
-from verifier.mint import KeyPair, generate_key
+from verifier.cli.mint import KeyPair, generate_key
 
 NONCE_SECRET = "n" * 48
 IDENTITY = ("x-dpop-jkt", "x-auth-subject", "x-auth-client-id", "x-auth-scope", "x-auth-issuer")

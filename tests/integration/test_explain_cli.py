@@ -14,7 +14,7 @@ import redis
 
 from tests.support.redis_server import RedisServer
 from tests.support.service import AUDIENCE, TestIssuer
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 
 URL = "https://api.test/orders"
 

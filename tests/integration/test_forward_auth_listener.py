@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.service import ServiceProcess, TestIssuer, running_service
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 
 TRUSTED = "127.0.0.2"
 """The gateway's address: the only trusted proxy. Requests from 127.0.0.1 are not trusted."""

@@ -19,7 +19,7 @@ from tests.support.net import free_port
 from tests.support.otlp_receiver import OtlpStore, attributes, otlp_grpc_receiver, wait_for
 from tests.support.service import ServiceProcess, TestIssuer, dpop_request, running_service
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
-from verifier.mint import generate_key
+from verifier.cli.mint import generate_key
 from verifier.telemetry import hash_jkt
 
 SERVICE_NAME = "dpop-verifier-under-test"

@@ -27,8 +27,8 @@ from tests.support.tls_files import (
     make_redis_tls,
 )
 from tests.support.verify_load import reason, same_request_concurrently
+from verifier.cli.mint import KeyPair, generate_key, make_proof
 from verifier.dpop.proof import replay_key
-from verifier.mint import KeyPair, generate_key, make_proof
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_blocking import BlockingCluster

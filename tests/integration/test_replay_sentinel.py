@@ -33,7 +33,7 @@ from tests.support.tls_files import (
     make_redis_tls,
 )
 from tests.support.verify_load import SteadyStream, reason, same_request_concurrently
-from verifier.mint import KeyPair, generate_key
+from verifier.cli.mint import KeyPair, generate_key
 from verifier.replay import RedisReplayStore, ReplayStoreUnavailable
 from verifier.replay.redis_blocking import BlockingSentinel
 

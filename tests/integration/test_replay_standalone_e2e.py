@@ -13,7 +13,7 @@ import pytest
 from tests.support.redis_server import RedisServer, missing_redis_binaries
 from tests.support.service import ServiceProcess, TestIssuer, dpop_request, running_service
 from tests.support.verify_load import SteadyStream, p99, reason, same_request_concurrently
-from verifier.mint import KeyPair, generate_key
+from verifier.cli.mint import KeyPair, generate_key
 from verifier.server.runtime import REPLAY_STORE_HEALTH_SERVICE
 
 # Promptness bound for denials while Redis is dead or frozen: the store's deadline is 50 ms,

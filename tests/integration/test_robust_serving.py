@@ -29,7 +29,7 @@ from bench._load import (
 )
 from tests.support.redis_server import RedisServer
 from tests.support.service import ServiceProcess, TestIssuer, running_service
-from verifier.mint import generate_key
+from verifier.cli.mint import generate_key
 from verifier.server.health import seconds_to_not_serving
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -16,8 +16,8 @@ import pytest
 
 from tests.support.service import ServiceProcess, TestIssuer, running_service
 from verifier.cli import main
-from verifier.mint import generate_key, make_proof
-from verifier.rollout import decision_fields, summarize
+from verifier.cli.mint import generate_key, make_proof
+from verifier.cli.rollout import decision_fields, summarize
 
 BETA = "https://api.test/beta/orders"
 ORDERS = "https://api.test/orders"

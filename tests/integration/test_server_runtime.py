@@ -37,8 +37,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier.config import Settings, load_settings
-from verifier.dpop.reasons import Reason, RfcError
-from verifier.engine.model import Check, Decision, RequestFacts, TokenClaims
+from verifier.domain.model import CheckOutcome, Decision, RequestFacts, TokenClaims
+from verifier.domain.reasons import Reason, RfcError
 from verifier.server.runtime import (
     LIVENESS_HEALTH_SERVICE,
     REPLAY_STORE_HEALTH_SERVICE,
@@ -67,7 +67,7 @@ ALLOW = Decision(
         scope="read",
         expires_at=1_900_000_000,
     ),
-    checks=(Check("proof.signature", True), Check("token.exp", True, "ok")),
+    checks=(CheckOutcome("proof.signature", True), CheckOutcome("token.exp", True, "ok")),
 )
 
 

@@ -14,8 +14,8 @@ from tests.support.service import AUDIENCE, ISSUER, TestIssuer
 from tests.support.telemetry import captured_logs, inprocess_service, observed_telemetry
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
+from verifier.cli.mint import generate_key, make_proof
 from verifier.config import IssuerSettings, Settings
-from verifier.mint import generate_key, make_proof
 from verifier.telemetry import hash_jkt
 
 CHECK_SPAN = "envoy.service.auth.v3.Authorization/Check"

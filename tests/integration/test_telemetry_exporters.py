@@ -18,12 +18,12 @@ from tests.support.otlp_receiver import attributes, otlp_http_receiver, wait_for
 from tests.support.service import AUDIENCE
 from tests.support.telemetry import Observed, captured_logs, inprocess_service, observed_telemetry
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
+from verifier.app.telemetry import build_telemetry
+from verifier.cli.mint import generate_key, jwks_for, make_access_token, make_proof
 from verifier.config import IssuerSettings, Settings
-from verifier.dpop.reasons import Reason, info
-from verifier.engine.model import Decision
-from verifier.mint import generate_key, jwks_for, make_access_token, make_proof
-from verifier.telemetry import telemetry_settings
-from verifier.telemetry.setup import build_telemetry
+from verifier.config.telemetry import telemetry_settings
+from verifier.domain.model import Decision
+from verifier.domain.reasons import Reason, info
 
 GOOD, BROKEN = "https://good.test", "https://broken.test"
 URL = "https://api.test/orders"

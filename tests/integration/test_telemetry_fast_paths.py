@@ -23,10 +23,10 @@ from opentelemetry.trace.span import TraceState
 from tests.support.service import AUDIENCE, ISSUER, TestIssuer
 from tests.support.telemetry import captured_logs, inprocess_service, observed_telemetry
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
+from verifier.cli.mint import generate_key, make_proof
 from verifier.config import IssuerSettings, Settings
-from verifier.dpop.reasons import Reason, info
-from verifier.engine.model import Decision
-from verifier.mint import generate_key, make_proof
+from verifier.domain.model import Decision
+from verifier.domain.reasons import Reason, info
 from verifier.telemetry.otlp import SpanEncoder
 
 URL = "https://api.test/orders"

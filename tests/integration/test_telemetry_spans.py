@@ -21,8 +21,8 @@ from tests.support.redis_server import RedisServer
 from tests.support.service import AUDIENCE, ISSUER, TestIssuer
 from tests.support.telemetry import Observed, captured_logs, inprocess_service, observed_telemetry
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
+from verifier.cli.mint import KeyPair, generate_key, make_proof
 from verifier.config import IssuerSettings, Settings
-from verifier.mint import KeyPair, generate_key, make_proof
 from verifier.telemetry import hash_jkt
 
 URL = "https://api.test/orders"

@@ -1,10 +1,10 @@
 """Token sources against a real authorization-server stand-in on loopback (issue 8).
 
 Every test builds the service from settings (``build_app``, the real wiring) and decides real
-requests through ``Verifier.verify`` with proofs and tokens from :mod:`verifier.mint`: discovery,
-key rotation, unknown ``kid`` refetches, the issuer going down, opaque tokens by introspection,
-client authentication and multi-issuer routing. Concurrent requests are threads, as the gRPC
-worker threads are.
+requests through ``Verifier.verify`` with proofs and tokens from :mod:`verifier.cli.mint`:
+discovery, key rotation, unknown ``kid`` refetches, the issuer going down, opaque tokens by
+introspection, client authentication and multi-issuer routing. Concurrent requests are
+threads, as the gRPC worker threads are.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.support.auth_server import CLIENT_ID, CLIENT_SECRET, AuthServer, auth_server
 from tests.support.telemetry import observed_telemetry
 from tests.support.threads import race_in_threads
-from verifier import mint
 from verifier.app import App, build_app
+from verifier.cli import mint
 from verifier.config import IssuerSettings, Settings, load_settings
-from verifier.dpop.reasons import Reason
-from verifier.engine.model import Decision, Mode, Policy, RequestFacts
+from verifier.domain.model import Decision, Mode, Policy, RequestFacts
+from verifier.domain.reasons import Reason
 from verifier.server.runtime import ISSUER_HEALTH_SERVICE_PREFIX, ListeningAddresses, serve
 from verifier.tokens.sources import RemoteKeySource
 
@@ -548,7 +548,7 @@ def test_a_cached_refusal_on_a_worker_thread_is_traced_like_the_first_one(
 ) -> None:
     """The first refusal is introspected, the second found in the cache: both leave a
     ``dpop.token.validate`` span with the reason."""
-    from verifier.api.verify_service import VERIFY_METHOD
+    from verifier.doors.verify import VERIFY_METHOD
 
     inactive = server.opaque("traced-gone", active=False)
     observed = observed_telemetry()

@@ -16,8 +16,8 @@ import pytest
 from tests.support.redis_server import RedisServer
 from tests.support.service import ServiceProcess, TestIssuer, dpop_request, running_service
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS, b64url_encode
-from verifier.mint import KeyPair, encode_jws, generate_key, make_proof
+from verifier.cli.mint import KeyPair, encode_jws, generate_key, make_proof
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS, b64url_encode
 
 URL = "https://api.test/orders"
 NONCE_SECRET = "n" * 48

@@ -28,7 +28,7 @@ from tests.support.net import free_port
 from tests.support.service import ServiceProcess, TestIssuer, dpop_request
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc as pb_grpc
-from verifier.mint import KeyPair, generate_key
+from verifier.cli.mint import KeyPair, generate_key
 
 T = TypeVar("T")
 

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote_plus
 
 import jwt
 
-from verifier import mint
+from verifier.cli import mint
 from verifier.tokens.client_auth import ASSERTION_TYPE
 
 CLIENT_ID = "dpop-verifier"

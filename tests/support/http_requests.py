@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support.service import ServiceProcess
-from verifier.mint import KeyPair, make_proof
+from verifier.cli.mint import KeyPair, make_proof
 
 HOST = "api.test"
 """The host clients name (``Host``) and sign (``htu``)."""

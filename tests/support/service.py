@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc as pb_grpc
-from verifier.mint import KeyPair, generate_key, jwks_for, make_access_token, make_proof
+from verifier.cli.mint import KeyPair, generate_key, jwks_for, make_access_token, make_proof
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "https://api.test"

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.support.service import ServiceProcess, dpop_request
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
-from verifier.mint import KeyPair
+from verifier.cli.mint import KeyPair
 
 
 def reason(response: pb.VerifyResponse) -> str:

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from verifier import mint
-from verifier.dpop.jose import b64url_decode, b64url_encode
+from verifier.cli import mint
+from verifier.domain.model import Decision, Policy, RequestFacts
+from verifier.domain.ports import ReplayStore, ReplayStoreUnavailable
+from verifier.domain.reasons import CATALOGUE, Reason
 from verifier.dpop.proof import access_token_hash
-from verifier.dpop.reasons import CATALOGUE, Reason
-from verifier.engine.model import Decision, Policy, RequestFacts
-from verifier.engine.verifier import EngineSettings, Verifier
-from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
+from verifier.engine.pipeline import EngineSettings, Verifier
+from verifier.jose.rfc7515 import b64url_decode, b64url_encode
 from verifier.replay.memory import MemoryReplayStore
 from verifier.tokens.jwks import parse_jwks
 from verifier.tokens.sources import StaticKeySource

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from verifier.domain.reasons import Denial, Reason
 from verifier.dpop.authorization import Credentials, Scheme, parse_authorization
-from verifier.dpop.reasons import Denial, Reason
 
 MAX = 64
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"

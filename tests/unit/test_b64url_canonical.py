@@ -19,11 +19,11 @@ from tests.unit.helpers import (
     resource_facts,
     sign_jws,
 )
-from verifier.dpop.jose import MalformedJws, b64url_decode, b64url_encode, parse_compact
-from verifier.dpop.jwk import InvalidJwk, public_key_for_alg
+from verifier.domain.model import Policy
+from verifier.domain.reasons import Denial, Reason
 from verifier.dpop.nonce import NonceKeys, issue_nonce, nonce_issued_at
-from verifier.dpop.reasons import Denial, Reason
-from verifier.engine.model import Policy
+from verifier.jose.rfc7515 import MalformedJws, b64url_decode, b64url_encode, parse_compact
+from verifier.jose.rfc7517 import InvalidJwk, public_key_for_alg
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 NOW = 1_700_000_000

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from verifier.api.options import extauthz_options, route_table
+from verifier.app.doors import extauthz_options, route_table
 from verifier.config import ConfigError, Settings, load_settings
-from verifier.engine.model import Mode
+from verifier.domain.model import Mode
 
 SECRET = "s" * 40
 

@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from verifier.telemetry.core import (
+from verifier.telemetry.sink import (
     MAX_ROUTE_LABELS,
     METRIC_DECISIONS,
     OTHER_ROUTE,

@@ -30,11 +30,11 @@ from tests.unit.helpers import (
     token_request_facts,
     trusted_issuer,
 )
+from verifier.domain.model import Decision, Mode, Policy, RequestFacts
+from verifier.domain.reasons import CATALOGUE, Reason
 from verifier.dpop.challenge import dpop_challenge
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS, b64url_encode
 from verifier.dpop.nonce import NonceKeys, issue_nonce
-from verifier.dpop.reasons import CATALOGUE, Reason
-from verifier.engine.model import Decision, Mode, Policy, RequestFacts
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS, b64url_encode
 from verifier.replay.memory import MemoryReplayStore
 from verifier.tokens.sources import RemoteKeySource
 

@@ -12,10 +12,10 @@ import yaml
 
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attrs
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
-from verifier.api.extauthz_facts import request_facts, request_headers
-from verifier.api.options import extauthz_options
+from verifier.app.doors import extauthz_options
 from verifier.config import Settings, load_settings
-from verifier.engine.model import Mode
+from verifier.domain.model import Mode
+from verifier.doors.extauthz_facts import check_request_facts, request_headers
 
 ISTIO = Path(__file__).resolve().parents[2] / "examples" / "istio"
 
@@ -60,7 +60,7 @@ def test_example_verifier_config_loads_and_maps_the_public_url() -> None:
     request = pb.CheckRequest(
         attributes=attrs.AttributeContext(request=attrs.AttributeContext.Request(http=http))
     )
-    facts = request_facts(
+    facts = check_request_facts(
         request, request_headers(http), routes=options.routes, public_url=options.public_url
     )
     assert facts.target_uri == "https://api.example.com/orders/7"

@@ -9,10 +9,10 @@ import pytest
 from verifier._generated.envoy.config.core.v3 import address_pb2, base_pb2
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attrs
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
-from verifier.api.extauthz_facts import request_facts, request_headers
-from verifier.api.target_uri import PublicUrlOptions
-from verifier.engine.model import Mode, Policy
-from verifier.engine.routes import parse_routes
+from verifier.domain.model import Mode, Policy
+from verifier.domain.routes import parse_routes
+from verifier.doors.extauthz_facts import check_request_facts, request_headers
+from verifier.doors.target_uri import PublicUrlOptions
 
 ROUTES = parse_routes(
     [{"host": "api.test", "path_prefix": "/legacy", "mode": "allow-bearer"}],
@@ -48,7 +48,9 @@ def check_request(
 
 def facts_of(request: pb.CheckRequest, options: PublicUrlOptions | None = None) -> Any:
     headers = request_headers(request.attributes.request.http)
-    return request_facts(request, headers, routes=ROUTES, public_url=options or PublicUrlOptions())
+    return check_request_facts(
+        request, headers, routes=ROUTES, public_url=options or PublicUrlOptions()
+    )
 
 
 def test_the_fields_envoy_sends() -> None:

@@ -9,9 +9,9 @@ from google.rpc import code_pb2
 
 from verifier._generated.envoy.config.core.v3 import base_pb2
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
-from verifier.api.extauthz_service import IdentityHeaders, check_response
-from verifier.dpop.reasons import CATALOGUE, Reason
-from verifier.engine.model import Decision, TokenClaims
+from verifier.domain.model import Decision, TokenClaims
+from verifier.domain.reasons import CATALOGUE, Reason
+from verifier.doors.extauthz import IdentityHeaders, check_response
 
 NAMES = IdentityHeaders()
 CLAIMS = TokenClaims(

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
-from verifier.api.answers import IdentityHeaders
-from verifier.api.forward_auth import (
+from verifier.domain.model import Decision, Mode, Policy, RequestFacts, TokenClaims
+from verifier.domain.reasons import CATALOGUE, Reason
+from verifier.domain.routes import parse_routes
+from verifier.doors.answers import IdentityHeaders
+from verifier.doors.forward_auth import (
     TOO_MANY_FIELDS,
     UNTRUSTED,
     ForwardAuthApp,
@@ -21,10 +24,7 @@ from verifier.api.forward_auth import (
     forward_auth_facts,
     trusted,
 )
-from verifier.api.target_uri import PublicUrlOptions
-from verifier.dpop.reasons import CATALOGUE, Reason
-from verifier.engine.model import Decision, Mode, Policy, RequestFacts, TokenClaims
-from verifier.engine.routes import parse_routes
+from verifier.doors.target_uri import PublicUrlOptions
 
 ROUTES = parse_routes(
     [{"host": "api.test", "path_prefix": "/legacy", "mode": "allow-bearer"}],

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
-from verifier.dpop.reasons import Reason
+from verifier.domain.reasons import Reason
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "verifier" / "_generated"
@@ -73,7 +73,7 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
 def test_proto_reason_enum_matches_the_catalogue_one_to_one() -> None:
     wire = {name for name, _ in pb.Reason.items() if name != "REASON_UNSPECIFIED"}
     python = {f"REASON_{reason.name}" for reason in Reason}
-    assert wire - python == set(), "proto reasons missing from verifier.dpop.reasons.Reason"
+    assert wire - python == set(), "proto reasons missing from verifier.domain.reasons.Reason"
     assert python - wire == set(), "Reason members missing from verifier.proto"
     assert pb.Reason.Value("REASON_UNSPECIFIED") == 0
 

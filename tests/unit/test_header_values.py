@@ -13,10 +13,10 @@ from tests.unit.helpers import (
     make_verifier,
     resource_facts,
 )
-from verifier.api.target_uri import PublicUrlOptions, public_target_uri
+from verifier.domain.reasons import Denial, Reason
+from verifier.doors.target_uri import PublicUrlOptions, public_target_uri
 from verifier.dpop import proof as proofs
 from verifier.dpop.authorization import Credentials, Scheme, parse_authorization
-from verifier.dpop.reasons import Denial, Reason
 from verifier.dpop.request import strip_ows
 
 # White space that str.strip() removes but RFC 9110 OWS does not allow.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from verifier.dpop.htu import MAX_URI_CHARS, InvalidUri, normalize_target_uri, remove_dot_segments
+from verifier.domain.uri import MAX_URI_CHARS, InvalidUri, normalize_target_uri, remove_dot_segments
 
 NORMALIZED = [
     # already normal

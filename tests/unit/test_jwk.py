@@ -8,15 +8,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from tests.unit.helpers import key, small_rsa_key
-from verifier import mint
-from verifier.dpop.jose import ALGORITHMS, b64url_decode, b64url_encode, verify_signature
-from verifier.dpop.jwk import (
-    InvalidJwk,
-    canonical_json,
-    has_private_members,
-    public_key_for_alg,
-    thumbprint,
-)
+from verifier.cli import mint
+from verifier.jose.rfc7515 import ALGORITHMS, b64url_decode, b64url_encode, verify_signature
+from verifier.jose.rfc7517 import InvalidJwk, has_private_members, public_key_for_alg
+from verifier.jose.rfc7638 import canonical_json, thumbprint
 
 ALL_ALGS = sorted(ALGORITHMS)
 

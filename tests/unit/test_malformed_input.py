@@ -30,12 +30,12 @@ from tests.unit.helpers import (
     sign_jws,
     sign_raw,
 )
-from verifier.dpop.jose import b64url_encode
+from verifier.domain.model import Decision, Mode, Policy, RequestFacts
+from verifier.domain.reasons import Reason
 from verifier.dpop.nonce import NonceKeys, issue_nonce
 from verifier.dpop.proof import access_token_hash
-from verifier.dpop.reasons import Reason
-from verifier.engine.model import Decision, Mode, Policy, RequestFacts
-from verifier.engine.verifier import Verifier
+from verifier.engine.pipeline import Verifier
+from verifier.jose.rfc7515 import b64url_encode
 
 NONCE_KEYS = NonceKeys(current=b"m" * 32)
 VERIFIER = make_verifier(nonce_keys=NONCE_KEYS)

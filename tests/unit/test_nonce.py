@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.helpers import NOW
-from verifier.dpop.jose import b64url_decode, b64url_encode
+from verifier.domain.reasons import Denial, Reason
 from verifier.dpop.nonce import (
     NONCE_LENGTH,
     NonceKeys,
@@ -14,7 +14,7 @@ from verifier.dpop.nonce import (
     nonce_issued_at,
     should_refresh,
 )
-from verifier.dpop.reasons import Denial, Reason
+from verifier.jose.rfc7515 import b64url_decode, b64url_encode
 
 SECRET_A = b"a" * 32
 SECRET_B = b"b" * 32

@@ -17,9 +17,9 @@ from tests.unit.helpers import (
     sign_raw,
     with_members,
 )
+from verifier.domain.reasons import Denial, Reason
 from verifier.dpop import proof as proofs
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS, b64url_encode, parse_compact
-from verifier.dpop.reasons import Denial, Reason
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS, b64url_encode, parse_compact
 
 ALLOWED = frozenset(DEFAULT_PROOF_ALGS)
 LIMITS = proofs.ProofLimits()

@@ -28,10 +28,10 @@ from tests.unit.helpers import (
     sign_raw,
 )
 from tests.unit.test_malformed_input import SIGNERS, TOKENS, _proof_payload
-from verifier.dpop.jose import b64url_encode
-from verifier.dpop.reasons import Reason
-from verifier.engine.model import Decision, RequestFacts
-from verifier.engine.verifier import Verifier
+from verifier.domain.model import Decision, RequestFacts
+from verifier.domain.reasons import Reason
+from verifier.engine.pipeline import Verifier
+from verifier.jose.rfc7515 import b64url_encode
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -20,11 +20,11 @@ from tests.unit.helpers import (
     proof_key,
     resource_facts,
 )
+from verifier.domain.model import Policy, TokenClaims
+from verifier.domain.reasons import CATALOGUE, Denial, Reason, RfcError, info
 from verifier.dpop.challenge import dpop_challenge, quote
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS
 from verifier.dpop.nonce import NonceKeys, issue_nonce
-from verifier.dpop.reasons import CATALOGUE, Denial, Reason, RfcError, info
-from verifier.engine.model import Policy, TokenClaims
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS
 
 ALGS = 'algs="ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA Ed25519"'
 
@@ -396,3 +396,26 @@ def test_challenge_quoting() -> None:
         'DPoP error="invalid_token", algs="ES256"'
     )
     assert dpop_challenge(RfcError.NONE, "ignored", ()) == 'DPoP algs=""'
+
+
+def test_grpc_codes_are_the_google_rpc_wire_values() -> None:
+    from google.rpc import code_pb2  # type: ignore[import-untyped]
+
+    from verifier.domain.reasons import GrpcCode
+
+    for code in GrpcCode:
+        assert code.value == code_pb2.Code.Value(code.name), code
+
+
+# The gRPC status an ext_authz denial carries, by HTTP status (Envoy maps it back the same way).
+_GRPC_BY_HTTP = {200: 0, 400: 3, 401: 16, 500: 13, 503: 14}
+
+
+@pytest.mark.parametrize("reason", list(Reason), ids=lambda r: r.value)
+def test_each_row_maps_every_wire_consistently(reason: Reason) -> None:
+    row = CATALOGUE[reason]
+    assert int(row.grpc_code) == _GRPC_BY_HTTP[row.http_status]
+    credentials_not_at_fault = (
+        row.http_status in (200, 500, 503) or reason is Reason.REQUEST_INVALID
+    )
+    assert row.challenge is not credentials_not_at_fault

@@ -13,7 +13,7 @@ from verifier.replay.redis_blocking import (
     _slot_map,
     _usable_master,
 )
-from verifier.replay.resp import RespConnectionError
+from verifier.replay.resp_protocol import RespConnectionError
 
 
 def _master(flags: bytes, ip: bytes = b"10.0.0.5", port: bytes = b"6380") -> list[object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from verifier.replay.resp import (
+from verifier.replay.resp_protocol import (
     RespConnectionError,
     RespEndpoint,
     RespError,

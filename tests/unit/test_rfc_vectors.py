@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from tests.unit.helpers import FakeClock, flip_signature_bit, make_verifier
+from verifier.domain.model import RequestFacts
+from verifier.domain.reasons import Denial, Reason
 from verifier.dpop import proof as proofs
-from verifier.dpop.jose import DEFAULT_PROOF_ALGS, verify_signature
-from verifier.dpop.jwk import canonical_json, public_key_for_alg, thumbprint
-from verifier.dpop.reasons import Denial, Reason
-from verifier.engine.model import RequestFacts
+from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS, verify_signature
+from verifier.jose.rfc7517 import public_key_for_alg
+from verifier.jose.rfc7638 import canonical_json, thumbprint
 from verifier.tokens.claims import confirmation_jkt
 
 VECTORS: dict[str, Any] = json.loads(

@@ -1,4 +1,4 @@
-"""No spelling of a protected host or path reaches a weaker route (verifier/engine/routes.py).
+"""No spelling of a protected host or path reaches a weaker route (verifier/domain/routes.py).
 
 The route table of the security report: everything is ``off`` except one host and one path.
 Each request below must select ``require``, through the table, through the config file and
@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from tests.unit.helpers import assert_denied, make_verifier
 from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as attrs
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
-from verifier.api.extauthz_facts import request_facts, request_headers
-from verifier.api.options import extauthz_options
+from verifier.app.doors import extauthz_options
 from verifier.config import load_settings
-from verifier.dpop.reasons import Reason
-from verifier.engine.model import Mode, Policy
-from verifier.engine.routes import READINGS, Reading, parse_routes, read_path, strictness
+from verifier.domain.model import Mode, Policy
+from verifier.domain.reasons import Reason
+from verifier.domain.routes import READINGS, Reading, parse_routes, read_path, strictness
+from verifier.doors.extauthz_facts import check_request_facts, request_headers
 
 REPORTED_CONFIG = """
 [[routes]]
@@ -121,7 +121,9 @@ def test_the_reported_requests_without_credentials_are_denied(
     options = extauthz_options(load_settings(environ={"DPOP_CONFIG_FILE": str(config)}))
     check = _check_request(host, path)
     headers = request_headers(check.attributes.request.http)
-    facts = request_facts(check, headers, routes=options.routes, public_url=options.public_url)
+    facts = check_request_facts(
+        check, headers, routes=options.routes, public_url=options.public_url
+    )
     assert facts.policy.mode is Mode.REQUIRE
     assert_denied(make_verifier().verify(facts), Reason.AUTHORIZATION_MISSING)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from verifier.engine.model import Mode, Policy
-from verifier.engine.routes import RouteError, parse_routes
+from verifier.domain.model import Mode, Policy
+from verifier.domain.routes import RouteError, parse_routes
 
 ROUTES: list[dict[str, Any]] = [
     {"host": "*", "path_prefix": "/", "mode": "require"},

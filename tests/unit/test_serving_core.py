@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from grpc import _server
 
-from verifier.dpop.reasons import Reason, RfcError
-from verifier.engine.model import Decision
+from verifier.domain.model import Decision
+from verifier.domain.reasons import Reason, RfcError
 from verifier.server.admission import GrpcInternalsChanged, check_grpc_internals
 from verifier.server.health import (
     FAILURES_TO_DOWN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from verifier.api.target_uri import PublicUrlOptions, public_target_uri
+from verifier.doors.target_uri import PublicUrlOptions, public_target_uri
 
 NONE = PublicUrlOptions()
 XFP = PublicUrlOptions(trusted_headers=frozenset({"x-forwarded-proto"}))

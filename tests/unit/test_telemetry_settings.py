@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from verifier.config import ConfigError, load_settings
-from verifier.dpop.reasons import Reason, RfcError, info
-from verifier.engine.model import Decision, RequestFacts, TokenClaims
-from verifier.telemetry import DecisionLog, DecisionScope, hash_jkt, telemetry_settings
+from verifier.config.telemetry import telemetry_settings
+from verifier.domain.model import Decision, RequestFacts, TokenClaims
+from verifier.domain.reasons import Reason, RfcError, info
+from verifier.telemetry import DecisionLog, DecisionScope, hash_jkt
 from verifier.telemetry.logs import DecisionLineHandler, JsonFormatter
 
 
@@ -220,8 +221,8 @@ def test_decision_line_timestamps_match_isoformat() -> None:
 def test_metrics_endpoint_on_a_taken_port_names_the_setting() -> None:
     import socket
 
+    from verifier.app.telemetry import build_telemetry, start_metrics_endpoint
     from verifier.config import Settings
-    from verifier.telemetry.setup import build_telemetry, start_metrics_endpoint
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

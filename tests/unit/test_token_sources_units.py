@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support.threads import race_in_threads
 from tests.unit.helpers import DROP, with_members
-from verifier import mint
+from verifier.cli import mint
 from verifier.config import ConfigError, load_settings
-from verifier.dpop.reasons import Denial, Reason
+from verifier.domain.reasons import Denial, Reason
 from verifier.tokens.client_auth import (
     ASSERTION_TYPE,
     ClientSecretBasic,

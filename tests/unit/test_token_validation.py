@@ -37,10 +37,10 @@ from tests.unit.helpers import (
     trusted_issuer,
     with_members,
 )
-from verifier import mint
 from verifier._generated.dpop.verifier.v1 import verifier_pb2
-from verifier.dpop.reasons import Denial, Reason
-from verifier.engine.model import TokenClaims
+from verifier.cli import mint
+from verifier.domain.model import TokenClaims
+from verifier.domain.reasons import Denial, Reason
 from verifier.tokens.claims import (
     EARLIEST_NUMERIC_DATE,
     LATEST_NUMERIC_DATE,

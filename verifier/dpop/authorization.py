@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from verifier.dpop.reasons import Denial, Reason
+from verifier.domain.reasons import Denial, Reason
 from verifier.dpop.request import strip_ows
 
 # RFC 9110 §5.6.2: token = 1*tchar.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from verifier.dpop.reasons import RfcError
+from verifier.domain.reasons import RfcError
 
 
 def quote(value: str) -> str:

@@ -15,8 +15,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
-from verifier.dpop.jose import MalformedJws, b64url_decode, b64url_encode
-from verifier.dpop.reasons import Denial, Reason
+from verifier.domain.reasons import Denial, Reason
+from verifier.jose.rfc7515 import MalformedJws, b64url_decode, b64url_encode
 
 _VERSION = b"\x01"
 _CONTEXT = b"dpop-verifier nonce v1|"

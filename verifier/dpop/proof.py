@@ -1,7 +1,7 @@
 """The checks of a DPoP proof, RFC 9449 §4.3, as small pure functions.
 
 Each function takes plain values (``now`` included), returns a value, or raises one
-:class:`~verifier.dpop.reasons.Denial` with the reason code of the check that failed. The engine
+:class:`~verifier.domain.reasons.Denial` with the reason code of the check that failed. The engine
 calls them in the order of RFC 9449 §4.3: header syntax, signature, then claims.
 """
 
@@ -12,8 +12,10 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.dpop.htu import InvalidUri, normalize_target_uri
-from verifier.dpop.jose import (
+from verifier.domain.reasons import Denial, Reason
+from verifier.domain.uri import InvalidUri, normalize_target_uri
+from verifier.dpop.request import strip_ows
+from verifier.jose.rfc7515 import (
     ALGORITHMS,
     CompactJws,
     MalformedJws,
@@ -22,9 +24,7 @@ from verifier.dpop.jose import (
     parse_compact_body,
     split_compact,
 )
-from verifier.dpop.jwk import has_private_members
-from verifier.dpop.reasons import Denial, Reason
-from verifier.dpop.request import strip_ows
+from verifier.jose.rfc7517 import has_private_members
 
 MAX_HTM_CHARS = 32
 MAX_ATH_CHARS = 128

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from verifier.dpop.htu import InvalidUri, normalize_target_uri
-from verifier.dpop.reasons import Denial, Reason
+from verifier.domain.reasons import Denial, Reason
+from verifier.domain.uri import InvalidUri, normalize_target_uri
 
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")  # RFC 9110 §9.1: a token
 _OWS = " \t"  # RFC 9110 §5.6.3: OWS = *( SP / HTAB )

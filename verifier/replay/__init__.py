@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from verifier.replay.base import ReplayStore, ReplayStoreUnavailable
+from verifier.domain.ports import ReplayStore, ReplayStoreUnavailable
 from verifier.replay.memory import MemoryReplayStore
 from verifier.replay.redis_store import (
     DEFAULT_KEY_PREFIX,

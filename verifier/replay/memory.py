@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from verifier.replay.base import ReplayStoreUnavailable
+from verifier.domain.ports import ReplayStoreUnavailable
 
 
 class MemoryReplayStore:

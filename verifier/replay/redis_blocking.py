@@ -1,6 +1,6 @@
 """The replay store's Redis commands: to a standalone Redis, the master a Sentinel set-up names,
 or the master of a key's slot in a Redis Cluster, through the lean RESP client
-(:mod:`verifier.replay.resp`), with a bounded pool of connections shared by every thread.
+(:mod:`verifier.replay.resp_protocol`), with a bounded pool of connections shared by every thread.
 
 Each step's commands are pipelined on ONE connection (``WAIT`` counts that connection's last
 write). No retries here; :class:`~verifier.replay.redis_store.RedisReplayStore` retries,
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from verifier.replay.base import ReplayStoreUnavailable
-from verifier.replay.resp import (
+from verifier.domain.ports import ReplayStoreUnavailable
+from verifier.replay.resp_protocol import (
     Reply,
     RespConnection,
     RespConnectionError,

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Iterator
 
-from verifier.replay.base import ReplayStoreUnavailable
+from verifier.domain.ports import ReplayStoreUnavailable
 from verifier.replay.breaker import CircuitBreaker
 from verifier.replay.redis_blocking import (
     BlockingCluster,
@@ -19,7 +19,7 @@ from verifier.replay.redis_blocking import (
     WaitPolicy,
 )
 from verifier.replay.redis_url import RedisMode, parse_redis_url
-from verifier.replay.resp import RespConnectionError
+from verifier.replay.resp_protocol import RespConnectionError
 
 DEFAULT_KEY_PREFIX = b"dpop:jti:"
 DEFAULT_TIMEOUT_S = 0.05
@@ -44,7 +44,7 @@ class RedisReplayStore:
     ``SET ... NX PX <ttl_ms>``, so exactly one caller across all replicas sees True for a key
     while it lives, and Redis expires it by itself. Works against a standalone server, a
     Sentinel-managed master or a Redis Cluster (see :func:`parse_redis_url`), through the lean
-    RESP client (:mod:`verifier.replay.resp`) and a pool of connections
+    RESP client (:mod:`verifier.replay.resp_protocol`) and a pool of connections
     (:mod:`verifier.replay.redis_blocking`): with Sentinel it finds the master as redis-py's
     sentinel client does, with a cluster it routes each key to its slot's master.
 

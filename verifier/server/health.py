@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from verifier.dpop.reasons import Reason
-from verifier.engine.model import Decision
+from verifier.domain.model import Decision
+from verifier.domain.reasons import Reason
 
 _log = logging.getLogger(__name__)
 

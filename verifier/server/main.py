@@ -10,7 +10,9 @@ import sys
 from collections.abc import Mapping
 
 from verifier.app import App, build_app
+from verifier.app.telemetry import build_telemetry, start_metrics_endpoint
 from verifier.config import ConfigError, Settings
+from verifier.config.telemetry import telemetry_settings
 from verifier.server.runtime import ListeningAddresses, exit_process, serve
 from verifier.server.workers import (
     METRICS_TAKEOVER_SECONDS,
@@ -19,9 +21,8 @@ from verifier.server.workers import (
     start_worker_metrics,
     supervise,
 )
-from verifier.telemetry import Telemetry, telemetry_settings
+from verifier.telemetry import Telemetry
 from verifier.telemetry.logs import configure_logging
-from verifier.telemetry.setup import build_telemetry, start_metrics_endpoint
 from verifier.tokens.jwks import InvalidJwks
 
 log = logging.getLogger("verifier")

@@ -29,13 +29,13 @@ from grpc_reflection.v1alpha import reflection
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2_grpc
-from verifier.api.extauthz_service import SERVICE_NAME as EXTAUTHZ_SERVICE_NAME
-from verifier.api.extauthz_service import ExtAuthzService
-from verifier.api.forward_auth import ForwardAuthApp
-from verifier.api.options import extauthz_options, forward_auth_options, route_table
-from verifier.api.verify_service import SERVICE_NAME, DecisionEngine, VerifyService
+from verifier.app.doors import extauthz_options, forward_auth_options, route_table
 from verifier.config import Settings
-from verifier.engine.model import Decision, RequestFacts
+from verifier.domain.model import Decision, RequestFacts
+from verifier.doors.extauthz import SERVICE_NAME as EXTAUTHZ_SERVICE_NAME
+from verifier.doors.extauthz import ExtAuthzService
+from verifier.doors.forward_auth import ForwardAuthApp
+from verifier.doors.verify import SERVICE_NAME, DecisionEngine, VerifyService
 from verifier.server.admission import AdmissionExecutor
 from verifier.server.health import (
     PROBE_INTERVAL_SECONDS,
@@ -68,7 +68,7 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class HealthProbe(Protocol):
-    """The part of the replay store that health needs (``verifier.replay.base.ReplayStore``):
+    """The part of the replay store that health needs (``verifier.domain.ports.ReplayStore``):
     a blocking ``ping`` bounded by the store's own deadline."""
 
     def ping(self) -> bool: ...

@@ -1,10 +1,17 @@
 """Observability around the engine: OpenTelemetry traces and metrics, the Prometheus endpoint,
 and the JSON decision log. The engine never imports this package; the composition root wraps
-the ports (:mod:`verifier.telemetry.ports`) and the front doors open one
+the ports (:mod:`verifier.telemetry.decorators`) and the front doors open one
 :meth:`Telemetry.decision_scope` per call.
 """
 
-from verifier.telemetry.core import (
+from verifier.telemetry.decorators import (
+    EngineHooks,
+    TracedKeySource,
+    TracedReplayStore,
+    TracedTokenValidator,
+    traced_fetcher,
+)
+from verifier.telemetry.sink import (
     DecisionLog,
     DecisionScope,
     Telemetry,
@@ -12,27 +19,17 @@ from verifier.telemetry.core import (
     hash_jkt,
     trace_headers,
 )
-from verifier.telemetry.ports import (
-    EngineHooks,
-    TracedKeySource,
-    TracedReplayStore,
-    TracedTokenValidator,
-    traced_fetcher,
-)
-from verifier.telemetry.settings import TelemetrySettings, telemetry_settings
 
 __all__ = [
     "DecisionLog",
     "DecisionScope",
     "EngineHooks",
     "Telemetry",
-    "TelemetrySettings",
     "TracedKeySource",
     "TracedReplayStore",
     "TracedTokenValidator",
     "current_scope",
     "hash_jkt",
-    "telemetry_settings",
     "trace_headers",
     "traced_fetcher",
 ]

@@ -70,7 +70,7 @@ class JsonFormatter(logging.Formatter):
 class DecisionLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The decision logger's handler: a stream handler that also takes whole pre-built lines.
 
-    :class:`verifier.telemetry.core.DecisionLog` builds each decision line itself (a handful of
+    :class:`verifier.telemetry.sink.DecisionLog` builds each decision line itself (a handful of
     string joins instead of a ``LogRecord``, a dict and ``json.dumps``: on the request path
     that is the difference between ~15 and ~55 µs a line) and hands it to :meth:`write_line`
     whenever this handler is the logger's only one and nobody added filters; otherwise it logs

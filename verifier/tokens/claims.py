@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from verifier.dpop.reasons import Denial, Reason
-from verifier.engine.model import TokenClaims
+from verifier.domain.model import TokenClaims
+from verifier.domain.reasons import Denial, Reason
 
 MAX_CLAIM_CHARS = 4096
 EARLIEST_NUMERIC_DATE = -62_135_596_800

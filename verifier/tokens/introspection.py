@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from verifier.dpop.reasons import Denial, Reason
-from verifier.engine.model import TokenClaims
+from verifier.domain.model import TokenClaims
+from verifier.domain.reasons import Denial, Reason
 from verifier.tokens.claims import CLIENT_ID_CLAIMS, Audience, check_token_claims
 from verifier.tokens.client_auth import ClientAuth
 from verifier.tokens.discovery import IssuerMetadataSource

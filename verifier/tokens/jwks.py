@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.dpop.jose import ALGORITHMS
-from verifier.dpop.jwk import has_private_members
+from verifier.jose.rfc7515 import ALGORITHMS
+from verifier.jose.rfc7517 import has_private_members
 
 MAX_KEYS = 100
 

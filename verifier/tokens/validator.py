@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from verifier.dpop.jose import (
+from verifier.domain.model import TokenClaims
+from verifier.domain.reasons import Denial, Reason
+from verifier.jose.rfc7515 import (
     ALGORITHMS,
     CompactJws,
     MalformedJws,
@@ -23,9 +25,8 @@ from verifier.dpop.jose import (
     parse_compact,
     verify_signature,
 )
-from verifier.dpop.jwk import InvalidJwk, canonical_json, public_key_for_alg
-from verifier.dpop.reasons import Denial, Reason
-from verifier.engine.model import TokenClaims
+from verifier.jose.rfc7517 import InvalidJwk, public_key_for_alg
+from verifier.jose.rfc7638 import canonical_json
 from verifier.tokens.claims import (
     AT_JWT_TYPES,
     CLIENT_ID_CLAIMS,

@@ -1,0 +1,57 @@
+"""The front doors' view of the settings: the route table, the ext_authz and forward-auth
+options."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from verifier.config import Settings
+from verifier.domain.model import Policy
+from verifier.domain.routes import RouteTable, parse_routes
+from verifier.doors.answers import IdentityHeaders
+from verifier.doors.extauthz import ExtAuthzOptions
+from verifier.doors.forward_auth import ForwardAuthOptions
+from verifier.doors.target_uri import PublicUrlOptions
+
+
+def route_table(settings: Settings) -> RouteTable:
+    """The configured routes; the default is ``require`` with the global nonce setting."""
+    return parse_routes(settings.routes, default=Policy(nonce_required=settings.nonce_required))
+
+
+def extauthz_options(settings: Settings, routes: RouteTable | None = None) -> ExtAuthzOptions:
+    """Everything ``Authorization/Check`` needs besides the engine."""
+    return ExtAuthzOptions(
+        routes=routes if routes is not None else route_table(settings),
+        public_url=PublicUrlOptions(
+            trusted_headers=frozenset(settings.trusted_forwarded_headers),
+            public_base_urls=dict(settings.public_base_urls),
+        ),
+        identity_headers=identity_headers(settings),
+    )
+
+
+def forward_auth_options(
+    settings: Settings, routes: RouteTable | None = None
+) -> ForwardAuthOptions:
+    """Everything the forward-auth listener needs besides the engine."""
+    base = extauthz_options(settings, routes)
+    return ForwardAuthOptions(
+        trusted_proxies=tuple(ipaddress.ip_network(n) for n in settings.http_trusted_proxies),
+        routes=base.routes,
+        public_url=base.public_url,
+        identity_headers=base.identity_headers,
+        max_header_fields=settings.http_max_header_fields,
+    )
+
+
+def identity_headers(settings: Settings) -> IdentityHeaders:
+    """The configured names of the identity headers."""
+    return IdentityHeaders(
+        jkt=settings.upstream_header_jkt,
+        subject=settings.upstream_header_subject,
+        client_id=settings.upstream_header_client_id,
+        scope=settings.upstream_header_scope,
+        issuer=settings.upstream_header_issuer,
+        report_only=settings.upstream_header_report_only,
+    )

@@ -1,0 +1,159 @@
+"""The values that cross the engine's boundary: request facts in, a decision out.
+
+Every front door (the ``Verify`` RPC, Envoy's ``Check``, the CLI) turns its wire message into a
+:class:`RequestFacts` and turns the :class:`Decision` back into its own wire answer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from verifier.domain.reasons import CATALOGUE, Reason, RfcError
+
+
+class Mode(enum.StrEnum):
+    """What the engine enforces for a request (per route, see the route policy)."""
+
+    REQUIRE = "require"
+    """A DPoP-bound token with a valid proof is mandatory."""
+    ALLOW_BEARER = "allow-bearer"
+    """Plain Bearer tokens pass; a DPoP-bound token must still come with a valid proof."""
+    REPORT_ONLY = "report-only"
+    """Verify and report, but allow: the would-be denial is in the decision's ``enforced=False``."""
+    OFF = "off"
+    """No verification at all: every request is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The enforcement policy for one request."""
+
+    mode: Mode = Mode.REQUIRE
+    nonce_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a sidecar, gateway or service knows about one HTTP request.
+
+    ``authorization`` and ``dpop`` hold every header value as received, so that duplicates
+    can be rejected. ``proof_only`` selects the token-endpoint mode: no access token, the proof
+    alone is verified and its key thumbprint returned for binding.
+    """
+
+    method: str
+    target_uri: str
+    authorization: tuple[str, ...] = ()
+    dpop: tuple[str, ...] = ()
+    proof_only: bool = False
+    client_address: str = ""
+    route: str = ""
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The identity claims of a verified access token that are passed back to the caller."""
+
+    issuer: str = ""
+    subject: str = ""
+    client_id: str = ""
+    scope: str = ""
+    expires_at: int = 0
+    jkt: str = ""
+    """The token's ``cnf.jkt`` (empty for an unbound Bearer token)."""
+    dpop_algs: tuple[str, ...] = ()
+    """Proof algorithms the token's issuer supports (its metadata's
+    ``dpop_signing_alg_values_supported``, RFC 9449 §5.1); empty: no narrowing."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """One line of the explain table: a check's name, whether it passed, and a note."""
+
+    name: str
+    passed: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's answer for one request.
+
+    ``allow`` is what the caller must do. When ``enforced`` is false (report-only), ``allow``
+    is true but ``reason`` holds the would-be denial. ``www_authenticate`` and ``dpop_nonce``
+    are the exact header values to send back (empty: send none).
+    """
+
+    allow: bool
+    reason: Reason
+    message: str
+    rfc_error: RfcError
+    http_status: int
+    www_authenticate: str = ""
+    dpop_nonce: str = ""
+    jkt: str = ""
+    jti: str = ""
+    alg: str = ""
+    claims: TokenClaims | None = None
+    enforced: bool = True
+    checks: tuple[CheckOutcome, ...] = ()
+
+
+# --- The one builder of each kind of decision --------------------------------------------------
+
+
+def allowed(
+    *,
+    dpop_nonce: str = "",
+    jkt: str = "",
+    jti: str = "",
+    alg: str = "",
+    claims: TokenClaims | None = None,
+    checks: tuple[CheckOutcome, ...] = (),
+) -> Decision:
+    """An allow: every check passed (``jkt``, ``jti``, ``alg`` empty when no proof was needed)."""
+    return Decision(
+        allow=True,
+        reason=Reason.OK,
+        message=CATALOGUE[Reason.OK].message,
+        rfc_error=RfcError.NONE,
+        http_status=200,
+        dpop_nonce=dpop_nonce,
+        jkt=jkt,
+        jti=jti,
+        alg=alg,
+        claims=claims,
+        checks=checks,
+    )
+
+
+def denied(
+    reason: Reason,
+    detail: str = "",
+    *,
+    http_status: int | None = None,
+    www_authenticate: str = "",
+    dpop_nonce: str = "",
+    checks: tuple[CheckOutcome, ...] = (),
+) -> Decision:
+    """A denial for ``reason``: the catalogue's RFC error, status and message, the message
+    followed by ``detail`` when there is one. ``http_status`` overrides the catalogue's (a token
+    endpoint answers 400, RFC 9449 §5)."""
+    info = CATALOGUE[reason]
+    return Decision(
+        allow=False,
+        reason=reason,
+        message=f"{info.message} ({detail})" if detail else info.message,
+        rfc_error=info.rfc_error,
+        http_status=info.http_status if http_status is None else http_status,
+        www_authenticate=www_authenticate,
+        dpop_nonce=dpop_nonce,
+        checks=checks,
+    )
+
+
+def internal_error() -> Decision:
+    """The denial every front door answers when the engine itself failed."""
+    return denied(Reason.INTERNAL_ERROR)
