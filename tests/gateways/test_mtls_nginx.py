@@ -31,7 +31,7 @@ from tests.support.mtls import (
 )
 from tests.support.mtls_pki import Identity, MtlsPki, make_mtls_pki
 from tests.support.service import ServiceProcess, TestIssuer, running_service
-from verifier.mint import generate_key
+from verifier.cli.mint import generate_key
 
 ROUTES = [
     {"path_prefix": "/mtls", "sender_constraint": "mtls"},

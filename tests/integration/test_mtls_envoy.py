@@ -37,7 +37,7 @@ from tests.support.mtls import (
 from tests.support.mtls_pki import PROXY_URI, Identity, MtlsPki, make_mtls_pki
 from tests.support.net import free_port
 from tests.support.service import ISSUER, ServiceProcess, TestIssuer, running_service
-from verifier.mint import generate_key, make_proof
+from verifier.cli.mint import generate_key, make_proof
 
 ROUTES = [
     {"path_prefix": "/mtls", "sender_constraint": "mtls"},

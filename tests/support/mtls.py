@@ -22,7 +22,7 @@ from tests.support.gateways import EXAMPLES, Gateway, GatewayProcess
 from tests.support.http_requests import HOST, Reply
 from tests.support.mtls_pki import Identity, MtlsPki
 from tests.support.service import TestIssuer
-from verifier.mint import KeyPair, make_proof
+from verifier.cli.mint import KeyPair, make_proof
 from verifier.mtls import x5t_s256
 
 ENVOY_MTLS = EXAMPLES / "envoy-mtls" / "envoy.yaml"
