@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import traceback
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,11 +28,12 @@ from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
 from verifier._generated.envoy.config.core.v3 import base_pb2
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier._generated.envoy.type.v3 import http_status_pb2
-from verifier.domain.model import Decision, RequestFacts, TokenClaims, internal_error
+from verifier.domain.model import Decision, RequestFacts, TokenClaims
 from verifier.domain.ports import TelemetrySink
 from verifier.domain.reasons import Reason, info
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
 from verifier.doors.extauthz_facts import Headers, check_request_facts, request_headers
+from verifier.doors.fail_closed import decide, log_report_only
 from verifier.doors.target_uri import PublicUrlOptions
 from verifier.doors.verify import DecisionEngine
 
@@ -96,7 +96,9 @@ class ExtAuthzService:
         with self._telemetry.decision_scope(
             CHECK_METHOD, metadata=metadata or (), headers=trace_headers(headers or {})
         ) as scope:
-            try:
+
+            def decision_of() -> Decision:
+                nonlocal facts, sent
                 if headers is None:
                     raise ValueError("the request's headers could not be read")
                 sent = headers.keys()
@@ -104,24 +106,11 @@ class ExtAuthzService:
                     request, headers, routes=options.routes, public_url=options.public_url
                 )
                 scope.facts = facts
-                decision = self._engine.verify(facts)
-            except Exception as exc:
-                # Frames only: an exception's message could quote a token or proof.
-                _log.error(
-                    "check failed with %s; denied as internal_error\n%s",
-                    type(exc).__name__,
-                    "".join(traceback.format_tb(exc.__traceback__)),
-                )
-                decision = internal_error()
-            scope.decision = decision
+                return self._engine.verify(facts)
+
+            decision = decide("check", scope, decision_of)
         if not decision.enforced and facts is not None:
-            _log.warning(
-                "report-only: would deny %s %s with %s (route %s)",
-                facts.method,
-                facts.target_uri.partition("?")[0],
-                decision.reason.value,
-                facts.route,
-            )
+            log_report_only(facts, decision)
         return check_response(decision, sent, options.identity_headers)
 
 

@@ -41,17 +41,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from verifier.domain.model import Decision, RequestFacts, internal_error
+from verifier.domain.model import Decision, RequestFacts
 from verifier.domain.ports import TelemetrySink
 from verifier.domain.routes import RouteTable
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
 from verifier.doors.extauthz_facts import Headers
+from verifier.doors.fail_closed import decide, log_report_only
 from verifier.doors.target_uri import PublicUrlOptions, public_target_uri
 from verifier.doors.verify import DecisionEngine
 from verifier.dpop.request import strip_ows
@@ -202,25 +202,9 @@ class ForwardAuthApp:
         with self._telemetry.decision_scope(
             FORWARD_AUTH_METHOD, headers=trace_headers(headers), facts=facts
         ) as scope:
-            try:
-                decision = self._engine.verify(facts)
-            except Exception as exc:
-                # Frames only: an exception's message could quote a token or proof.
-                _log.error(
-                    "forward-auth failed with %s; denied as internal_error\n%s",
-                    type(exc).__name__,
-                    "".join(traceback.format_tb(exc.__traceback__)),
-                )
-                decision = internal_error()
-            scope.decision = decision
+            decision = decide("forward-auth", scope, lambda: self._engine.verify(facts))
         if not decision.enforced:
-            _log.warning(
-                "report-only: would deny %s %s with %s (route %s)",
-                facts.method[:16],
-                facts.target_uri.partition("?")[0][:256],
-                decision.reason.value,
-                facts.route,
-            )
+            log_report_only(facts, decision)
         if decision.allow:
             names = options.identity_headers
             return _answer(start_response, 200, allowed_headers(decision, names), b"")

@@ -8,14 +8,14 @@ A denial is a successful RPC carrying ``DECISION_DENY``. An unexpected fault is 
 from __future__ import annotations
 
 import logging
-import traceback
 from typing import Any, Protocol
 
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
-from verifier.domain.model import Decision, RequestFacts, internal_error
+from verifier.domain.model import Decision, RequestFacts
 from verifier.domain.ports import TelemetrySink
 from verifier.domain.reasons import Reason
 from verifier.domain.routes import RouteTable
+from verifier.doors.fail_closed import decide
 from verifier.telemetry import Telemetry
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["VerifierService"].full_name
@@ -57,21 +57,15 @@ class VerifyService:
     def Verify(self, request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
         """Answer one VerifyRequest; always returns a response (fail closed)."""
         metadata = context.invocation_metadata() if context is not None else None
+        explain = request.explain and self._allow_explain
         with self._telemetry.decision_scope(VERIFY_METHOD, metadata=metadata or ()) as scope:
-            try:
-                explain = request.explain and self._allow_explain
-                scope.facts = verify_request_facts(request, self._routes)
-                decision = self._engine.verify(scope.facts, explain=explain)
-            except Exception as exc:
-                # Frames only: an exception's message could quote a token or proof.
-                _log.error(
-                    "verify failed with %s; denied as internal_error\n%s",
-                    type(exc).__name__,
-                    "".join(traceback.format_tb(exc.__traceback__)),
-                )
-                decision = internal_error()
-            scope.decision = decision
-        return verify_response(decision, explain=request.explain and self._allow_explain)
+
+            def decision_of() -> Decision:
+                scope.facts = facts = verify_request_facts(request, self._routes)
+                return self._engine.verify(facts, explain=explain)
+
+            decision = decide("verify", scope, decision_of)
+        return verify_response(decision, explain=explain)
 
 
 def verify_request_facts(
