@@ -97,6 +97,8 @@ class RequestFacts:
     policy: Policy = field(default_factory=Policy)
     client_certificate: ClientCertificateFacts | None = None
     """The client certificate (None: this front door reads none)."""
+    interaction_id: str = ""
+    """The ``x-fapi-interaction-id`` of a ``fapi2`` route (echoed to the client, logged)."""
 
 
 @dataclass(frozen=True, slots=True)
