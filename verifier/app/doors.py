@@ -9,9 +9,11 @@ from verifier.config import Settings
 from verifier.domain.model import Policy
 from verifier.domain.routes import RouteTable, parse_routes
 from verifier.doors.answers import IdentityHeaders
+from verifier.doors.client_certificate import ClientCertificateOptions
 from verifier.doors.extauthz import ExtAuthzOptions
 from verifier.doors.forward_auth import ForwardAuthOptions
 from verifier.doors.target_uri import PublicUrlOptions
+from verifier.mtls import trusted_by_set
 
 
 def route_table(settings: Settings) -> RouteTable:
@@ -28,6 +30,7 @@ def extauthz_options(settings: Settings, routes: RouteTable | None = None) -> Ex
             public_base_urls=dict(settings.public_base_urls),
         ),
         identity_headers=identity_headers(settings),
+        client_certificate=client_certificate_options(settings),
     )
 
 
@@ -42,6 +45,17 @@ def forward_auth_options(
         public_url=base.public_url,
         identity_headers=base.identity_headers,
         max_header_fields=settings.http_max_header_fields,
+        client_certificate=base.client_certificate,
+    )
+
+
+def client_certificate_options(settings: Settings) -> ClientCertificateOptions:
+    """Where the front doors read the client certificate (RFC 8705)."""
+    return ClientCertificateOptions(
+        extauthz_source=settings.extauthz_client_cert,
+        xfcc_trusted_by=trusted_by_set(settings.xfcc_trusted_by),
+        http_header=settings.http_client_cert_header,
+        http_format=settings.http_client_cert_format,
     )
 
 

@@ -36,6 +36,8 @@ from urllib.parse import SplitResult, urlsplit
 from verifier.domain.model import Policy
 from verifier.domain.routes import RouteError, parse_routes
 from verifier.domain.uri import redact_url
+from verifier.doors.client_certificate import EXTAUTHZ_SOURCES
+from verifier.mtls import HEADER_FORMATS
 from verifier.replay.redis_url import REDIS_SCHEMES, parse_redis_url
 from verifier.tokens.presets import PRESETS
 
@@ -200,6 +202,10 @@ class Settings:
     upstream_header_issuer: str = "x-auth-issuer"
     upstream_header_report_only: str = "x-dpop-report-only"
     trusted_forwarded_headers: tuple[str, ...] = ()
+    extauthz_client_cert: str = "peer"
+    xfcc_trusted_by: tuple[str, ...] = ()
+    http_client_cert_header: str = ""
+    http_client_cert_format: str = "escaped-pem"
     public_base_urls: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
@@ -385,6 +391,26 @@ OPTIONS: tuple[Option, ...] = (
     _opt("upstream_header_issuer", "ext_authz: header carrying the token's iss upstream."),
     _opt("upstream_header_report_only", "ext_authz: header naming a report-only route's denial."),
     _opt("trusted_forwarded_headers", "ext_authz: trusted x-forwarded-proto/-host, forwarded."),
+    _opt(
+        "extauthz_client_cert",
+        "ext_authz: where the client certificate of mTLS-bound tokens comes from: peer "
+        "(source.certificate; Envoy include_peer_certificate), xfcc or none (docs/fapi2.md).",
+    ),
+    _opt(
+        "xfcc_trusted_by",
+        "ext_authz: comma list of By= URIs of the proxies whose x-forwarded-client-cert "
+        "element is believed (with DPOP_EXTAUTHZ_CLIENT_CERT=xfcc).",
+    ),
+    _opt(
+        "http_client_cert_header",
+        "Forward-auth: header carrying the client certificate, read from trusted proxies only "
+        "(off when empty).",
+    ),
+    _opt(
+        "http_client_cert_format",
+        "Forward-auth: that header's format: escaped-pem (NGINX $ssl_client_escaped_cert), "
+        "traefik, rfc9440 (Client-Cert) or pem.",
+    ),
 )
 """Every option, in documentation order (CLI ``--help`` and the README table use it)."""
 
@@ -894,6 +920,16 @@ def _cidr_list(setting: str, value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(networks))
 
 
+def _plain_list(setting: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple) and all(isinstance(i, str) for i in value):
+        items = list(value)
+    else:
+        raise ConfigError(setting, "must be a comma-separated list")
+    return tuple(i.strip() for i in items if i.strip())
+
+
 def _lower_list(setting: str, value: object) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
@@ -917,6 +953,10 @@ _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "decision_log_sample": _float,
     **{name: _lower for name in _SETTINGS_DEFAULTS if name.startswith("upstream_header_")},
     "trusted_forwarded_headers": _lower_list,
+    "xfcc_trusted_by": _plain_list,
+    "extauthz_client_cert": _lower,
+    "http_client_cert_header": _lower,
+    "http_client_cert_format": _lower,
     "http_trusted_proxies": _cidr_list,
     **{
         name: _int
@@ -1009,6 +1049,7 @@ def _validate(s: Settings) -> None:
     _check_routes(s)
     _check_upstream_headers(s)
     _check_forwarding(s)
+    _check_client_certificates(s)
 
     seen: set[str] = set()
     for i, issuer in enumerate(s.issuers):
@@ -1305,6 +1346,22 @@ def _check_upstream_headers(s: Settings) -> None:
         if name in seen:
             raise ConfigError(setting, f"{name!r} is also {seen[name]}")
         seen[name] = setting
+
+
+def _check_client_certificates(s: Settings) -> None:
+    if s.extauthz_client_cert not in EXTAUTHZ_SOURCES:
+        raise ConfigError(
+            "DPOP_EXTAUTHZ_CLIENT_CERT", f"must be one of {', '.join(EXTAUTHZ_SOURCES)}"
+        )
+    if s.extauthz_client_cert == "xfcc" and not s.xfcc_trusted_by:
+        raise ConfigError("DPOP_XFCC_TRUSTED_BY", "required with DPOP_EXTAUTHZ_CLIENT_CERT=xfcc")
+    if s.http_client_cert_format not in HEADER_FORMATS:
+        raise ConfigError(
+            "DPOP_HTTP_CLIENT_CERT_FORMAT", f"must be one of {', '.join(HEADER_FORMATS)}"
+        )
+    header = s.http_client_cert_header
+    if header and (not _HEADER_NAME.fullmatch(header) or header in _RESERVED_HEADERS):
+        raise ConfigError("DPOP_HTTP_CLIENT_CERT_HEADER", f"{header!r} is not a usable header name")
 
 
 def _check_forwarding(s: Settings) -> None:
