@@ -13,6 +13,7 @@ route keys ``sender_constraint`` (``dpop`` | ``mtls`` | ``either`` | ``none``, d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ssl
 import time
@@ -125,7 +126,7 @@ def reason(reply: Reply, service: ServiceProcess) -> str:
 def test_bound_token_with_its_certificate_reaches_the_upstream(
     envoy: EnvoyProcess, service: ServiceProcess, issuer: TestIssuer, pki: MtlsPki
 ) -> None:
-    for identity in (pki.client, pki.chained_client):
+    for identity in (pki.client, with_chain(pki.chained_client, pki.intermediate)):
         token = certificate_bound_token(issuer, identity, subject="alice")
         reply = send(envoy, pki, identity, "/mtls/accounts", bearer(token))
         assert reply.status == 200, reply
@@ -216,7 +217,8 @@ def test_token_bound_both_ways_needs_the_proof_and_the_certificate(
         other_key = generate_key("ES256")
         wrong_proof = send(envoy, pki, pki.client, path,
                            https_dpop_headers(other_key, token, "GET", path))  # fmt: skip
-        assert_denied(wrong_proof, 401, "invalid_dpop_proof")
+        assert_denied(wrong_proof, 401, "invalid_token")  # jkt_mismatch: RFC 9449 §7.1
+        assert reason(wrong_proof, service) == "jkt_mismatch"
 
 
 # --- The FAPI 2.0 profile on a route -------------------------------------------------------------
@@ -304,6 +306,14 @@ def test_xfcc_from_an_untrusted_proxy_is_refused(
                        [*bearer(token), ("x-forwarded-client-cert", untrusted)])  # fmt: skip
     assert_denied(reply, 401, "invalid_token")
     assert reason(reply, xfcc_service) == "client_certificate_untrusted"
+
+
+def with_chain(identity: Identity, intermediate: Identity) -> Identity:
+    """``identity`` presenting its intermediate too (a TLS client sends the chain it has; the
+    listener trusts only the root)."""
+    chain = identity.cert_file.with_name(identity.cert_file.stem + "-chain.pem")
+    chain.write_text(identity.pem + intermediate.pem, encoding="ascii")
+    return dataclasses.replace(identity, cert_file=chain)
 
 
 def pki_hash(identity: Identity) -> str:
