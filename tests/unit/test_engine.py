@@ -30,6 +30,7 @@ from tests.unit.helpers import (
     token_request_facts,
     trusted_issuer,
 )
+from tests.unit.test_engine_mtls import MTLS_CASES
 from verifier.domain.model import Decision, Mode, Policy, RequestFacts
 from verifier.domain.reasons import CATALOGUE, Reason
 from verifier.dpop.challenge import dpop_challenge
@@ -428,7 +429,9 @@ _INTROSPECTION_REASONS = {Reason.TOKEN_INACTIVE, Reason.INTROSPECTION_UNAVAILABL
 
 
 def test_every_denial_reason_has_a_real_trigger() -> None:
-    assert {c.reason for c in CASES} == set(Reason) - {Reason.OK} - _INTROSPECTION_REASONS
+    # Sender constraints and the FAPI 2.0 profile: tests/unit/test_engine_mtls.py.
+    triggered = {c.reason for c in CASES} | {c.reason for c in MTLS_CASES}
+    assert triggered == set(Reason) - {Reason.OK} - _INTROSPECTION_REASONS
 
 
 # --- allowed requests -------------------------------------------------------------------------

@@ -257,6 +257,50 @@ GOLDEN: dict[Reason, tuple[int, str, str]] = {
         'DPoP error="invalid_token", error_description="Access token is not active", ' + ALGS,
     ),
     Reason.INTROSPECTION_UNAVAILABLE: (503, "", ""),
+    Reason.CLIENT_CERTIFICATE_MISSING: (
+        401,
+        "invalid_token",
+        'DPoP error="invalid_token", error_description="Client certificate required", ' + ALGS,
+    ),
+    Reason.CLIENT_CERTIFICATE_INVALID: (
+        401,
+        "invalid_token",
+        'DPoP error="invalid_token", error_description="Client certificate unreadable", ' + ALGS,
+    ),
+    Reason.CLIENT_CERTIFICATE_MISMATCH: (
+        401,
+        "invalid_token",
+        'DPoP error="invalid_token", error_description="Invalid certificate binding", ' + ALGS,
+    ),
+    Reason.CLIENT_CERTIFICATE_UNTRUSTED: (
+        401,
+        "invalid_token",
+        'DPoP error="invalid_token", error_description="Client certificate not trusted", ' + ALGS,
+    ),
+    Reason.TOKEN_NOT_CERTIFICATE_BOUND: (
+        401,
+        "invalid_token",
+        'DPoP error="invalid_token", '
+        'error_description="Certificate-bound access token required", ' + ALGS,
+    ),
+    Reason.TOKEN_NOT_SENDER_CONSTRAINED: (
+        401,
+        "invalid_token",
+        'DPoP error="invalid_token", '
+        'error_description="Sender-constrained access token required", ' + ALGS,
+    ),
+    Reason.TOKEN_IN_QUERY: (
+        400,
+        "invalid_request",
+        'DPoP error="invalid_request", '
+        'error_description="Access token in the query not allowed", ' + ALGS,
+    ),
+    Reason.TOKEN_ISSUER_NOT_ALLOWED: (
+        401,
+        "invalid_token",
+        'DPoP error="invalid_token", '
+        'error_description="Access token issuer not allowed here", ' + ALGS,
+    ),
 }
 
 
@@ -373,7 +417,9 @@ def test_rfc_error_families() -> None:
             assert error is RfcError.USE_DPOP_NONCE
         elif reason.name.startswith("PROOF_") or reason is Reason.REPLAYED:
             assert error is RfcError.INVALID_DPOP_PROOF
-        elif reason.name.startswith("TOKEN_"):
+        elif reason is Reason.TOKEN_IN_QUERY:  # RFC 6750 §3.1: more than one method
+            assert error is RfcError.INVALID_REQUEST
+        elif reason.name.startswith(("TOKEN_", "CLIENT_CERTIFICATE_")):
             assert error is RfcError.INVALID_TOKEN
         if info(reason).http_status >= 500:
             assert error is RfcError.NONE

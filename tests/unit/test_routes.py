@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from verifier.domain.model import Mode, Policy
+from verifier.domain.model import Mode, Policy, Profile, SenderConstraint
 from verifier.domain.routes import RouteError, parse_routes
 
 ROUTES: list[dict[str, Any]] = [
@@ -109,12 +109,39 @@ def test_exact_host_beats_wildcard_for_the_same_prefix() -> None:
         ({"nonce_required": "yes"}, "routes[0].nonce_required"),
         ({"name": ""}, "routes[0].name"),
         ({"prefix": "/a"}, "routes[0].prefix"),
+        ({"sender_constraint": "tls"}, "routes[0].sender_constraint"),
+        ({"sender_constraint": True}, "routes[0].sender_constraint"),
+        ({"profile": "fapi1"}, "routes[0].profile"),
+        ({"profile": 2}, "routes[0].profile"),
+        ({"issuers": "https://as.example"}, "routes[0].issuers"),
+        ({"issuers": ["https://as.example", ""]}, "routes[0].issuers[1]"),
+        ({"issuers": [" https://as.example"]}, "routes[0].issuers[0]"),
+        ({"issuers": ["https://a.example", "https://a.example"]}, "routes[0].issuers[1]"),
+        ({"issuers": [f"https://{i}.example" for i in range(65)]}, "routes[0].issuers"),
     ],
 )
 def test_invalid_entries_name_the_key(entry: dict[str, Any], key: str) -> None:
     with pytest.raises(RouteError) as caught:
         parse_routes([entry], default=Policy())
     assert caught.value.key == key
+
+
+def test_sender_constraint_profile_and_issuers() -> None:
+    table = parse_routes(
+        [
+            {"path_prefix": "/m", "sender_constraint": "mtls"},
+            {"path_prefix": "/f", "sender_constraint": "either", "profile": "fapi2",
+             "issuers": ["https://as.example"]},
+        ],
+        default=Policy(),
+    )  # fmt: skip
+    default = table.resolve("https://h.example/x").policy
+    assert (default.sender_constraint, default.profile, default.issuers) == (
+        SenderConstraint.DPOP, Profile.NONE, ())  # fmt: skip
+    assert table.resolve("https://h.example/m/1").policy.sender_constraint is SenderConstraint.MTLS
+    fapi = table.resolve("https://h.example/f").policy
+    assert (fapi.sender_constraint, fapi.profile, fapi.issuers) == (
+        SenderConstraint.EITHER, Profile.FAPI2, ("https://as.example",))  # fmt: skip
 
 
 def test_duplicate_routes_are_refused() -> None:

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from verifier.config import Settings
 from verifier.domain.routes import RouteTable
 from verifier.doors.answers import IdentityHeaders
+from verifier.doors.client_certificate import ClientCertificateOptions
 from verifier.doors.extauthz import ExtAuthzOptions, ExtAuthzService
 from verifier.doors.forward_auth import ForwardAuthApp, ForwardAuthOptions
 from verifier.doors.target_uri import PublicUrlOptions
 from verifier.doors.verify import DecisionEngine, VerifyService
+from verifier.mtls import trusted_by_set
 from verifier.telemetry import Telemetry
 
 
@@ -65,6 +67,7 @@ def extauthz_options(settings: Settings, routes: RouteTable | None = None) -> Ex
             public_base_urls=dict(settings.doors.public_base_urls),
         ),
         identity_headers=identity_headers(settings),
+        client_certificate=client_certificate_options(settings),
     )
 
 
@@ -79,6 +82,17 @@ def forward_auth_options(
         public_url=base.public_url,
         identity_headers=base.identity_headers,
         max_header_fields=settings.doors.http_max_header_fields,
+        client_certificate=base.client_certificate,
+    )
+
+
+def client_certificate_options(settings: Settings) -> ClientCertificateOptions:
+    """Where the front doors read the client certificate (RFC 8705)."""
+    return ClientCertificateOptions(
+        extauthz_source=settings.doors.extauthz_client_cert,
+        xfcc_trusted_by=trusted_by_set(settings.doors.xfcc_trusted_by),
+        http_header=settings.doors.http_client_cert_header,
+        http_format=settings.doors.http_client_cert_format,
     )
 
 

@@ -20,7 +20,10 @@ from verifier.config.values import (
     parse_fields,
     parse_lower,
     parse_lower_list,
+    parse_plain_list,
 )
+from verifier.doors.client_certificate import EXTAUTHZ_SOURCES
+from verifier.mtls import HEADER_FORMATS
 
 FORWARDING_HEADERS = ("x-forwarded-proto", "x-forwarded-host", "forwarded")
 # Headers an identity header must never be: the request's credentials, framing and routing.
@@ -55,6 +58,13 @@ class DoorSettings:
     """The config file's ``public_base_urls`` (file only): (host key, base URL) pairs."""
     http_trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     http_max_header_fields: int = 100
+    extauthz_client_cert: str = "peer"
+    """Where ``Check`` reads the client certificate of mTLS-bound tokens (RFC 8705)."""
+    xfcc_trusted_by: tuple[str, ...] = ()
+    """The ``By=`` URIs of the proxies whose ``x-forwarded-client-cert`` element is believed."""
+    http_client_cert_header: str = ""
+    """The header a trusted proxy puts the client certificate in, for forward auth (off: "")."""
+    http_client_cert_format: str = "escaped-pem"
 
     PARSERS: ClassVar[Mapping[str, Parser]] = {
         "upstream_header_jkt": parse_lower,
@@ -65,6 +75,10 @@ class DoorSettings:
         "upstream_header_report_only": parse_lower,
         "trusted_forwarded_headers": parse_lower_list,
         "http_trusted_proxies": parse_cidr_list,
+        "xfcc_trusted_by": parse_plain_list,
+        "extauthz_client_cert": parse_lower,
+        "http_client_cert_header": parse_lower,
+        "http_client_cert_format": parse_lower,
     }
 
     @classmethod
@@ -84,6 +98,26 @@ class DoorSettings:
         check_min("DPOP_HTTP_MAX_HEADER_FIELDS", self.http_max_header_fields, 8)
         self._check_upstream_headers()
         self._check_forwarding()
+        self._check_client_certificates()
+
+    def _check_client_certificates(self) -> None:
+        if self.extauthz_client_cert not in EXTAUTHZ_SOURCES:
+            raise ConfigError(
+                "DPOP_EXTAUTHZ_CLIENT_CERT", f"must be one of {', '.join(EXTAUTHZ_SOURCES)}"
+            )
+        if self.extauthz_client_cert == "xfcc" and not self.xfcc_trusted_by:
+            raise ConfigError(
+                "DPOP_XFCC_TRUSTED_BY", "required with DPOP_EXTAUTHZ_CLIENT_CERT=xfcc"
+            )
+        if self.http_client_cert_format not in HEADER_FORMATS:
+            raise ConfigError(
+                "DPOP_HTTP_CLIENT_CERT_FORMAT", f"must be one of {', '.join(HEADER_FORMATS)}"
+            )
+        header = self.http_client_cert_header
+        if header and (not _HEADER_NAME.fullmatch(header) or header in _RESERVED_HEADERS):
+            raise ConfigError(
+                "DPOP_HTTP_CLIENT_CERT_HEADER", f"{header!r} is not a usable header name"
+            )
 
     def _check_upstream_headers(self) -> None:
         seen: dict[str, str] = {}

@@ -188,6 +188,26 @@ OPTIONS: tuple[Option, ...] = (
     _opt("upstream_header_issuer", "ext_authz: header carrying the token's iss upstream."),
     _opt("upstream_header_report_only", "ext_authz: header naming a report-only route's denial."),
     _opt("trusted_forwarded_headers", "ext_authz: trusted x-forwarded-proto/-host, forwarded."),
+    _opt(
+        "extauthz_client_cert",
+        "ext_authz: where the client certificate of mTLS-bound tokens comes from: peer "
+        "(source.certificate; Envoy include_peer_certificate), xfcc or none (docs/fapi2.md).",
+    ),
+    _opt(
+        "xfcc_trusted_by",
+        "ext_authz: comma list of By= URIs of the proxies whose x-forwarded-client-cert "
+        "element is believed (with DPOP_EXTAUTHZ_CLIENT_CERT=xfcc).",
+    ),
+    _opt(
+        "http_client_cert_header",
+        "Forward-auth: header carrying the client certificate, read from trusted proxies only "
+        "(off when empty).",
+    ),
+    _opt(
+        "http_client_cert_format",
+        "Forward-auth: that header's format: escaped-pem (NGINX $ssl_client_escaped_cert), "
+        "traefik, rfc9440 (Client-Cert) or pem.",
+    ),
 )
 """Every option, in documentation order (CLI ``--help`` and the README table use it)."""
 

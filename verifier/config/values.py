@@ -181,6 +181,17 @@ def parse_lower(setting: str, value: object) -> str:
     return parse_text(setting, value).lower()
 
 
+def parse_plain_list(setting: str, value: object) -> tuple[str, ...]:
+    """A comma-separated list (or a list in the config file), items kept as written."""
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple) and all(isinstance(i, str) for i in value):
+        items = list(value)
+    else:
+        raise ConfigError(setting, "must be a comma-separated list")
+    return tuple(i.strip() for i in items if i.strip())
+
+
 def parse_lower_list(setting: str, value: object) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):

@@ -25,12 +25,57 @@ class Mode(enum.StrEnum):
     """No verification at all: every request is allowed."""
 
 
+class SenderConstraint(enum.StrEnum):
+    """How a route's access tokens must be bound to the client (per route)."""
+
+    DPOP = "dpop"
+    """DPoP (RFC 9449): today's behaviour, the default."""
+    MTLS = "mtls"
+    """Mutual TLS (RFC 8705): the token carries ``cnf["x5t#S256"]`` naming the client
+    certificate; no DPoP proof is needed."""
+    EITHER = "either"
+    """Whichever binding the token carries is checked (both when it carries both)."""
+    NONE = "none"
+    """No sender constraint is required; a bound token is still checked against its binding."""
+
+
+class Profile(enum.StrEnum):
+    """A named set of extra rules for a route."""
+
+    NONE = ""
+    FAPI2 = "fapi2"
+    """FAPI 2.0 Security Profile, resource server (docs/fapi2.md): bound tokens only, PS256 /
+    ES256 / EdDSA only, proof ``iat`` up to 10 s ahead, no token in the query."""
+
+
+FAPI2_ALGS = ("PS256", "ES256", "EdDSA")
+"""FAPI 2.0 §5.4.1: the only algorithms of proofs and tokens on a ``fapi2`` route."""
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """The enforcement policy for one request."""
 
     mode: Mode = Mode.REQUIRE
     nonce_required: bool = False
+    sender_constraint: SenderConstraint = SenderConstraint.DPOP
+    profile: Profile = Profile.NONE
+    issuers: tuple[str, ...] = ()
+    """The issuers whose tokens this route accepts (empty: every trusted issuer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificateFacts:
+    """What a front door learnt about the client certificate (RFC 8705), as the engine needs it.
+
+    ``sha256`` is the SHA-256 of the leaf's DER (empty when no usable certificate arrived);
+    ``problem`` says why not when the door looked for one and found nothing usable
+    (``client_certificate_missing`` / ``_invalid`` / ``_untrusted``), ``detail`` says what
+    precisely (never the certificate itself)."""
+
+    sha256: bytes = b""
+    problem: Reason | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +95,10 @@ class RequestFacts:
     client_address: str = ""
     route: str = ""
     policy: Policy = field(default_factory=Policy)
+    client_certificate: ClientCertificateFacts | None = None
+    """The client certificate (None: this front door reads none)."""
+    interaction_id: str = ""
+    """The ``x-fapi-interaction-id`` of a ``fapi2`` route (echoed to the client, logged)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +112,10 @@ class TokenClaims:
     expires_at: int = 0
     jkt: str = ""
     """The token's ``cnf.jkt`` (empty for an unbound Bearer token)."""
+    x5t_s256: str = ""
+    """The token's ``cnf["x5t#S256"]`` as written (empty: not certificate-bound, RFC 8705)."""
+    alg: str = ""
+    """The JWS ``alg`` of a JWT access token (empty for an introspected token)."""
     dpop_algs: tuple[str, ...] = ()
     """Proof algorithms the token's issuer supports (its metadata's
     ``dpop_signing_alg_values_supported``, RFC 9449 §5.1); empty: no narrowing."""

@@ -143,6 +143,32 @@ class Reason(enum.StrEnum):
     INTROSPECTION_UNAVAILABLE = "introspection_unavailable"
     """The issuer's introspection endpoint gave no usable answer: the token cannot be checked."""
 
+    # --- Certificate-bound tokens (RFC 8705) and the FAPI 2.0 profile; appended likewise ---
+    CLIENT_CERTIFICATE_MISSING = "client_certificate_missing"
+    """The token is certificate-bound (``cnf["x5t#S256"]``) but no client certificate reached
+    the verifier (none in the TLS handshake, or the front door is not set to read one)."""
+    CLIENT_CERTIFICATE_INVALID = "client_certificate_invalid"
+    """What the proxy forwarded as the client certificate is not one in the declared format, or
+    exceeds a size bound. A proxy's fault, answered like a missing certificate (401
+    ``invalid_token``): the request is not authenticated either way, and the code says why."""
+    CLIENT_CERTIFICATE_MISMATCH = "client_certificate_mismatch"
+    """The client certificate is not the one the token's ``cnf["x5t#S256"]`` names, or that
+    value is not unpadded base64url of 32 bytes (RFC 8705 §3)."""
+    CLIENT_CERTIFICATE_UNTRUSTED = "client_certificate_untrusted"
+    """The certificate came through no trusted proxy (no XFCC element with a configured ``By=``),
+    or fails the optional CA-chain policy."""
+    TOKEN_NOT_CERTIFICATE_BOUND = "token_not_certificate_bound"
+    """The route requires mutual-TLS sender constraint and the token has no
+    ``cnf["x5t#S256"]`` (RFC 8705 §3)."""
+    TOKEN_NOT_SENDER_CONSTRAINED = "token_not_sender_constrained"
+    """The route accepts a DPoP- or certificate-bound token (``either``, or the FAPI 2.0
+    profile) and the token is bound neither way (FAPI 2.0 §5.3.4)."""
+    TOKEN_IN_QUERY = "token_in_query"
+    """The FAPI 2.0 profile: the request URI carries an ``access_token`` query parameter
+    (FAPI 2.0 §5.3.4, RFC 6750 §2.3); tokens travel in the Authorization header only."""
+    TOKEN_ISSUER_NOT_ALLOWED = "token_issuer_not_allowed"
+    """The token's issuer is trusted, but not in the route's ``issuers`` allow-list."""
+
 
 class GrpcCode(enum.IntEnum):
     """The ``google.rpc.Code`` values a denial maps to (Envoy's ``CheckResponse.status``); the
@@ -331,6 +357,30 @@ CATALOGUE: dict[Reason, ReasonInfo] = {
     ),
     Reason.INTROSPECTION_UNAVAILABLE: ReasonInfo(
         _NONE, 503, _UNAVAILABLE, _NO_CHALLENGE, "Token introspection unavailable"
+    ),
+    Reason.CLIENT_CERTIFICATE_MISSING: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Client certificate required"
+    ),
+    Reason.CLIENT_CERTIFICATE_INVALID: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Client certificate unreadable"
+    ),
+    Reason.CLIENT_CERTIFICATE_MISMATCH: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Invalid certificate binding"
+    ),
+    Reason.CLIENT_CERTIFICATE_UNTRUSTED: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Client certificate not trusted"
+    ),
+    Reason.TOKEN_NOT_CERTIFICATE_BOUND: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Certificate-bound access token required"
+    ),
+    Reason.TOKEN_NOT_SENDER_CONSTRAINED: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Sender-constrained access token required"
+    ),
+    Reason.TOKEN_IN_QUERY: ReasonInfo(
+        _REQUEST, 400, _INVALID, _CHALLENGE, "Access token in the query not allowed"
+    ),
+    Reason.TOKEN_ISSUER_NOT_ALLOWED: ReasonInfo(
+        _TOKEN, 401, _UNAUTHENTICATED, _CHALLENGE, "Access token issuer not allowed here"
     ),
 }
 # fmt: on

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from verifier.domain.model import Mode, Policy
+from verifier.domain.model import Mode, Policy, Profile, SenderConstraint
 from verifier.domain.uri import (
     InvalidUri,
     canonical_host,
@@ -41,11 +41,29 @@ from verifier.domain.uri import (
     split_target_uri,
 )
 
-ROUTE_KEYS = ("host", "path_prefix", "mode", "nonce_required", "name")
+ROUTE_KEYS = (
+    "host",
+    "path_prefix",
+    "mode",
+    "nonce_required",
+    "name",
+    "sender_constraint",
+    "profile",
+    "issuers",
+)
+MAX_ROUTE_ISSUERS = 64
+"""Most entries in a route's ``issuers`` allow-list."""
 DEFAULT_ROUTE_NAME = "default"
 
 # Weakest first: a stricter mode has a higher rank.
 _MODE_RANK = {Mode.OFF: 0, Mode.REPORT_ONLY: 1, Mode.ALLOW_BEARER: 2, Mode.REQUIRE: 3}
+# ``dpop`` and ``mtls`` are equally strict (neither accepts what the other does).
+_CONSTRAINT_RANK = {
+    SenderConstraint.NONE: 0,
+    SenderConstraint.EITHER: 1,
+    SenderConstraint.DPOP: 2,
+    SenderConstraint.MTLS: 2,
+}
 _HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
 _IPV6 = re.compile(r"\[[0-9a-f:.]+\]")
 _PARAMS = re.compile(r";[^/]*")
@@ -57,10 +75,18 @@ _MAX_DECODINGS = 3
 _READ_DIFFERENTLY = re.compile(r"[;%A-Z]|//")
 
 
-def strictness(policy: Policy) -> tuple[int, bool]:
+def strictness(policy: Policy) -> tuple[int, bool, int, bool, bool]:
     """How strict ``policy`` is, for ordering: by mode first (``require`` > ``allow-bearer`` >
-    ``report-only`` > ``off``), then a required nonce over none."""
-    return (_MODE_RANK[policy.mode], policy.nonce_required)
+    ``report-only`` > ``off``), then the ``fapi2`` profile over none, then the sender
+    constraint (``dpop`` = ``mtls`` > ``either`` > ``none``), then a required nonce over none,
+    then an issuer allow-list over none."""
+    return (
+        _MODE_RANK[policy.mode],
+        policy.profile is Profile.FAPI2,
+        _CONSTRAINT_RANK[policy.sender_constraint],
+        policy.nonce_required,
+        bool(policy.issuers),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +296,10 @@ def _host_matches(entry: _Entry, host: str, port: int) -> bool:
 def parse_routes(entries: Sequence[Mapping[str, Any]], *, default: Policy) -> RouteTable:
     """Validate the config file's ``routes`` entries and build the table.
 
-    ``nonce_required`` defaults to ``default.nonce_required``. Raises :class:`RouteError`
-    naming the entry and key at fault.
+    ``nonce_required`` defaults to ``default.nonce_required``; ``sender_constraint`` to
+    ``dpop``; ``profile`` to none (``"fapi2"``: the FAPI 2.0 resource-server rules);
+    ``issuers`` (the issuer identifiers the route accepts) to every trusted issuer. Raises
+    :class:`RouteError` naming the entry and key at fault.
     """
     routes: list[Route] = []
     seen: dict[tuple[str, str], int] = {}
@@ -292,7 +320,16 @@ def parse_routes(entries: Sequence[Mapping[str, Any]], *, default: Policy) -> Ro
         if (host, prefix) in seen:
             raise RouteError(where, f"same host and path_prefix as routes[{seen[host, prefix]}]")
         seen[host, prefix] = i
-        routes.append(Route(host, prefix, Policy(mode=mode, nonce_required=nonce), name.strip()))
+        policy = Policy(
+            mode=mode,
+            nonce_required=nonce,
+            sender_constraint=_parse_constraint(
+                f"{where}.sender_constraint", entry.get("sender_constraint", "dpop")
+            ),
+            profile=_parse_profile(f"{where}.profile", entry.get("profile", "")),
+            issuers=_parse_issuers(f"{where}.issuers", entry.get("issuers", [])),
+        )
+        routes.append(Route(host, prefix, policy, name.strip()))
     return RouteTable(routes, default=default)
 
 
@@ -333,6 +370,35 @@ def _parse_mode(key: str, value: object) -> Mode:
     except ValueError:
         modes = ", ".join(m.value for m in Mode)
         raise RouteError(key, f"must be one of {modes}") from None
+
+
+def _parse_constraint(key: str, value: object) -> SenderConstraint:
+    try:
+        return SenderConstraint(value) if isinstance(value, str) else SenderConstraint("?")
+    except ValueError:
+        names = ", ".join(c.value for c in SenderConstraint)
+        raise RouteError(key, f"must be one of {names}") from None
+
+
+def _parse_profile(key: str, value: object) -> Profile:
+    if not isinstance(value, str) or value not in {p.value for p in Profile}:
+        raise RouteError(key, 'must be "fapi2" or "" (no profile)')
+    return Profile(value)
+
+
+def _parse_issuers(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise RouteError(key, "must be a list of issuer identifiers")
+    if len(value) > MAX_ROUTE_ISSUERS:
+        raise RouteError(key, f"more than {MAX_ROUTE_ISSUERS} issuers")
+    issuers: list[str] = []
+    for i, issuer in enumerate(value):
+        if not isinstance(issuer, str) or not issuer.strip() or issuer != issuer.strip():
+            raise RouteError(f"{key}[{i}]", "must be a non-empty issuer identifier (no spaces)")
+        if issuer in issuers:
+            raise RouteError(f"{key}[{i}]", f"{issuer!r} listed twice")
+        issuers.append(issuer)
+    return tuple(issuers)
 
 
 def _segment_prefix(prefix: str, path: str) -> bool:

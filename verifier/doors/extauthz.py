@@ -32,6 +32,7 @@ from verifier.domain.model import Decision, RequestFacts, TokenClaims
 from verifier.domain.ports import TelemetrySink
 from verifier.domain.reasons import Reason, info
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
+from verifier.doors.client_certificate import FAPI_INTERACTION_ID, ClientCertificateOptions
 from verifier.doors.extauthz_facts import Headers, check_request_facts, request_headers
 from verifier.doors.fail_closed import decide, log_report_only
 from verifier.doors.target_uri import PublicUrlOptions
@@ -64,6 +65,7 @@ class ExtAuthzOptions:
     routes: RouteTable = field(default_factory=RouteTable)
     public_url: PublicUrlOptions = field(default_factory=PublicUrlOptions)
     identity_headers: IdentityHeaders = field(default_factory=IdentityHeaders)
+    client_certificate: ClientCertificateOptions = field(default_factory=ClientCertificateOptions)
 
 
 class ExtAuthzService:
@@ -103,7 +105,11 @@ class ExtAuthzService:
                     raise ValueError("the request's headers could not be read")
                 sent = headers.keys()
                 facts = check_request_facts(
-                    request, headers, routes=options.routes, public_url=options.public_url
+                    request,
+                    headers,
+                    routes=options.routes,
+                    public_url=options.public_url,
+                    client_certificate=options.client_certificate,
                 )
                 scope.facts = facts
                 return self._engine.verify(facts)
@@ -111,20 +117,34 @@ class ExtAuthzService:
             decision = decide("check", scope, decision_of)
         if not decision.enforced and facts is not None:
             log_report_only(facts, decision)
-        return check_response(decision, sent, options.identity_headers)
+        interaction_id = facts.interaction_id if facts is not None else ""
+        return check_response(decision, sent, options.identity_headers, interaction_id)
 
 
 def check_response(
-    decision: Decision, sent: Collection[str], names: IdentityHeaders
+    decision: Decision, sent: Collection[str], names: IdentityHeaders, interaction_id: str = ""
 ) -> pb.CheckResponse:
-    """The wire answer for ``decision``; ``sent`` are the header names the client sent."""
+    """The wire answer for ``decision``; ``sent`` are the header names the client sent.
+    ``interaction_id`` (a ``fapi2`` route's ``x-fapi-interaction-id``) goes back to the client
+    and, on an allow, to the upstream."""
     if not decision.allow:
-        return _denied(decision)
+        response = _denied(decision)
+        if interaction_id:
+            response.denied_response.headers.append(_header(FAPI_INTERACTION_ID, interaction_id))
+        return response
     spoofable = tuple(name for name in _identity_names(names) if name in sent)
     nonce = decision.dpop_nonce if decision.enforced else ""  # RFC 9449 §8.2: fresh on success
-    return _allowed(
+    cached = _allowed(
         decision.jkt, decision.claims, decision.enforced, decision.reason, names, spoofable, nonce
     )
+    if not interaction_id:
+        return cached
+    response = pb.CheckResponse()
+    response.CopyFrom(cached)  # the cached message is shared: never modified
+    header = _header(FAPI_INTERACTION_ID, interaction_id)
+    response.ok_response.headers.append(header)
+    response.ok_response.response_headers_to_add.append(header)
+    return response
 
 
 @functools.lru_cache(maxsize=16)

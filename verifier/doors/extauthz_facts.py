@@ -22,6 +22,11 @@ from verifier._generated.envoy.service.auth.v3 import attribute_context_pb2 as a
 from verifier._generated.envoy.service.auth.v3 import external_auth_pb2 as pb
 from verifier.domain.model import RequestFacts
 from verifier.domain.routes import RouteTable
+from verifier.doors.client_certificate import (
+    ClientCertificateOptions,
+    extauthz_certificate,
+    fapi_interaction_id,
+)
 from verifier.doors.target_uri import PublicUrlOptions, public_target_uri
 
 Headers = Mapping[str, tuple[str, ...]]
@@ -52,8 +57,10 @@ def check_request_facts(
     *,
     routes: RouteTable,
     public_url: PublicUrlOptions,
+    client_certificate: ClientCertificateOptions | None = None,
 ) -> RequestFacts:
-    """The engine's view of one ``CheckRequest``, with the policy of the route it targets.
+    """The engine's view of one ``CheckRequest``, with the policy of the route it targets and
+    the client certificate (:mod:`verifier.doors.client_certificate`).
 
     ``headers`` is :func:`request_headers` of the request. Validation is the engine's job: an
     empty method or an unusable target URI is denied there as ``request_invalid``.
@@ -70,13 +77,19 @@ def check_request_facts(
     path = http.path or first(":path")
     target = public_target_uri(scheme, authority, path, headers, public_url)
     route = routes.resolve(target)
-    source = request.attributes.source.address.socket_address
+    source = request.attributes.source
+    cert_options = client_certificate or _DEFAULT_CERTIFICATE_OPTIONS
     return RequestFacts(
         method=method,
         target_uri=target,
         authorization=headers.get("authorization", ()),
         dpop=headers.get("dpop", ()),
-        client_address=source.address,
+        client_address=source.address.socket_address.address,
         route=route.name,
         policy=route.policy,
+        client_certificate=extauthz_certificate(source.certificate, headers, cert_options),
+        interaction_id=fapi_interaction_id(headers, route.policy),
     )
+
+
+_DEFAULT_CERTIFICATE_OPTIONS = ClientCertificateOptions()

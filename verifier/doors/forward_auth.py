@@ -50,6 +50,12 @@ from verifier.domain.model import Decision, RequestFacts
 from verifier.domain.ports import TelemetrySink
 from verifier.domain.routes import RouteTable
 from verifier.doors.answers import IdentityHeaders, denial, upstream_headers
+from verifier.doors.client_certificate import (
+    FAPI_INTERACTION_ID,
+    ClientCertificateOptions,
+    fapi_interaction_id,
+    forward_auth_certificate,
+)
 from verifier.doors.extauthz_facts import Headers
 from verifier.doors.fail_closed import decide, log_report_only
 from verifier.doors.target_uri import PublicUrlOptions, public_target_uri
@@ -84,6 +90,7 @@ class ForwardAuthOptions:
     public_url: PublicUrlOptions = field(default_factory=PublicUrlOptions)
     identity_headers: IdentityHeaders = field(default_factory=IdentityHeaders)
     max_header_fields: int = 100
+    client_certificate: ClientCertificateOptions = field(default_factory=ClientCertificateOptions)
 
     def __post_init__(self) -> None:
         # The gateway's own headers say where the request went; the configured public base
@@ -159,6 +166,9 @@ def forward_auth_facts(
         client_address=_last_element(headers, "x-forwarded-for") or peer,
         route=route.name,
         policy=route.policy,
+        # Read only here, after the caller was found trusted (RFC 8705 §2: the gateway's word).
+        client_certificate=forward_auth_certificate(headers, options.client_certificate),
+        interaction_id=fapi_interaction_id(headers, route.policy),
     )
 
 
@@ -172,6 +182,14 @@ def allowed_headers(decision: Decision, names: IdentityHeaders) -> list[tuple[st
     if decision.enforced and decision.dpop_nonce:
         headers.append(("dpop-nonce", decision.dpop_nonce))
     return headers
+
+
+def _with_interaction_id(
+    headers: list[tuple[str, str]], facts: RequestFacts
+) -> list[tuple[str, str]]:
+    if not facts.interaction_id:
+        return headers
+    return [*headers, (FAPI_INTERACTION_ID, facts.interaction_id)]
 
 
 class ForwardAuthApp:
@@ -207,9 +225,11 @@ class ForwardAuthApp:
             log_report_only(facts, decision)
         if decision.allow:
             names = options.identity_headers
-            return _answer(start_response, 200, allowed_headers(decision, names), b"")
+            headers_out = _with_interaction_id(allowed_headers(decision, names), facts)
+            return _answer(start_response, 200, headers_out, b"")
         answer = denial(decision)
-        return _answer(start_response, answer.status, list(answer.headers), answer.body.encode())
+        headers_out = _with_interaction_id(list(answer.headers), facts)
+        return _answer(start_response, answer.status, headers_out, answer.body.encode())
 
 
 def _one_of(headers: Headers, preferred: str, other: str) -> str:

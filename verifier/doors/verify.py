@@ -15,6 +15,7 @@ from verifier.domain.model import Decision, RequestFacts
 from verifier.domain.ports import TelemetrySink
 from verifier.domain.reasons import Reason
 from verifier.domain.routes import RouteTable
+from verifier.doors.client_certificate import verify_certificate
 from verifier.doors.fail_closed import decide
 from verifier.telemetry import Telemetry
 
@@ -85,6 +86,7 @@ def verify_request_facts(
         client_address=request.client_address,
         route=request.route or route.name,
         policy=route.policy,
+        client_certificate=verify_certificate(request.client_certificate),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from verifier.domain.reasons import Denial, Reason
@@ -43,6 +43,20 @@ class ProofLimits:
     """How far in the future ``iat`` may be (clock skew), in seconds. 30 s, as go-dpop and
     auth0's verifier (Duende and Spring allow 60 s): phones with drifting clocks are the
     usual clients ahead of the server. :func:`replay_ttl` grows with it."""
+
+
+FAPI2_IAT_SKEW_MIN = 10.0
+"""FAPI 2.0 §5.3.2.1: an ``iat`` up to 10 s in the future is accepted..."""
+FAPI2_IAT_SKEW_MAX = 59.0
+"""... and one 60 s or more in the future is rejected."""
+
+
+def fapi2_limits(limits: ProofLimits) -> ProofLimits:
+    """``limits`` with the ``iat`` skew the FAPI 2.0 profile needs: at least 10 s and less
+    than 60 s (the configured skew when it lies between; :func:`replay_ttl` of the result is
+    covered by that of ``limits`` with a skew of at least 10 s)."""
+    skew = min(max(limits.iat_max_skew, FAPI2_IAT_SKEW_MIN), FAPI2_IAT_SKEW_MAX)
+    return replace(limits, iat_max_skew=skew)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,16 @@
 """The decision engine: :class:`RequestFacts` in, :class:`Decision` out.
 
-It runs the pure checks of :mod:`verifier.dpop` and :mod:`verifier.tokens` in the order cheap ->
-expensive -> stateful (RFC 9449 §4.3, §7.1): the Authorization header, the proof's syntax, header
-and signature, its claims and nonce, the access token and its binding, and only then the atomic
-replay record. The first failed check decides the reason.
+It runs the pure checks of :mod:`verifier.dpop`, :mod:`verifier.tokens` and :mod:`verifier.mtls`
+in the order cheap -> expensive -> stateful (RFC 9449 §4.3, §7.1): the request (and on a
+``fapi2`` route, no token in its query), the Authorization header, the proof's syntax, header and
+signature, its claims and nonce, the access token, the route's issuer and algorithm rules, its
+bindings (``cnf.jkt`` to the proof, ``cnf["x5t#S256"]`` to the client certificate), and only then
+the atomic replay record. The first failed check decides the reason.
+
+The route's sender constraint (:class:`~verifier.domain.model.SenderConstraint`) says which
+binding a token must carry: ``dpop`` (a proof, as always), ``mtls`` (a certificate binding,
+RFC 8705; the token travels as ``Bearer``), ``either``, or ``none``. Whatever the route, a token
+carrying a binding is checked against it, and a token bound both ways must satisfy both.
 
 The checks themselves do no I/O: the only I/O of a decision is behind the two ports, the access
 token validator and the replay store, called synchronously on the calling (worker) thread.
@@ -18,11 +25,16 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from verifier.domain.model import (
+    FAPI2_ALGS,
     CheckOutcome,
     Decision,
     Mode,
+    Profile,
     RequestFacts,
+    SenderConstraint,
     TokenClaims,
     allowed,
     denied,
@@ -43,6 +55,8 @@ from verifier.engine.alarms import FAIL_OPEN_ALARM, ThrottledAlarm
 from verifier.jose.rfc7515 import DEFAULT_PROOF_ALGS, PublicKey, verify_signature
 from verifier.jose.rfc7517 import InvalidJwk, public_key_for_alg
 from verifier.jose.rfc7638 import thumbprint
+from verifier.mtls import CertificateError, ClientCertificate, check_certificate_binding
+from verifier.tokens.profile import check_no_token_in_query, check_route_token
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +132,15 @@ class _Trail:
             self.checks.append(CheckOutcome(self.step, False, note))
 
 
+def _fapi2_proof_key(known: _ProofKey) -> bool:
+    """FAPI 2.0 §5.4.1: PS256, ES256 or EdDSA with Ed25519 (RFC 9864's ``Ed25519`` too). Key
+    sizes hold already: RSA keys of 2048 bits or more (:data:`~verifier.jose.rfc7517.MIN_RSA_BITS`)
+    and P-256 for ES256."""
+    if known.alg in ("EdDSA", "Ed25519"):
+        return isinstance(known.key, Ed25519PublicKey)
+    return known.alg in FAPI2_ALGS
+
+
 class Verifier:
     """Verifies one request at a time; safe to share across concurrent calls."""
 
@@ -139,7 +162,10 @@ class Verifier:
         self._proof_keys: dict[str, _ProofKey] = {}
         """Memo of the pure header checks: a proof header (its exact base64url text) that
         passed them -> its key. A client signs every proof with the same header."""
-        self._replay_ttl = proofs.replay_ttl(settings.limits)
+        self._fapi2_limits = proofs.fapi2_limits(settings.limits)
+        self._replay_ttl = max(
+            proofs.replay_ttl(settings.limits), proofs.replay_ttl(self._fapi2_limits)
+        )
         self._fail_open_alarm = ThrottledAlarm(log, FAIL_OPEN_ALARM)
 
     def verify(self, facts: RequestFacts, *, explain: bool = False) -> Decision:
@@ -172,6 +198,12 @@ class Verifier:
             self._record(proof, trail)
             return _Outcome(proof, None)
 
+        policy = facts.policy
+        if policy.profile is Profile.FAPI2:
+            trail.begin("fapi2.query")
+            check_no_token_in_query(facts.target_uri)  # FAPI 2.0 §5.3.4, RFC 6750 §2.3
+            trail.passed()
+
         trail.begin("authorization")
         credentials = parse_authorization(facts.authorization, self.settings.max_token_bytes)
         if credentials is None:
@@ -185,6 +217,7 @@ class Verifier:
             proof = self._verified_proof(facts, now, trail, access_token=credentials.token)
         trail.begin("token")
         claims = self._tokens.validate(credentials.token, now)
+        check_route_token(claims, policy)
         trail.passed(claims.issuer)
         trail.begin("token.cnf.jkt")
         if not claims.jkt:
@@ -193,26 +226,70 @@ class Verifier:
         if claims.dpop_algs and proof.alg not in claims.dpop_algs:  # the issuer's RFC 9449 §5.1
             raise Denial(Reason.PROOF_ALG_NOT_ALLOWED, "not supported by the token's issuer")
         trail.passed()
+        if claims.x5t_s256:  # bound both ways: both must hold
+            self._certificate_binding(claims, facts, trail)
+        elif policy.sender_constraint is SenderConstraint.MTLS:
+            raise Denial(Reason.TOKEN_NOT_CERTIFICATE_BOUND, "the token is DPoP-bound only")
         self._record(proof, trail)
         return _Outcome(proof, claims)
 
     def _bearer(self, token: str, facts: RequestFacts, now: float, trail: _Trail) -> TokenClaims:
-        """RFC 9449 §7.2: a Bearer token passes only where allowed and only if not DPoP-bound."""
+        """The ``Bearer`` scheme: a DPoP-bound token never passes (RFC 9449 §7.2); a
+        certificate-bound one passes with its certificate (RFC 8705 §3) where the route takes
+        it; an unbound one where the route allows Bearer tokens or wants no sender constraint
+        (never on a ``fapi2`` route)."""
+        policy = facts.policy
+        constraint = policy.sender_constraint
+        allow_bearer = policy.mode is Mode.ALLOW_BEARER
         trail.begin("token")
         try:
             claims = self._tokens.validate(token, now)
         except Denial:
-            if facts.policy.mode is Mode.ALLOW_BEARER:
+            if allow_bearer or constraint is not SenderConstraint.DPOP:
                 raise
             raise Denial(Reason.BEARER_NOT_ALLOWED) from None
+        check_route_token(claims, policy)
         trail.passed(claims.issuer)
         trail.begin("bearer")
         if claims.jkt:
             raise Denial(Reason.TOKEN_BOUND_SENT_AS_BEARER)
-        if facts.policy.mode is not Mode.ALLOW_BEARER:
+        if claims.x5t_s256:
+            if constraint is SenderConstraint.DPOP and not allow_bearer:
+                raise Denial(Reason.BEARER_NOT_ALLOWED, "the route requires DPoP")
+            trail.passed("certificate-bound")
+            self._certificate_binding(claims, facts, trail)
+            return claims
+        if policy.profile is Profile.FAPI2:  # FAPI 2.0 §5.3.4: sender-constrained tokens only
+            if constraint is SenderConstraint.DPOP:
+                raise Denial(Reason.BEARER_NOT_ALLOWED, "fapi2 profile")
+            raise Denial(Reason.TOKEN_NOT_SENDER_CONSTRAINED, "fapi2 profile")
+        if allow_bearer:
+            trail.passed("route allows Bearer")
+        elif constraint is SenderConstraint.NONE:
+            trail.passed("route requires no sender constraint")
+        elif constraint is SenderConstraint.DPOP:
             raise Denial(Reason.BEARER_NOT_ALLOWED)
-        trail.passed("route allows Bearer")
+        elif constraint is SenderConstraint.MTLS:
+            raise Denial(Reason.TOKEN_NOT_CERTIFICATE_BOUND)
+        else:
+            raise Denial(Reason.TOKEN_NOT_SENDER_CONSTRAINED)
         return claims
+
+    def _certificate_binding(self, claims: TokenClaims, facts: RequestFacts, trail: _Trail) -> None:
+        """RFC 8705 §3: the token's ``cnf["x5t#S256"]`` names the client's certificate
+        (exactly 32 bytes, compared in constant time)."""
+        trail.begin("token.cnf.x5t#S256")
+        facts_cert = facts.client_certificate
+        if facts_cert is not None and facts_cert.problem is not None:
+            raise Denial(facts_cert.problem, facts_cert.detail)
+        certificate = None
+        if facts_cert is not None and facts_cert.sha256:
+            certificate = ClientCertificate(sha256=facts_cert.sha256, der=None)
+        try:
+            check_certificate_binding(claims.x5t_s256, certificate)
+        except CertificateError as exc:
+            raise Denial(Reason(exc.code), str(exc)) from None
+        trail.passed()
 
     def _proof_key(self, header_b64: str, header: proofs.ProofHeader) -> _ProofKey:
         """Import the checked header's ``jwk`` for its ``alg``, with its thumbprint, and
@@ -231,7 +308,8 @@ class Verifier:
     def _verified_proof(
         self, facts: RequestFacts, now: float, trail: _Trail, access_token: str | None
     ) -> _VerifiedProof:
-        limits = self.settings.limits
+        fapi2 = facts.policy.profile is Profile.FAPI2
+        limits = self._fapi2_limits if fapi2 else self.settings.limits
         trail.begin("proof.header_count")
         text = proofs.select_single_proof(facts.dpop, limits.max_proof_bytes)
         trail.passed()
@@ -253,6 +331,8 @@ class Verifier:
             trail.begin("proof.header")
             trail.passed(known.alg)
             trail.begin("proof.jwk")
+        if fapi2 and not _fapi2_proof_key(known):
+            raise Denial(Reason.PROOF_ALG_NOT_ALLOWED, "not allowed by the fapi2 profile")
         self._instrumentation.proof_key(known.alg, known.jkt)
         trail.passed(f"jkt {known.jkt}")
         trail.begin("proof.signature")

@@ -294,6 +294,7 @@ class DecisionLog:
         trace_hex = format(trace_id, "032x") if trace_id else ""
         span_hex = format(span_id, "016x") if span_id else ""
         method, route = (facts.method, facts.route) if facts else ("", "")
+        interaction_id = facts.interaction_id if facts else ""
         issuer, subject, client_id = (
             (claims.issuer, claims.subject, claims.client_id) if claims else ("", "", "")
         )
@@ -322,6 +323,11 @@ class DecisionLog:
                 f'"issuer":{json_string(issuer)},"subject":{json_string(subject)},'
                 f'"client_id":{json_string(client_id)},"alg":{json_string(alg)},'
                 f'"jkt_hash":"{jkt_hash}","latency_ms":{latency_ms!r}'
+                + (
+                    f',"fapi_interaction_id":{json_string(interaction_id)}'
+                    if interaction_id
+                    else ""
+                )
             )
             return
         fields = {
@@ -343,6 +349,8 @@ class DecisionLog:
             "jkt_hash": jkt_hash,
             "latency_ms": latency_ms,
         }
+        if interaction_id:
+            fields["fapi_interaction_id"] = interaction_id
         # makeRecord + handle: what Logger.log does, less the caller lookup (a stack walk) that
         # a decision line never shows. The fields are plain JSON values.
         record = logger.makeRecord(

@@ -88,6 +88,21 @@ AT_JWT_TYPES = frozenset({"at+jwt"})
 """The ``typ`` of a JWT access token (RFC 9068 §2.1, §4), after :func:`normalize_typ`."""
 
 
+def confirmation_x5t_s256(payload: dict[str, Any]) -> str:
+    """The token's ``cnf["x5t#S256"]`` (RFC 8705 §3.1; the top-level ``cnf`` of an
+    introspection answer, §3.2), or "" when the token is not certificate-bound. Its form
+    (43 base64url characters) is checked with the binding (``client_certificate_mismatch``)."""
+    cnf = payload.get("cnf")
+    if not isinstance(cnf, dict):  # absent, or refused by confirmation_jkt
+        return ""
+    x5t = cnf.get("x5t#S256")
+    if x5t is None:
+        return ""
+    if not isinstance(x5t, str) or not 0 < len(x5t) <= 128:
+        raise Denial(Reason.TOKEN_CLAIMS_INVALID, "cnf.x5t#S256 must be a string")
+    return x5t
+
+
 def audiences_of(audience: Audience) -> tuple[str, ...] | None:
     """``audience`` as a tuple (None stays None: not checked)."""
     if audience is None:
@@ -181,4 +196,5 @@ def check_token_claims(
         scope=_scope(payload),
         expires_at=int(exp),
         jkt=confirmation_jkt(payload),
+        x5t_s256=confirmation_x5t_s256(payload),
     )

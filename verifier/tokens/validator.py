@@ -229,4 +229,4 @@ class TokenValidator:
             require_iat=issuer.require_iat,
             client_id_claims=issuer.client_id_claims,
         )
-        return self._narrowed(issuer, claims)
+        return self._narrowed(issuer, replace(claims, alg=alg))

@@ -65,6 +65,14 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_REQUEST_INVALID: _ClassVar[Reason]
     REASON_TOKEN_INACTIVE: _ClassVar[Reason]
     REASON_INTROSPECTION_UNAVAILABLE: _ClassVar[Reason]
+    REASON_CLIENT_CERTIFICATE_MISSING: _ClassVar[Reason]
+    REASON_CLIENT_CERTIFICATE_INVALID: _ClassVar[Reason]
+    REASON_CLIENT_CERTIFICATE_MISMATCH: _ClassVar[Reason]
+    REASON_CLIENT_CERTIFICATE_UNTRUSTED: _ClassVar[Reason]
+    REASON_TOKEN_NOT_CERTIFICATE_BOUND: _ClassVar[Reason]
+    REASON_TOKEN_NOT_SENDER_CONSTRAINED: _ClassVar[Reason]
+    REASON_TOKEN_IN_QUERY: _ClassVar[Reason]
+    REASON_TOKEN_ISSUER_NOT_ALLOWED: _ClassVar[Reason]
 DECISION_UNSPECIFIED: Decision
 DECISION_ALLOW: Decision
 DECISION_DENY: Decision
@@ -118,9 +126,17 @@ REASON_INTERNAL_ERROR: Reason
 REASON_REQUEST_INVALID: Reason
 REASON_TOKEN_INACTIVE: Reason
 REASON_INTROSPECTION_UNAVAILABLE: Reason
+REASON_CLIENT_CERTIFICATE_MISSING: Reason
+REASON_CLIENT_CERTIFICATE_INVALID: Reason
+REASON_CLIENT_CERTIFICATE_MISMATCH: Reason
+REASON_CLIENT_CERTIFICATE_UNTRUSTED: Reason
+REASON_TOKEN_NOT_CERTIFICATE_BOUND: Reason
+REASON_TOKEN_NOT_SENDER_CONSTRAINED: Reason
+REASON_TOKEN_IN_QUERY: Reason
+REASON_TOKEN_ISSUER_NOT_ALLOWED: Reason
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("method", "target_uri", "scheme", "authority", "path", "authorization", "dpop", "proof_only", "client_address", "route", "explain")
+    __slots__ = ("method", "target_uri", "scheme", "authority", "path", "authorization", "dpop", "proof_only", "client_address", "route", "explain", "client_certificate")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TARGET_URI_FIELD_NUMBER: _ClassVar[int]
     SCHEME_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +148,7 @@ class VerifyRequest(_message.Message):
     CLIENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     method: str
     target_uri: str
     scheme: str
@@ -143,7 +160,8 @@ class VerifyRequest(_message.Message):
     client_address: str
     route: str
     explain: bool
-    def __init__(self, method: _Optional[str] = ..., target_uri: _Optional[str] = ..., scheme: _Optional[str] = ..., authority: _Optional[str] = ..., path: _Optional[str] = ..., authorization: _Optional[_Iterable[str]] = ..., dpop: _Optional[_Iterable[str]] = ..., proof_only: _Optional[bool] = ..., client_address: _Optional[str] = ..., route: _Optional[str] = ..., explain: _Optional[bool] = ...) -> None: ...
+    client_certificate: bytes
+    def __init__(self, method: _Optional[str] = ..., target_uri: _Optional[str] = ..., scheme: _Optional[str] = ..., authority: _Optional[str] = ..., path: _Optional[str] = ..., authorization: _Optional[_Iterable[str]] = ..., dpop: _Optional[_Iterable[str]] = ..., proof_only: _Optional[bool] = ..., client_address: _Optional[str] = ..., route: _Optional[str] = ..., explain: _Optional[bool] = ..., client_certificate: _Optional[bytes] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("decision", "reason", "reason_code", "message", "rfc_error", "http_status", "www_authenticate", "dpop_nonce", "enforced", "jkt", "jti", "alg", "claims", "checks")

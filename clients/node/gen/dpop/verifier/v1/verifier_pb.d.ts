@@ -102,6 +102,14 @@ export declare type VerifyRequest = Message<"dpop.verifier.v1.VerifyRequest"> & 
    * @generated from field: bool explain = 11;
    */
   explain: boolean;
+
+  /**
+   * The DER of the client's leaf certificate from the TLS handshake, for certificate-bound
+   * tokens (RFC 8705); empty when the client presented none.
+   *
+   * @generated from field: bytes client_certificate = 12;
+   */
+  clientCertificate: Uint8Array;
 };
 
 /**
@@ -704,6 +712,48 @@ export enum Reason {
    * @generated from enum value: REASON_INTROSPECTION_UNAVAILABLE = 49;
    */
   INTROSPECTION_UNAVAILABLE = 49,
+
+  /**
+   * Certificate-bound tokens (RFC 8705) and the FAPI 2.0 profile (appended: numbers are stable).
+   *
+   * @generated from enum value: REASON_CLIENT_CERTIFICATE_MISSING = 50;
+   */
+  CLIENT_CERTIFICATE_MISSING = 50,
+
+  /**
+   * @generated from enum value: REASON_CLIENT_CERTIFICATE_INVALID = 51;
+   */
+  CLIENT_CERTIFICATE_INVALID = 51,
+
+  /**
+   * @generated from enum value: REASON_CLIENT_CERTIFICATE_MISMATCH = 52;
+   */
+  CLIENT_CERTIFICATE_MISMATCH = 52,
+
+  /**
+   * @generated from enum value: REASON_CLIENT_CERTIFICATE_UNTRUSTED = 53;
+   */
+  CLIENT_CERTIFICATE_UNTRUSTED = 53,
+
+  /**
+   * @generated from enum value: REASON_TOKEN_NOT_CERTIFICATE_BOUND = 54;
+   */
+  TOKEN_NOT_CERTIFICATE_BOUND = 54,
+
+  /**
+   * @generated from enum value: REASON_TOKEN_NOT_SENDER_CONSTRAINED = 55;
+   */
+  TOKEN_NOT_SENDER_CONSTRAINED = 55,
+
+  /**
+   * @generated from enum value: REASON_TOKEN_IN_QUERY = 56;
+   */
+  TOKEN_IN_QUERY = 56,
+
+  /**
+   * @generated from enum value: REASON_TOKEN_ISSUER_NOT_ALLOWED = 57;
+   */
+  TOKEN_ISSUER_NOT_ALLOWED = 57,
 }
 
 /**

@@ -421,6 +421,42 @@ public enum Reason
    * <code>REASON_INTROSPECTION_UNAVAILABLE = 49;</code>
    */
   REASON_INTROSPECTION_UNAVAILABLE(49),
+  /**
+   * <pre>
+   * Certificate-bound tokens (RFC 8705) and the FAPI 2.0 profile (appended: numbers are stable).
+   * </pre>
+   *
+   * <code>REASON_CLIENT_CERTIFICATE_MISSING = 50;</code>
+   */
+  REASON_CLIENT_CERTIFICATE_MISSING(50),
+  /**
+   * <code>REASON_CLIENT_CERTIFICATE_INVALID = 51;</code>
+   */
+  REASON_CLIENT_CERTIFICATE_INVALID(51),
+  /**
+   * <code>REASON_CLIENT_CERTIFICATE_MISMATCH = 52;</code>
+   */
+  REASON_CLIENT_CERTIFICATE_MISMATCH(52),
+  /**
+   * <code>REASON_CLIENT_CERTIFICATE_UNTRUSTED = 53;</code>
+   */
+  REASON_CLIENT_CERTIFICATE_UNTRUSTED(53),
+  /**
+   * <code>REASON_TOKEN_NOT_CERTIFICATE_BOUND = 54;</code>
+   */
+  REASON_TOKEN_NOT_CERTIFICATE_BOUND(54),
+  /**
+   * <code>REASON_TOKEN_NOT_SENDER_CONSTRAINED = 55;</code>
+   */
+  REASON_TOKEN_NOT_SENDER_CONSTRAINED(55),
+  /**
+   * <code>REASON_TOKEN_IN_QUERY = 56;</code>
+   */
+  REASON_TOKEN_IN_QUERY(56),
+  /**
+   * <code>REASON_TOKEN_ISSUER_NOT_ALLOWED = 57;</code>
+   */
+  REASON_TOKEN_ISSUER_NOT_ALLOWED(57),
   UNRECOGNIZED(-1),
   ;
 
@@ -830,6 +866,42 @@ public enum Reason
    * <code>REASON_INTROSPECTION_UNAVAILABLE = 49;</code>
    */
   public static final int REASON_INTROSPECTION_UNAVAILABLE_VALUE = 49;
+  /**
+   * <pre>
+   * Certificate-bound tokens (RFC 8705) and the FAPI 2.0 profile (appended: numbers are stable).
+   * </pre>
+   *
+   * <code>REASON_CLIENT_CERTIFICATE_MISSING = 50;</code>
+   */
+  public static final int REASON_CLIENT_CERTIFICATE_MISSING_VALUE = 50;
+  /**
+   * <code>REASON_CLIENT_CERTIFICATE_INVALID = 51;</code>
+   */
+  public static final int REASON_CLIENT_CERTIFICATE_INVALID_VALUE = 51;
+  /**
+   * <code>REASON_CLIENT_CERTIFICATE_MISMATCH = 52;</code>
+   */
+  public static final int REASON_CLIENT_CERTIFICATE_MISMATCH_VALUE = 52;
+  /**
+   * <code>REASON_CLIENT_CERTIFICATE_UNTRUSTED = 53;</code>
+   */
+  public static final int REASON_CLIENT_CERTIFICATE_UNTRUSTED_VALUE = 53;
+  /**
+   * <code>REASON_TOKEN_NOT_CERTIFICATE_BOUND = 54;</code>
+   */
+  public static final int REASON_TOKEN_NOT_CERTIFICATE_BOUND_VALUE = 54;
+  /**
+   * <code>REASON_TOKEN_NOT_SENDER_CONSTRAINED = 55;</code>
+   */
+  public static final int REASON_TOKEN_NOT_SENDER_CONSTRAINED_VALUE = 55;
+  /**
+   * <code>REASON_TOKEN_IN_QUERY = 56;</code>
+   */
+  public static final int REASON_TOKEN_IN_QUERY_VALUE = 56;
+  /**
+   * <code>REASON_TOKEN_ISSUER_NOT_ALLOWED = 57;</code>
+   */
+  public static final int REASON_TOKEN_ISSUER_NOT_ALLOWED_VALUE = 57;
 
 
   public final int getNumber() {
@@ -906,6 +978,14 @@ public enum Reason
       case 47: return REASON_REQUEST_INVALID;
       case 48: return REASON_TOKEN_INACTIVE;
       case 49: return REASON_INTROSPECTION_UNAVAILABLE;
+      case 50: return REASON_CLIENT_CERTIFICATE_MISSING;
+      case 51: return REASON_CLIENT_CERTIFICATE_INVALID;
+      case 52: return REASON_CLIENT_CERTIFICATE_MISMATCH;
+      case 53: return REASON_CLIENT_CERTIFICATE_UNTRUSTED;
+      case 54: return REASON_TOKEN_NOT_CERTIFICATE_BOUND;
+      case 55: return REASON_TOKEN_NOT_SENDER_CONSTRAINED;
+      case 56: return REASON_TOKEN_IN_QUERY;
+      case 57: return REASON_TOKEN_ISSUER_NOT_ALLOWED;
       default: return null;
     }
   }

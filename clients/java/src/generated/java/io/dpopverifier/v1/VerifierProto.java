@@ -44,71 +44,80 @@ public final class VerifierProto {
   static {
     java.lang.String[] descriptorData = {
       "\n\037dpop/verifier/v1/verifier.proto\022\020dpop." +
-      "verifier.v1\"\325\001\n\rVerifyRequest\022\016\n\006method\030" +
+      "verifier.v1\"\361\001\n\rVerifyRequest\022\016\n\006method\030" +
       "\001 \001(\t\022\022\n\ntarget_uri\030\002 \001(\t\022\016\n\006scheme\030\003 \001(" +
       "\t\022\021\n\tauthority\030\004 \001(\t\022\014\n\004path\030\005 \001(\t\022\025\n\rau" +
       "thorization\030\006 \003(\t\022\014\n\004dpop\030\007 \003(\t\022\022\n\nproof" +
       "_only\030\010 \001(\010\022\026\n\016client_address\030\t \001(\t\022\r\n\005r" +
-      "oute\030\n \001(\t\022\017\n\007explain\030\013 \001(\010\"\373\002\n\016VerifyRe" +
-      "sponse\022,\n\010decision\030\001 \001(\0162\032.dpop.verifier" +
-      ".v1.Decision\022(\n\006reason\030\002 \001(\0162\030.dpop.veri" +
-      "fier.v1.Reason\022\023\n\013reason_code\030\003 \001(\t\022\017\n\007m" +
-      "essage\030\004 \001(\t\022\021\n\trfc_error\030\005 \001(\t\022\023\n\013http_" +
-      "status\030\006 \001(\005\022\030\n\020www_authenticate\030\007 \001(\t\022\022" +
-      "\n\ndpop_nonce\030\010 \001(\t\022\020\n\010enforced\030\t \001(\010\022\013\n\003" +
-      "jkt\030\n \001(\t\022\013\n\003jti\030\013 \001(\t\022\013\n\003alg\030\014 \001(\t\022-\n\006c" +
-      "laims\030\r \001(\0132\035.dpop.verifier.v1.TokenClai" +
-      "ms\022-\n\006checks\030\016 \003(\0132\035.dpop.verifier.v1.Ch" +
-      "eckResult\"V\n\013TokenClaims\022\013\n\003iss\030\001 \001(\t\022\013\n" +
-      "\003sub\030\002 \001(\t\022\021\n\tclient_id\030\003 \001(\t\022\r\n\005scope\030\004" +
-      " \001(\t\022\013\n\003exp\030\005 \001(\003\"9\n\013CheckResult\022\014\n\004name" +
-      "\030\001 \001(\t\022\016\n\006passed\030\002 \001(\010\022\014\n\004note\030\003 \001(\t*K\n\010" +
-      "Decision\022\030\n\024DECISION_UNSPECIFIED\020\000\022\022\n\016DE" +
-      "CISION_ALLOW\020\001\022\021\n\rDECISION_DENY\020\002*\203\014\n\006Re" +
-      "ason\022\026\n\022REASON_UNSPECIFIED\020\000\022\r\n\tREASON_O" +
-      "K\020\001\022 \n\034REASON_AUTHORIZATION_MISSING\020\002\022!\n" +
-      "\035REASON_AUTHORIZATION_MULTIPLE\020\003\022\"\n\036REAS" +
-      "ON_AUTHORIZATION_MALFORMED\020\004\022+\n\'REASON_A" +
-      "UTHORIZATION_SCHEME_UNSUPPORTED\020\005\022\035\n\031REA" +
-      "SON_BEARER_NOT_ALLOWED\020\006\022%\n!REASON_TOKEN" +
-      "_BOUND_SENT_AS_BEARER\020\007\022\030\n\024REASON_PROOF_" +
-      "MISSING\020\010\022\031\n\025REASON_PROOF_MULTIPLE\020\t\022\032\n\026" +
-      "REASON_PROOF_TOO_LARGE\020\n\022\032\n\026REASON_PROOF" +
-      "_MALFORMED\020\013\022\034\n\030REASON_PROOF_TYP_INVALID" +
-      "\020\014\022 \n\034REASON_PROOF_ALG_NOT_ALLOWED\020\r\022!\n\035" +
-      "REASON_PROOF_CRIT_UNSUPPORTED\020\016\022\034\n\030REASO" +
-      "N_PROOF_JWK_MISSING\020\017\022\034\n\030REASON_PROOF_JW" +
-      "K_PRIVATE\020\020\022\034\n\030REASON_PROOF_JWK_INVALID\020" +
-      "\021\022\"\n\036REASON_PROOF_SIGNATURE_INVALID\020\022\022\037\n" +
-      "\033REASON_PROOF_CLAIMS_INVALID\020\023\022\034\n\030REASON" +
-      "_PROOF_JTI_INVALID\020\024\022\035\n\031REASON_PROOF_HTM" +
-      "_MISMATCH\020\025\022\035\n\031REASON_PROOF_HTU_MISMATCH" +
-      "\020\026\022\034\n\030REASON_PROOF_IAT_INVALID\020\027\022\034\n\030REAS" +
-      "ON_PROOF_IAT_TOO_OLD\020\030\022\036\n\032REASON_PROOF_I" +
-      "AT_IN_FUTURE\020\031\022\034\n\030REASON_PROOF_ATH_MISSI" +
-      "NG\020\032\022\035\n\031REASON_PROOF_ATH_MISMATCH\020\033\022\031\n\025R" +
-      "EASON_NONCE_REQUIRED\020\034\022\030\n\024REASON_NONCE_I" +
-      "NVALID\020\035\022\030\n\024REASON_NONCE_EXPIRED\020\036\022\023\n\017RE" +
-      "ASON_REPLAYED\020\037\022\032\n\026REASON_TOKEN_TOO_LARG" +
-      "E\020 \022\032\n\026REASON_TOKEN_MALFORMED\020!\022 \n\034REASO" +
-      "N_TOKEN_ALG_NOT_ALLOWED\020\"\022\037\n\033REASON_TOKE" +
-      "N_ISSUER_UNKNOWN\020#\022\034\n\030REASON_TOKEN_KEY_U" +
-      "NKNOWN\020$\022\"\n\036REASON_TOKEN_SIGNATURE_INVAL" +
-      "ID\020%\022\030\n\024REASON_TOKEN_EXPIRED\020&\022\036\n\032REASON" +
-      "_TOKEN_NOT_YET_VALID\020\'\022!\n\035REASON_TOKEN_A" +
-      "UDIENCE_INVALID\020(\022\037\n\033REASON_TOKEN_CLAIMS" +
-      "_INVALID\020)\022\032\n\026REASON_TOKEN_NOT_BOUND\020*\022\027" +
-      "\n\023REASON_JKT_MISMATCH\020+\022!\n\035REASON_KEY_SO" +
-      "URCE_UNAVAILABLE\020,\022#\n\037REASON_REPLAY_STOR" +
-      "E_UNAVAILABLE\020-\022\031\n\025REASON_INTERNAL_ERROR" +
-      "\020.\022\032\n\026REASON_REQUEST_INVALID\020/\022\031\n\025REASON" +
-      "_TOKEN_INACTIVE\0200\022$\n REASON_INTROSPECTIO" +
-      "N_UNAVAILABLE\02012^\n\017VerifierService\022K\n\006Ve" +
-      "rify\022\037.dpop.verifier.v1.VerifyRequest\032 ." +
-      "dpop.verifier.v1.VerifyResponseBv\n\022io.dp" +
-      "opverifier.v1B\rVerifierProtoP\001ZOgithub.c" +
-      "om/dpop-verifier/dpop-verifier/clients/g" +
-      "o/dpopverifierv1;dpopverifierv1b\006proto3"
+      "oute\030\n \001(\t\022\017\n\007explain\030\013 \001(\010\022\032\n\022client_ce" +
+      "rtificate\030\014 \001(\014\"\373\002\n\016VerifyResponse\022,\n\010de" +
+      "cision\030\001 \001(\0162\032.dpop.verifier.v1.Decision" +
+      "\022(\n\006reason\030\002 \001(\0162\030.dpop.verifier.v1.Reas" +
+      "on\022\023\n\013reason_code\030\003 \001(\t\022\017\n\007message\030\004 \001(\t" +
+      "\022\021\n\trfc_error\030\005 \001(\t\022\023\n\013http_status\030\006 \001(\005" +
+      "\022\030\n\020www_authenticate\030\007 \001(\t\022\022\n\ndpop_nonce" +
+      "\030\010 \001(\t\022\020\n\010enforced\030\t \001(\010\022\013\n\003jkt\030\n \001(\t\022\013\n" +
+      "\003jti\030\013 \001(\t\022\013\n\003alg\030\014 \001(\t\022-\n\006claims\030\r \001(\0132" +
+      "\035.dpop.verifier.v1.TokenClaims\022-\n\006checks" +
+      "\030\016 \003(\0132\035.dpop.verifier.v1.CheckResult\"V\n" +
+      "\013TokenClaims\022\013\n\003iss\030\001 \001(\t\022\013\n\003sub\030\002 \001(\t\022\021" +
+      "\n\tclient_id\030\003 \001(\t\022\r\n\005scope\030\004 \001(\t\022\013\n\003exp\030" +
+      "\005 \001(\003\"9\n\013CheckResult\022\014\n\004name\030\001 \001(\t\022\016\n\006pa" +
+      "ssed\030\002 \001(\010\022\014\n\004note\030\003 \001(\t*K\n\010Decision\022\030\n\024" +
+      "DECISION_UNSPECIFIED\020\000\022\022\n\016DECISION_ALLOW" +
+      "\020\001\022\021\n\rDECISION_DENY\020\002*\263\016\n\006Reason\022\026\n\022REAS" +
+      "ON_UNSPECIFIED\020\000\022\r\n\tREASON_OK\020\001\022 \n\034REASO" +
+      "N_AUTHORIZATION_MISSING\020\002\022!\n\035REASON_AUTH" +
+      "ORIZATION_MULTIPLE\020\003\022\"\n\036REASON_AUTHORIZA" +
+      "TION_MALFORMED\020\004\022+\n\'REASON_AUTHORIZATION" +
+      "_SCHEME_UNSUPPORTED\020\005\022\035\n\031REASON_BEARER_N" +
+      "OT_ALLOWED\020\006\022%\n!REASON_TOKEN_BOUND_SENT_" +
+      "AS_BEARER\020\007\022\030\n\024REASON_PROOF_MISSING\020\010\022\031\n" +
+      "\025REASON_PROOF_MULTIPLE\020\t\022\032\n\026REASON_PROOF" +
+      "_TOO_LARGE\020\n\022\032\n\026REASON_PROOF_MALFORMED\020\013" +
+      "\022\034\n\030REASON_PROOF_TYP_INVALID\020\014\022 \n\034REASON" +
+      "_PROOF_ALG_NOT_ALLOWED\020\r\022!\n\035REASON_PROOF" +
+      "_CRIT_UNSUPPORTED\020\016\022\034\n\030REASON_PROOF_JWK_" +
+      "MISSING\020\017\022\034\n\030REASON_PROOF_JWK_PRIVATE\020\020\022" +
+      "\034\n\030REASON_PROOF_JWK_INVALID\020\021\022\"\n\036REASON_" +
+      "PROOF_SIGNATURE_INVALID\020\022\022\037\n\033REASON_PROO" +
+      "F_CLAIMS_INVALID\020\023\022\034\n\030REASON_PROOF_JTI_I" +
+      "NVALID\020\024\022\035\n\031REASON_PROOF_HTM_MISMATCH\020\025\022" +
+      "\035\n\031REASON_PROOF_HTU_MISMATCH\020\026\022\034\n\030REASON" +
+      "_PROOF_IAT_INVALID\020\027\022\034\n\030REASON_PROOF_IAT" +
+      "_TOO_OLD\020\030\022\036\n\032REASON_PROOF_IAT_IN_FUTURE" +
+      "\020\031\022\034\n\030REASON_PROOF_ATH_MISSING\020\032\022\035\n\031REAS" +
+      "ON_PROOF_ATH_MISMATCH\020\033\022\031\n\025REASON_NONCE_" +
+      "REQUIRED\020\034\022\030\n\024REASON_NONCE_INVALID\020\035\022\030\n\024" +
+      "REASON_NONCE_EXPIRED\020\036\022\023\n\017REASON_REPLAYE" +
+      "D\020\037\022\032\n\026REASON_TOKEN_TOO_LARGE\020 \022\032\n\026REASO" +
+      "N_TOKEN_MALFORMED\020!\022 \n\034REASON_TOKEN_ALG_" +
+      "NOT_ALLOWED\020\"\022\037\n\033REASON_TOKEN_ISSUER_UNK" +
+      "NOWN\020#\022\034\n\030REASON_TOKEN_KEY_UNKNOWN\020$\022\"\n\036" +
+      "REASON_TOKEN_SIGNATURE_INVALID\020%\022\030\n\024REAS" +
+      "ON_TOKEN_EXPIRED\020&\022\036\n\032REASON_TOKEN_NOT_Y" +
+      "ET_VALID\020\'\022!\n\035REASON_TOKEN_AUDIENCE_INVA" +
+      "LID\020(\022\037\n\033REASON_TOKEN_CLAIMS_INVALID\020)\022\032" +
+      "\n\026REASON_TOKEN_NOT_BOUND\020*\022\027\n\023REASON_JKT" +
+      "_MISMATCH\020+\022!\n\035REASON_KEY_SOURCE_UNAVAIL" +
+      "ABLE\020,\022#\n\037REASON_REPLAY_STORE_UNAVAILABL" +
+      "E\020-\022\031\n\025REASON_INTERNAL_ERROR\020.\022\032\n\026REASON" +
+      "_REQUEST_INVALID\020/\022\031\n\025REASON_TOKEN_INACT" +
+      "IVE\0200\022$\n REASON_INTROSPECTION_UNAVAILABL" +
+      "E\0201\022%\n!REASON_CLIENT_CERTIFICATE_MISSING" +
+      "\0202\022%\n!REASON_CLIENT_CERTIFICATE_INVALID\020" +
+      "3\022&\n\"REASON_CLIENT_CERTIFICATE_MISMATCH\020" +
+      "4\022\'\n#REASON_CLIENT_CERTIFICATE_UNTRUSTED" +
+      "\0205\022&\n\"REASON_TOKEN_NOT_CERTIFICATE_BOUND" +
+      "\0206\022\'\n#REASON_TOKEN_NOT_SENDER_CONSTRAINE" +
+      "D\0207\022\031\n\025REASON_TOKEN_IN_QUERY\0208\022#\n\037REASON" +
+      "_TOKEN_ISSUER_NOT_ALLOWED\02092^\n\017VerifierS" +
+      "ervice\022K\n\006Verify\022\037.dpop.verifier.v1.Veri" +
+      "fyRequest\032 .dpop.verifier.v1.VerifyRespo" +
+      "nseBv\n\022io.dpopverifier.v1B\rVerifierProto" +
+      "P\001ZOgithub.com/dpop-verifier/dpop-verifi" +
+      "er/clients/go/dpopverifierv1;dpopverifie" +
+      "rv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -119,7 +128,7 @@ public final class VerifierProto {
     internal_static_dpop_verifier_v1_VerifyRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_dpop_verifier_v1_VerifyRequest_descriptor,
-        new java.lang.String[] { "Method", "TargetUri", "Scheme", "Authority", "Path", "Authorization", "Dpop", "ProofOnly", "ClientAddress", "Route", "Explain", });
+        new java.lang.String[] { "Method", "TargetUri", "Scheme", "Authority", "Path", "Authorization", "Dpop", "ProofOnly", "ClientAddress", "Route", "Explain", "ClientCertificate", });
     internal_static_dpop_verifier_v1_VerifyResponse_descriptor =
       getDescriptor().getMessageTypes().get(1);
     internal_static_dpop_verifier_v1_VerifyResponse_fieldAccessorTable = new

@@ -29,6 +29,7 @@ private static final long serialVersionUID = 0L;
     dpop_ = com.google.protobuf.LazyStringArrayList.EMPTY;
     clientAddress_ = "";
     route_ = "";
+    clientCertificate_ = com.google.protobuf.ByteString.EMPTY;
   }
 
   @java.lang.Override
@@ -527,6 +528,22 @@ private static final long serialVersionUID = 0L;
     return explain_;
   }
 
+  public static final int CLIENT_CERTIFICATE_FIELD_NUMBER = 12;
+  private com.google.protobuf.ByteString clientCertificate_ = com.google.protobuf.ByteString.EMPTY;
+  /**
+   * <pre>
+   * The DER of the client's leaf certificate from the TLS handshake, for certificate-bound
+   * tokens (RFC 8705); empty when the client presented none.
+   * </pre>
+   *
+   * <code>bytes client_certificate = 12;</code>
+   * @return The clientCertificate.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString getClientCertificate() {
+    return clientCertificate_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -573,6 +590,9 @@ private static final long serialVersionUID = 0L;
     }
     if (explain_ != false) {
       output.writeBool(11, explain_);
+    }
+    if (!clientCertificate_.isEmpty()) {
+      output.writeBytes(12, clientCertificate_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -628,6 +648,10 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(11, explain_);
     }
+    if (!clientCertificate_.isEmpty()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBytesSize(12, clientCertificate_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -665,6 +689,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getRoute())) return false;
     if (getExplain()
         != other.getExplain()) return false;
+    if (!getClientCertificate()
+        .equals(other.getClientCertificate())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -704,6 +730,8 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + EXPLAIN_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getExplain());
+    hash = (37 * hash) + CLIENT_CERTIFICATE_FIELD_NUMBER;
+    hash = (53 * hash) + getClientCertificate().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -850,6 +878,7 @@ private static final long serialVersionUID = 0L;
       clientAddress_ = "";
       route_ = "";
       explain_ = false;
+      clientCertificate_ = com.google.protobuf.ByteString.EMPTY;
       return this;
     }
 
@@ -923,6 +952,9 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000400) != 0)) {
         result.explain_ = explain_;
+      }
+      if (((from_bitField0_ & 0x00000800) != 0)) {
+        result.clientCertificate_ = clientCertificate_;
       }
     }
 
@@ -1031,6 +1063,9 @@ private static final long serialVersionUID = 0L;
       if (other.getExplain() != false) {
         setExplain(other.getExplain());
       }
+      if (other.getClientCertificate() != com.google.protobuf.ByteString.EMPTY) {
+        setClientCertificate(other.getClientCertificate());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -1114,6 +1149,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000400;
               break;
             } // case 88
+            case 98: {
+              clientCertificate_ = input.readBytes();
+              bitField0_ |= 0x00000800;
+              break;
+            } // case 98
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2160,6 +2200,53 @@ private static final long serialVersionUID = 0L;
     public Builder clearExplain() {
       bitField0_ = (bitField0_ & ~0x00000400);
       explain_ = false;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.ByteString clientCertificate_ = com.google.protobuf.ByteString.EMPTY;
+    /**
+     * <pre>
+     * The DER of the client's leaf certificate from the TLS handshake, for certificate-bound
+     * tokens (RFC 8705); empty when the client presented none.
+     * </pre>
+     *
+     * <code>bytes client_certificate = 12;</code>
+     * @return The clientCertificate.
+     */
+    @java.lang.Override
+    public com.google.protobuf.ByteString getClientCertificate() {
+      return clientCertificate_;
+    }
+    /**
+     * <pre>
+     * The DER of the client's leaf certificate from the TLS handshake, for certificate-bound
+     * tokens (RFC 8705); empty when the client presented none.
+     * </pre>
+     *
+     * <code>bytes client_certificate = 12;</code>
+     * @param value The clientCertificate to set.
+     * @return This builder for chaining.
+     */
+    public Builder setClientCertificate(com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      clientCertificate_ = value;
+      bitField0_ |= 0x00000800;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The DER of the client's leaf certificate from the TLS handshake, for certificate-bound
+     * tokens (RFC 8705); empty when the client presented none.
+     * </pre>
+     *
+     * <code>bytes client_certificate = 12;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearClientCertificate() {
+      bitField0_ = (bitField0_ & ~0x00000800);
+      clientCertificate_ = getDefaultInstance().getClientCertificate();
       onChanged();
       return this;
     }

@@ -256,4 +256,15 @@ public interface VerifyRequestOrBuilder extends
    * @return The explain.
    */
   boolean getExplain();
+
+  /**
+   * <pre>
+   * The DER of the client's leaf certificate from the TLS handshake, for certificate-bound
+   * tokens (RFC 8705); empty when the client presented none.
+   * </pre>
+   *
+   * <code>bytes client_certificate = 12;</code>
+   * @return The clientCertificate.
+   */
+  com.google.protobuf.ByteString getClientCertificate();
 }
