@@ -7,6 +7,7 @@ checked: a quick run on a shared CI machine measures nothing.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,20 @@ def test_http_stacks_comparison_runs_and_reports_each_candidate() -> None:
     for name in ("waitress", "uvicorn-httptools", "uvicorn-h11", "hypercorn"):
         assert any(line.startswith(name) for line in lines), completed.stdout
     assert any(line.startswith("waitress") and "1.00x waitress" in line for line in lines)
+
+
+def test_mtls_bench_reports_both_bindings_and_their_ratio() -> None:
+    # docs/fapi2.md and docs/performance.md cite this script's ratio; every request of both
+    # kinds must be allowed (the script fails on any denial), so the ratio compares allows.
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_mtls.py"), "--n", "200", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    lines = completed.stdout.splitlines()
+    assert any(line.startswith("DPoP") for line in lines), completed.stdout
+    assert any(line.startswith("mTLS") for line in lines), completed.stdout
+    assert re.search(r"ratio of DPoP Checks/s: \d+\.\d\dx", completed.stdout), completed.stdout
