@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from verifier.config.values import (
     ConfigError,
     Parser,
+    Section,
     check_min,
     parse_cidr_list,
-    parse_fields,
     parse_lower,
     parse_lower_list,
     parse_plain_list,
@@ -38,8 +38,8 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _AUTHORITY_KEY = re.compile(r"(?:\*|[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DoorSettings:
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class DoorSettings(Section):
     """What the front doors (Verify, ext_authz ``Check``, forward auth) are told besides the
     engine. Checks itself on construction; the routes' nonce policy depends on the proof
     settings and is :class:`~verifier.config.Settings`' to check."""
@@ -86,8 +86,8 @@ class DoorSettings:
         """This section's values in ``raw`` (keyed by option name), parsed (``routes`` and
         ``public_base_urls`` as the config file writes them)."""
         file_only = {"routes": parse_routes_entries, "public_base_urls": parse_base_urls}
-        kwargs = parse_fields(
-            cls, {k: v for k, v in raw.items() if k not in file_only}, cls.PARSERS
+        kwargs = super(DoorSettings, cls).parse(
+            {k: v for k, v in raw.items() if k not in file_only}
         )
         for key, parse in file_only.items():
             if key in raw:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from verifier.config.values import ConfigError, Parser, parse_fields, parse_lower, parse_upper
+from verifier.config.values import (
+    ConfigError,
+    Parser,
+    Section,
+    parse_lower,
+    parse_upper,
+)
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 LOG_FORMATS = ("text", "json")
 DECISION_LOG_MODES = ("all", "deny", "none")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogSettings:
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class LogSettings(Section):
     """The service log and the decision log. Checks itself on construction."""
 
     log_level: str = "INFO"
@@ -27,11 +33,6 @@ class LogSettings:
         "log_format": parse_lower,
         "decision_log": parse_lower,
     }
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, object]) -> dict[str, Any]:
-        """This section's values in ``raw`` (keyed by option name), parsed."""
-        return parse_fields(cls, raw, cls.PARSERS)
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from verifier.config.values import (
     DEFAULT_ALGS,
     SECRET,
     ConfigError,
     Parser,
+    Section,
     check_algs,
     check_min,
     parse_algs,
-    parse_fields,
     parse_secret,
-    redacted_repr,
-    secrets_from_files,
 )
 
 MIN_NONCE_SECRET_BYTES = 32
@@ -35,7 +33,7 @@ _MINIMUMS = {
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class ProofSettings:
+class ProofSettings(Section):
     """What a proof and its access token must satisfy. Checks itself on construction."""
 
     proof_algs: tuple[str, ...] = DEFAULT_ALGS
@@ -59,15 +57,6 @@ class ProofSettings:
         "nonce_secret": "nonce_secret_file",
         "nonce_previous_secret": "nonce_previous_secret_file",
     }
-    """Secret -> the option naming the file it may be read from instead."""
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, object]) -> dict[str, Any]:
-        """This section's values in ``raw`` (keyed by option name), parsed; nonce secrets
-        read from their ``*_file`` options."""
-        kwargs = parse_fields(cls, raw, cls.PARSERS)
-        kwargs.update(secrets_from_files(raw, cls.SECRET_FILES))
-        return kwargs
 
     def __post_init__(self) -> None:
         for name, minimum in _MINIMUMS.items():
@@ -79,11 +68,6 @@ class ProofSettings:
     def max_credential_bytes(self) -> int:
         """The largest proof plus the largest token: what a request's headers must fit."""
         return self.max_proof_bytes + self.max_token_bytes
-
-    def __repr__(self) -> str:
-        return redacted_repr(self)
-
-    __str__ = __repr__
 
     def _check_nonce_secrets(self) -> None:
         for setting, secret in (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import SplitResult, urlsplit
 
 from verifier.config.values import (
@@ -14,13 +14,11 @@ from verifier.config.values import (
     URL,
     ConfigError,
     Parser,
+    Section,
     check_file,
     check_min,
-    parse_fields,
     parse_password,
     redact_url,
-    redacted_repr,
-    secrets_from_files,
 )
 from verifier.domain.ports import ReplayStore
 from verifier.replay import MemoryReplayStore, RedisReplayStore, replay_scheme
@@ -30,7 +28,7 @@ REPLAY_URL_SCHEMES = ("memory", *REDIS_SCHEMES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class ReplaySettings:
+class ReplaySettings(Section):
     """The replay store and its connection. Checks itself on construction: a Redis option
     that cannot work with the chosen URL is refused."""
 
@@ -58,15 +56,7 @@ class ReplaySettings:
         "redis_password": "redis_password_file",
         "redis_sentinel_password": "redis_sentinel_password_file",
     }
-    """Secret -> the option naming the file it may be read from instead."""
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, object]) -> dict[str, Any]:
-        """This section's values in ``raw`` (keyed by option name), parsed; passwords read
-        from their ``*_file`` options."""
-        kwargs = parse_fields(cls, raw, cls.PARSERS)
-        kwargs.update(secrets_from_files(raw, cls.SECRET_FILES, text=frozenset(cls.SECRET_FILES)))
-        return kwargs
+    TEXT_SECRETS: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_replay_url(self.replay_url)
@@ -114,11 +104,6 @@ class ReplaySettings:
             f"DPOP_REPLAY_URL: unsupported scheme {scheme!r}; expected memory:// or one of "
             f"{', '.join(s + '://' for s in REDIS_SCHEMES)}"
         )
-
-    def __repr__(self) -> str:
-        return redacted_repr(self)
-
-    __str__ = __repr__
 
     def _check_redis(self) -> None:
         """Redis settings that cannot work with the chosen DPOP_REPLAY_URL are refused."""

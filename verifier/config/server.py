@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from verifier.config.values import (
     ConfigError,
     Parser,
+    Section,
     check_address,
     check_file,
     check_min,
-    parse_fields,
 )
 
 _MINIMUMS = {
@@ -22,8 +22,8 @@ _MINIMUMS = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSettings:
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ServerSettings(Section):
     """The listeners and how they are run. Checks itself on construction; the bounds that
     depend on the proof sizes are :class:`~verifier.config.Settings`' to check."""
 
@@ -51,11 +51,6 @@ class ServerSettings:
     workers: int = 1
 
     PARSERS: ClassVar[Mapping[str, Parser]] = {}
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, object]) -> dict[str, Any]:
-        """This section's values in ``raw`` (keyed by option name), parsed."""
-        return parse_fields(cls, raw, cls.PARSERS)
 
     def __post_init__(self) -> None:
         self._check_listeners()

@@ -11,7 +11,7 @@ import ipaddress
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from verifier.domain.uri import redact_url as redact_url
 
@@ -296,3 +296,31 @@ def unknown_key_problem(key: str, known: list[str]) -> str:
     if close:
         return f"unknown key (did you mean {close[0]!r}?)"
     return f"unknown key (known: {', '.join(known)})"
+
+
+class Section:
+    """A settings section: a frozen dataclass whose fields are its options (one name per
+    setting: the field, the config-file key, ``DPOP_`` + its upper case). :meth:`parse` reads
+    the section's options from the layered raw values, each by its :attr:`PARSERS` entry (else
+    by the field's type), and its secrets from their ``*_file`` options; ``repr`` hides secrets.
+    A section checks itself in ``__post_init__``."""
+
+    __slots__ = ()
+
+    PARSERS: ClassVar[Mapping[str, Parser]] = {}
+    SECRET_FILES: ClassVar[Mapping[str, str]] = {}
+    """Secret -> the option naming the file it may be read from instead."""
+    TEXT_SECRETS: ClassVar[bool] = False
+    """The secrets are text (decoded from their files), not bytes."""
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object]) -> dict[str, Any]:
+        """This section's values in ``raw`` (keyed by option name), parsed."""
+        kwargs = parse_fields(cls, raw, cls.PARSERS)
+        if cls.SECRET_FILES:
+            text = frozenset(cls.SECRET_FILES) if cls.TEXT_SECRETS else frozenset()
+            kwargs.update(secrets_from_files(raw, cls.SECRET_FILES, text=text))
+        return kwargs
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)

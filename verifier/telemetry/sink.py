@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -437,12 +436,7 @@ class _Call:
                 raise
         return scope
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._leave(time.perf_counter() - self._started)
 
     def _leave(self, seconds: float) -> None:

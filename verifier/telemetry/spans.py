@@ -29,7 +29,6 @@ import contextvars
 import random
 import time
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -152,12 +151,7 @@ class LeanSpan(trace.Span, ReadableSpan):
             self._token = _current.set(self)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._token is not None:
             _current.reset(self._token)
         self.end()
