@@ -7,7 +7,7 @@ Every front door (the ``Verify`` RPC, Envoy's ``Check``, the CLI) turns its wire
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from verifier.domain.reasons import CATALOGUE, Reason, RfcError
 
@@ -154,6 +154,14 @@ class Decision:
     checks: tuple[CheckOutcome, ...] = ()
 
 
+_ALLOW = Decision(
+    allow=True,
+    reason=Reason.OK,
+    message=CATALOGUE[Reason.OK].message,
+    rfc_error=RfcError.NONE,
+    http_status=200,
+)
+
 # --- The one builder of each kind of decision --------------------------------------------------
 
 
@@ -167,18 +175,8 @@ def allowed(
     checks: tuple[CheckOutcome, ...] = (),
 ) -> Decision:
     """An allow: every check passed (``jkt``, ``jti``, ``alg`` empty when no proof was needed)."""
-    return Decision(
-        allow=True,
-        reason=Reason.OK,
-        message=CATALOGUE[Reason.OK].message,
-        rfc_error=RfcError.NONE,
-        http_status=200,
-        dpop_nonce=dpop_nonce,
-        jkt=jkt,
-        jti=jti,
-        alg=alg,
-        claims=claims,
-        checks=checks,
+    return replace(
+        _ALLOW, dpop_nonce=dpop_nonce, jkt=jkt, jti=jti, alg=alg, claims=claims, checks=checks
     )
 
 
