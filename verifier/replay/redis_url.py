@@ -117,15 +117,8 @@ def parse_redis_url(url: str) -> RedisTarget:
     db = _db(path[0]) if path else 0
     if mode is RedisMode.CLUSTER and db != 0:
         raise ValueError(f"{_SETTING}: Redis Cluster has only database 0")
-    return RedisTarget(
-        mode=mode,
-        tls=tls,
-        nodes=nodes,
-        db=db,
-        service_name=service_name,
-        username=username,
-        password=password,
-    )
+    return RedisTarget(mode=mode, tls=tls, nodes=nodes, db=db, service_name=service_name,
+                       username=username, password=password)  # fmt: skip
 
 
 def _credentials(userinfo: str) -> tuple[str | None, str | None]:
