@@ -465,3 +465,11 @@ def test_each_row_maps_every_wire_consistently(reason: Reason) -> None:
         row.http_status in (200, 500, 503) or reason is Reason.REQUEST_INVALID
     )
     assert row.challenge is not credentials_not_at_fault
+
+
+def test_the_readme_table_lists_every_reason() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [r.value for r in Reason if f"| `{r.value}` |" not in readme]
+    assert missing == []
