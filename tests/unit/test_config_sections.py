@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from verifier.config import (
@@ -87,3 +89,14 @@ def test_a_section_never_shows_its_secrets() -> None:
     shown = repr(Settings(replay=replay, proof=proof))
     assert "pw1" not in shown and "pw2" not in shown and "nnnn" not in shown
     assert "redis_password=<set>" in shown and "nonce_secret=<set>" in shown
+
+
+def test_the_client_certificate_ca_file_must_hold_pem_certificates(tmp_path: Path) -> None:
+    from verifier.config.doors import DoorSettings
+
+    with pytest.raises(ConfigError, match="DPOP_CLIENT_CERT_CA_FILE: no such file"):
+        DoorSettings(client_cert_ca_file=str(tmp_path / "absent.pem"))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="DPOP_CLIENT_CERT_CA_FILE: no usable PEM CA"):
+        DoorSettings(client_cert_ca_file=str(garbage))

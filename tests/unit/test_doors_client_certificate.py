@@ -145,3 +145,42 @@ def test_check_answers_carry_the_interaction_id() -> None:
     assert headers["x-fapi-interaction-id"] == "id-1"
     other = service.Check(check_request(path="/other"), None)
     assert "x-fapi-interaction-id" not in {h.header.key for h in other.denied_response.headers}
+
+
+def test_the_ca_policy_lets_only_certificates_of_the_trusted_ca_bind(pki: MtlsPki) -> None:
+    from verifier.mtls.chain import load_trust_roots
+
+    roots = load_trust_roots(pki.ca.pem.encode())
+    peer = ClientCertificateOptions(extauthz_source="peer", trust_roots=roots)
+
+    def at_check(identity_pem: str) -> ClientCertificateFacts | None:
+        return extauthz_facts(peer, peer=urllib.parse.quote(identity_pem, safe=""))
+
+    assert at_check(pki.client.pem) == ClientCertificateFacts(
+        sha256=hashlib.sha256(pki.client.der).digest()
+    )
+    assert missing(at_check(pki.self_signed.pem)) is Reason.CLIENT_CERTIFICATE_UNTRUSTED
+    # Envoy's peer certificate is the leaf alone: a client issued by an intermediate needs the
+    # intermediate forwarded (XFCC Chain=, Traefik's chain) or trusted itself.
+    assert missing(at_check(pki.chained_client.pem)) is Reason.CLIENT_CERTIFICATE_UNTRUSTED
+    header = ClientCertificateOptions(
+        http_header="x-client-cert", http_format="pem", trust_roots=roots
+    )
+    chained = forward_auth_facts_of(header, pki.chained_client.pem + pki.intermediate.pem)
+    assert chained == ClientCertificateFacts(sha256=hashlib.sha256(pki.chained_client.der).digest())
+    # The same policy at Verify, and off (None) by default: a self-signed certificate binds.
+    request = verifier_pb2.VerifyRequest(
+        method="GET", target_uri="https://api.test/o", client_certificate=pki.self_signed.der
+    )
+    assert missing(verify_request_facts(request, None, roots).client_certificate) is (
+        Reason.CLIENT_CERTIFICATE_UNTRUSTED
+    )
+    assert verify_request_facts(request).client_certificate == ClientCertificateFacts(
+        sha256=hashlib.sha256(pki.self_signed.der).digest()
+    )
+
+
+def forward_auth_facts_of(options: ClientCertificateOptions, pem: str) -> object:
+    from verifier.doors.client_certificate import forward_auth_certificate
+
+    return forward_auth_certificate({"x-client-cert": (pem,)}, options)

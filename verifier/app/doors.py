@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.x509.verification import Store
 
 from verifier.config import Settings
 from verifier.domain.routes import RouteTable
@@ -16,6 +19,7 @@ from verifier.doors.forward_auth import ForwardAuthApp, ForwardAuthOptions
 from verifier.doors.target_uri import PublicUrlOptions
 from verifier.doors.verify import DecisionEngine, VerifyService
 from verifier.mtls import trusted_by_set
+from verifier.mtls.chain import load_trust_roots
 from verifier.telemetry import Telemetry
 
 
@@ -35,6 +39,7 @@ def front_doors(
 ) -> FrontDoors:
     """The front doors the settings ask for, answering with ``decisions``."""
     routes = route_table(settings)
+    certificates = client_certificate_options(settings)
     forward_auth = None
     if settings.server.http_listen:
         options = forward_auth_options(settings, routes)
@@ -45,6 +50,7 @@ def front_doors(
             allow_explain=settings.doors.allow_explain,
             routes=routes,
             telemetry=telemetry,
+            certificate_roots=certificates.trust_roots,
         ),
         extauthz=ExtAuthzService(
             decisions, extauthz_options(settings, routes), telemetry=telemetry
@@ -93,6 +99,7 @@ def client_certificate_options(settings: Settings) -> ClientCertificateOptions:
         xfcc_trusted_by=trusted_by_set(settings.doors.xfcc_trusted_by),
         http_header=settings.doors.http_client_cert_header,
         http_format=settings.doors.http_client_cert_format,
+        trust_roots=trust_roots(settings.doors.client_cert_ca_file),
     )
 
 
@@ -106,3 +113,8 @@ def identity_headers(settings: Settings) -> IdentityHeaders:
         issuer=settings.doors.upstream_header_issuer,
         report_only=settings.doors.upstream_header_report_only,
     )
+
+
+def trust_roots(ca_file: str) -> Store | None:
+    """The CAs of ``DPOP_CLIENT_CERT_CA_FILE`` (checked at start-up), or None when unset."""
+    return load_trust_roots(Path(ca_file).read_bytes()) if ca_file else None

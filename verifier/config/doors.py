@@ -8,6 +8,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from verifier.config.values import (
     ConfigError,
     Parser,
     Section,
+    check_file,
     check_min,
     parse_cidr_list,
     parse_lower,
@@ -24,6 +26,7 @@ from verifier.config.values import (
 )
 from verifier.doors.client_certificate import EXTAUTHZ_SOURCES
 from verifier.mtls import HEADER_FORMATS
+from verifier.mtls.chain import load_trust_roots
 
 FORWARDING_HEADERS = ("x-forwarded-proto", "x-forwarded-host", "forwarded")
 # Headers an identity header must never be: the request's credentials, framing and routing.
@@ -65,6 +68,9 @@ class DoorSettings(Section):
     http_client_cert_header: str = ""
     """The header a trusted proxy puts the client certificate in, for forward auth (off: "")."""
     http_client_cert_format: str = "escaped-pem"
+    client_cert_ca_file: str = ""
+    """PEM CA certificates: when set, a client certificate must also chain to one of them
+    (RFC 5280, clientAuth); off by default, since RFC 8705 §2.2 binds self-signed ones too."""
 
     PARSERS: ClassVar[Mapping[str, Parser]] = {
         "upstream_header_jkt": parse_lower,
@@ -113,6 +119,14 @@ class DoorSettings(Section):
             raise ConfigError(
                 "DPOP_HTTP_CLIENT_CERT_FORMAT", f"must be one of {', '.join(HEADER_FORMATS)}"
             )
+        if self.client_cert_ca_file:
+            check_file("DPOP_CLIENT_CERT_CA_FILE", self.client_cert_ca_file)
+            try:
+                load_trust_roots(Path(self.client_cert_ca_file).read_bytes())
+            except (OSError, ValueError) as exc:
+                raise ConfigError(
+                    "DPOP_CLIENT_CERT_CA_FILE", f"no usable PEM CA certificate: {exc}"
+                ) from None
         header = self.http_client_cert_header
         if header and (not _HEADER_NAME.fullmatch(header) or header in _RESERVED_HEADERS):
             raise ConfigError(

@@ -208,6 +208,11 @@ OPTIONS: tuple[Option, ...] = (
         "Forward-auth: that header's format: escaped-pem (NGINX $ssl_client_escaped_cert), "
         "traefik, rfc9440 (Client-Cert) or pem.",
     ),
+    _opt(
+        "client_cert_ca_file",
+        "PEM CA certificates a client certificate must chain to (RFC 5280, clientAuth); empty: "
+        "any certificate, self-signed too, binds (RFC 8705 §2.2).",
+    ),
 )
 """Every option, in documentation order (CLI ``--help`` and the README table use it)."""
 
@@ -217,7 +222,7 @@ _SECRET_SOURCES = {**ReplaySettings.SECRET_FILES, **ProofSettings.SECRET_FILES}
 _PATH_KEYS = frozenset(
     {
         "tls_cert_file", "tls_key_file", "tls_client_ca_file",
-        "redis_ca_file", "redis_cert_file", "redis_key_file",
+        "redis_ca_file", "redis_cert_file", "redis_key_file", "client_cert_ca_file",
         *_SECRET_SOURCES.values(),
     }
 )  # fmt: skip

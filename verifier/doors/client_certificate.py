@@ -15,10 +15,13 @@ or the reason nothing usable arrived. The engine needs it only for a certificate
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from cryptography.x509.verification import Store
 
 from verifier.domain.model import ClientCertificateFacts, Policy, Profile
 from verifier.domain.reasons import Reason
@@ -31,6 +34,7 @@ from verifier.mtls import (
     certificate_from_header,
     certificate_from_xfcc,
 )
+from verifier.mtls.chain import check_chain
 
 EXTAUTHZ_SOURCES = ("peer", "xfcc", "none")
 """The values of ``DPOP_EXTAUTHZ_CLIENT_CERT``."""
@@ -52,6 +56,8 @@ class ClientCertificateOptions:
     """The forward-auth header carrying the certificate (lower case; empty: none is read)."""
     http_format: str = "escaped-pem"
     """The header's format, one of :data:`~verifier.mtls.HEADER_FORMATS`."""
+    trust_roots: Store | None = None
+    """With ``DPOP_CLIENT_CERT_CA_FILE``: the CAs a certificate must chain to (else any binds)."""
 
     def __post_init__(self) -> None:
         if self.extauthz_source not in EXTAUTHZ_SOURCES:
@@ -61,10 +67,16 @@ class ClientCertificateOptions:
         object.__setattr__(self, "http_header", self.http_header.strip().lower())
 
 
-def certificate_facts(decode: Callable[[], ClientCertificate]) -> ClientCertificateFacts:
-    """What ``decode`` yields, or the reason it yields nothing usable."""
+def certificate_facts(
+    decode: Callable[[], ClientCertificate], roots: Store | None = None
+) -> ClientCertificateFacts:
+    """What ``decode`` yields, or the reason it yields nothing usable; with ``roots``, a
+    certificate that does not chain to one of them is ``client_certificate_untrusted``."""
     try:
-        return ClientCertificateFacts(sha256=decode().sha256)
+        certificate = decode()
+        if roots is not None:
+            check_chain(certificate, roots, datetime.datetime.now(datetime.UTC))
+        return ClientCertificateFacts(sha256=certificate.sha256)
     except CertificateError as exc:
         return ClientCertificateFacts(problem=Reason(exc.code), detail=str(exc))
 
@@ -76,12 +88,16 @@ def extauthz_certificate(
 ) -> ClientCertificateFacts | None:
     """The client certificate of a ``CheckRequest`` (None: ``none`` is configured)."""
     if options.extauthz_source == "peer":
-        return certificate_facts(lambda: certificate_from_envoy_peer(peer_certificate))
+        return certificate_facts(
+            lambda: certificate_from_envoy_peer(peer_certificate), options.trust_roots
+        )
     if options.extauthz_source == "xfcc":
         values = headers.get(XFCC_HEADER, ())
         joined = ",".join(values)  # each hop appends an element; Envoy joins repeated lines
         trusted_by = options.xfcc_trusted_by
-        return certificate_facts(lambda: certificate_from_xfcc(joined, trusted_by))
+        return certificate_facts(
+            lambda: certificate_from_xfcc(joined, trusted_by), options.trust_roots
+        )
     return None
 
 
@@ -98,16 +114,18 @@ def forward_auth_certificate(
             problem=Reason.CLIENT_CERTIFICATE_INVALID, detail="more than one certificate header"
         )
     value = values[0] if values else None
-    return certificate_facts(lambda: certificate_from_header(value, options.http_format))
+    return certificate_facts(
+        lambda: certificate_from_header(value, options.http_format), options.trust_roots
+    )
 
 
-def verify_certificate(der: bytes) -> ClientCertificateFacts:
+def verify_certificate(der: bytes, roots: Store | None = None) -> ClientCertificateFacts:
     """The ``client_certificate`` of a ``VerifyRequest`` (empty: the client sent none)."""
     if not der:
         return ClientCertificateFacts(
             problem=Reason.CLIENT_CERTIFICATE_MISSING, detail="no client_certificate"
         )
-    return certificate_facts(lambda: certificate_from_der(der))
+    return certificate_facts(lambda: certificate_from_der(der), roots)
 
 
 def fapi_interaction_id(headers: Mapping[str, tuple[str, ...]], policy: Policy) -> str:

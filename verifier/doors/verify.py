@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from cryptography.x509.verification import Store
+
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier.domain.model import Decision, RequestFacts
 from verifier.domain.ports import TelemetrySink
@@ -49,10 +51,12 @@ class VerifyService:
         allow_explain: bool = False,
         routes: RouteTable | None = None,
         telemetry: TelemetrySink | None = None,
+        certificate_roots: Store | None = None,
     ) -> None:
         self._engine = engine
         self._allow_explain = allow_explain
         self._routes = routes if routes is not None else RouteTable()
+        self._roots = certificate_roots
         self._telemetry = telemetry if telemetry is not None else Telemetry()
 
     def Verify(self, request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
@@ -62,7 +66,7 @@ class VerifyService:
         with self._telemetry.decision_scope(VERIFY_METHOD, metadata=metadata or ()) as scope:
 
             def decision_of() -> Decision:
-                scope.facts = facts = verify_request_facts(request, self._routes)
+                scope.facts = facts = verify_request_facts(request, self._routes, self._roots)
                 return self._engine.verify(facts, explain=explain)
 
             decision = decide("verify", scope, decision_of)
@@ -70,7 +74,7 @@ class VerifyService:
 
 
 def verify_request_facts(
-    request: pb.VerifyRequest, routes: RouteTable | None = None
+    request: pb.VerifyRequest, routes: RouteTable | None = None, roots: Store | None = None
 ) -> RequestFacts:
     """The engine's view of a VerifyRequest, with the policy of the route its target URI
     selects in ``routes`` (the same routes as ``Authorization/Check``; default: ``require``).
@@ -86,7 +90,7 @@ def verify_request_facts(
         client_address=request.client_address,
         route=request.route or route.name,
         policy=route.policy,
-        client_certificate=verify_certificate(request.client_certificate),
+        client_certificate=verify_certificate(request.client_certificate, roots),
     )
 
 
