@@ -573,3 +573,41 @@ def test_a_cached_refusal_on_a_worker_thread_is_traced_like_the_first_one(
         dict(s.attributes or {}) for s in observed.finished() if s.name == "dpop.token.validate"
     ]
     assert [a.get("dpop.reason") for a in token_spans] == ["token_inactive"] * 2
+
+
+# --- opaque tokens bound to a client certificate (RFC 8705 §3.2) ---------------------------------
+
+
+def test_introspection_answer_with_a_certificate_binding(
+    server: AuthServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The answer's top-level ``cnf.x5t#S256`` binds the opaque token to the client certificate
+    that the Verify door reads from ``client_certificate``: the right one is allowed, another
+    one or none is refused, on an ``mtls`` route."""
+    from tests.support.mtls_pki import make_mtls_pki
+    from verifier._generated.dpop.verifier.v1 import verifier_pb2
+    from verifier.domain.routes import parse_routes
+    from verifier.doors.verify import verify_request_facts
+    from verifier.mtls.binding import x5t_s256
+
+    pki = make_mtls_pki(tmp_path_factory.mktemp("pki"))
+    routes = parse_routes([{"path_prefix": "/", "sender_constraint": "mtls"}], default=Policy())
+    answer = active(jkt=None, token_type="Bearer", cnf={"x5t#S256": x5t_s256(pki.client.der)})
+    token = server.opaque("x5t-1", **answer)
+
+    def decide_with(certificate: bytes) -> Decision:
+        request = verifier_pb2.VerifyRequest(
+            method="GET",
+            target_uri=URL,
+            authorization=[f"Bearer {token}"],
+            client_certificate=certificate,
+        )
+        return app.engine.verify(verify_request_facts(request, routes))
+
+    with running_app(introspecting(server)) as app:
+        allowed = decide_with(pki.client.der)
+        assert allowed.reason is Reason.OK, allowed.message
+        assert allowed.claims is not None and allowed.claims.x5t_s256
+        assert decide_with(pki.other_client.der).reason is Reason.CLIENT_CERTIFICATE_MISMATCH
+        assert decide_with(b"").reason is Reason.CLIENT_CERTIFICATE_MISSING
+    assert server.count("/introspect") == 1  # the answer is cached for the three decisions
