@@ -37,7 +37,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from verifier._generated.dpop.verifier.v1 import verifier_pb2 as pb
 from verifier._generated.dpop.verifier.v1 import verifier_pb2_grpc
 from verifier.config import Settings, load_settings
-from verifier.domain.model import CheckOutcome, Decision, RequestFacts, TokenClaims
+from verifier.domain.model import (
+    CheckOutcome,
+    ClientCertificateFacts,
+    Decision,
+    RequestFacts,
+    TokenClaims,
+)
 from verifier.domain.reasons import Reason, RfcError
 from verifier.server.runtime import (
     LIVENESS_HEALTH_SERVICE,
@@ -246,6 +252,10 @@ async def test_request_facts_reach_the_engine() -> None:
         dpop=("proof",),
         client_address="10.0.0.1",
         route="items",
+        # Verify reports that the request carried no client certificate (RFC 8705 routes).
+        client_certificate=ClientCertificateFacts(
+            problem=Reason.CLIENT_CERTIFICATE_MISSING, detail="no client_certificate"
+        ),
     )
     assert second.target_uri == "https://wins.example/"
     assert second.proof_only
