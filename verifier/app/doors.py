@@ -38,23 +38,20 @@ def front_doors(
     settings: Settings, decisions: DecisionEngine, telemetry: Telemetry | None = None
 ) -> FrontDoors:
     """The front doors the settings ask for, answering with ``decisions``."""
-    routes = route_table(settings)
-    certificates = client_certificate_options(settings)
+    check = extauthz_options(settings)  # built once: it reads the CA file of the CA policy
     forward_auth = None
     if settings.server.http_listen:
-        options = forward_auth_options(settings, routes)
+        options = forward_auth_options(settings, base=check)
         forward_auth = ForwardAuthApp(decisions, options, telemetry=telemetry)
     return FrontDoors(
         verify=VerifyService(
             decisions,
             allow_explain=settings.doors.allow_explain,
-            routes=routes,
+            routes=check.routes,
             telemetry=telemetry,
-            certificate_roots=certificates.trust_roots,
+            certificate_roots=check.client_certificate.trust_roots,
         ),
-        extauthz=ExtAuthzService(
-            decisions, extauthz_options(settings, routes), telemetry=telemetry
-        ),
+        extauthz=ExtAuthzService(decisions, check, telemetry=telemetry),
         forward_auth=forward_auth,
     )
 
@@ -78,10 +75,11 @@ def extauthz_options(settings: Settings, routes: RouteTable | None = None) -> Ex
 
 
 def forward_auth_options(
-    settings: Settings, routes: RouteTable | None = None
+    settings: Settings, routes: RouteTable | None = None, *, base: ExtAuthzOptions | None = None
 ) -> ForwardAuthOptions:
-    """Everything the forward-auth listener needs besides the engine."""
-    base = extauthz_options(settings, routes)
+    """Everything the forward-auth listener needs besides the engine; what it shares with
+    ``Check`` comes from ``base`` when given."""
+    base = base if base is not None else extauthz_options(settings, routes)
     return ForwardAuthOptions(
         trusted_proxies=tuple(ipaddress.ip_network(n) for n in settings.doors.http_trusted_proxies),
         routes=base.routes,
